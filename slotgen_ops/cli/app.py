@@ -1,0 +1,85 @@
+"""The `slotgen` command: the root group and the one error boundary.
+
+Every failure leaves as one line on stderr and an exit code (SPEC section 5):
+0 ok, 1 verification failed (rolled back), 2 bad usage or input, 3 refused by
+policy, 4 integrity failure. Commands return their exit code.
+
+Heavy libraries (openai, jsonschema, rich tables) are imported inside the
+commands that need them, so `slotgen --help`, `decide`, `status` and
+`rollback` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from ..errors import EXIT_BAD_INPUT, SlotgenError
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+class SlotgenGroup(TyperGroup):
+    """A Typer group whose every error is one line on stderr with its exit code."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        import typer._click.exceptions as click_exc  # vendored click in typer >= 0.20
+
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "slotgen", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except SlotgenError as exc:
+            _fail(str(exc), exc.exit_code)
+        except click_exc.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            _fail(" ".join(exc.format_message().split()) + hint, EXIT_BAD_INPUT)
+        except click_exc.ClickException as exc:
+            _fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except click_exc.Abort:
+            _fail("aborted, nothing changed", EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except BrokenPipeError:
+            sys.exit(0)
+        except Exception as exc:  # never a traceback for an operator
+            if os.environ.get("SLOTGEN_DEBUG"):
+                raise
+            _fail(f"internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} "
+                  "(set SLOTGEN_DEBUG=1 for details)", EXIT_BAD_INPUT)
+        sys.stdout.flush()
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(
+    cls=SlotgenGroup,
+    name="slotgen",
+    help="Switch on the AI path of slot generation in Beta, one verified, recorded step at a time.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # an API key may be in scope
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    from . import audit, change, decide, exposure, init_cmd, status
+
+    for module in (init_cmd, status, change, decide, exposure, audit):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    typer.main.get_command(app).main(prog_name="slotgen")

@@ -1,0 +1,142 @@
+"""`slotgen audit show|verify|export|repair`: review and prove the audit log."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..errors import EXIT_INTEGRITY, BadInput
+from .common import JsonOpt, WorkspaceOpt, console, emit_json
+from .options import OperatorOpt, RequiredEnvOpt
+
+audit_app = typer.Typer(help="Review, verify, export and repair an environment's audit log.", no_args_is_help=True)
+
+
+def _environment(workspace, env):
+    from ..ops.workspace import Workspace
+
+    return Workspace.locate(workspace).environment(env)
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"{name} {value!r}: expected an ISO 8601 time, e.g. 2026-11-22T13:00:00Z") from None
+    if moment.tzinfo is None:
+        from datetime import timezone
+
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+@audit_app.command("show")
+def show(
+    env: RequiredEnvOpt = ...,
+    operator: Annotated[str | None, typer.Option("--operator", help="Only entries by this operator.")] = None,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action (set, approve, verify, rollback, refused, init, audit-repair).")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only entries at or after this UTC time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Only entries at or before this UTC time.")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Show audit entries, filtered by operator, action and time."""
+    from ..ops.audit import filter_entries
+
+    environment = _environment(workspace, env)
+    entries = filter_entries(environment.log.entries(), operator=operator, action=action,
+                             since=_time(since, "--since"), until=_time(until, "--until"))
+    if json_out:
+        emit_json({"env": env, "entries": list(entries)})
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"audit log of {env}", show_edge=False, pad_edge=False)
+    for column in ("seq", "ts (UTC)", "operator", "action", "step", "change", "record", "verification", "reason"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        change = f"{e.get('control')}: {e.get('old')} -> {e.get('new')}" if e.get("control") else ""
+        verification = e.get("verification") or {}
+        verdict = ("pass" if verification.get("passed") else "FAIL") if verification else ""
+        table.add_row(str(e.get("seq")), str(e.get("ts", ""))[:19], escape(str(e.get("operator"))),
+                      str(e.get("action")), str(e.get("step") or ""), escape(change),
+                      escape(str(e.get("decisionRecord") or "")), verdict, escape(str(e.get("reason") or "")))
+    console().print(table)
+    return 0
+
+
+@audit_app.command("verify")
+def verify(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
+    """Check the whole hash chain and its agreement with the controls; names the first bad entry (exit 4)."""
+    from ..ops.report import audit_verify
+
+    doc = audit_verify(_environment(workspace, env))
+    if json_out:
+        emit_json(doc)
+    elif doc["valid"]:
+        console().print(f"[green]valid[/]: {doc['entries']} entries, chain and controls agree")
+    else:
+        console().print(f"[bold red]INVALID[/]: first bad entry seq {doc['firstBad']}: {escape(str(doc['reason']))}")
+    if not doc["valid"]:
+        sys.stderr.write(f"error: audit log of {env} failed verification at seq {doc['firstBad']}: {doc['reason']}\n")
+        return EXIT_INTEGRITY
+    return 0
+
+
+@audit_app.command("export")
+def export(
+    env: RequiredEnvOpt = ...,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    operator: Annotated[str | None, typer.Option("--operator", help="Only entries by this operator.")] = None,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only entries at or after this UTC time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Only entries at or before this UTC time.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> int:
+    """Export audit entries as JSON lines or CSV."""
+    from ..ops.audit import filter_entries
+
+    if fmt not in ("jsonl", "csv"):
+        raise BadInput(f"--format {fmt!r}: expected jsonl or csv")
+    environment = _environment(workspace, env)
+    entries = filter_entries(environment.log.entries(), operator=operator, action=action,
+                             since=_time(since, "--since"), until=_time(until, "--until"))
+    out = sys.stdout if output is None else output.open("w", encoding="utf-8", newline="")
+    try:
+        writer = environment.log.export_jsonl if fmt == "jsonl" else environment.log.export_csv
+        count = writer(out, entries)
+    finally:
+        if output is not None:
+            out.close()
+    if output is not None:
+        sys.stderr.write(f"exported {count} entries to {output}\n")
+    return 0
+
+
+@audit_app.command("repair")
+def repair(env: RequiredEnvOpt = ..., operator: OperatorOpt = None, workspace: WorkspaceOpt = None,
+           json_out: JsonOpt = False) -> int:
+    """Cut off a torn last line (an interrupted write) and record what was cut."""
+    from ..ops.repair import repair_log
+
+    entry = repair_log(_environment(workspace, env), operator)
+    if json_out:
+        emit_json({"ok": True, "repaired": entry is not None, "auditSeq": entry["seq"] if entry else None,
+                   "details": entry.get("details") if entry else None})
+    elif entry is None:
+        console().print("nothing to repair: the last line is complete")
+    else:
+        console().print(f"cut {entry['details']['cutBytes']} bytes (recorded as seq {entry['seq']})")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(audit_app, name="audit")

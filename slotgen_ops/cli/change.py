@@ -1,0 +1,172 @@
+"""The commands that change an environment: set, approve, verify, rollback."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import Refused
+from .common import JsonOpt, WorkspaceOpt, emit_json
+from .options import DecisionRecordOpt, DryRunOpt, OperatorOpt, RequiredEnvOpt, YesOpt, make_confirm, verifier_with_progress
+
+ItemsArg = Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE", help="One control and its new value.", show_default=False)]
+
+
+def _env(workspace, env):
+    from ..ops.workspace import Workspace
+
+    return Workspace.locate(workspace).environment(env)
+
+
+def _actor(environment, operator):
+    from ..ops.authority import resolve_actor
+
+    return resolve_actor(environment.workspace.roster, operator)
+
+
+def _finish(result, json_out: bool) -> int:
+    from .render import render_result
+
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        render_result(result)
+    return result.exit_code
+
+
+def _refused(exc: Refused, json_out: bool):
+    if json_out:
+        emit_json({"ok": False, "refused": exc.message, "next": exc.next_step,
+                   "auditSeq": getattr(exc, "audit_seq", None)})
+    return exc
+
+
+def set_(
+    items: ItemsArg = None,
+    env: RequiredEnvOpt = ...,
+    decision_record: DecisionRecordOpt = None,
+    approval: Annotated[str | None, typer.Option("--approval", help="Approval id from 'slotgen approve' (rollout increases).")] = None,
+    expect: Annotated[str | None, typer.Option("--expect", help="Compare-and-set: the value you expect to replace ('' = unset).")] = None,
+    operator: OperatorOpt = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Take one runbook step: set one control, then verify (rolls back on any failed check).
+
+    Refused (exit 3) when the change skips, reorders or combines steps, jumps
+    the ladder, lacks a decision record or approval, or comes from someone not
+    allowed; the refusal is recorded and names the next allowed step.
+    """
+    from ..ops.changes import set_control
+
+    environment = _env(workspace, env)
+    actor = _actor(environment, operator)
+    try:
+        result = set_control(environment, list(items or []), actor=actor, decision_record=decision_record,
+                             approval_id=approval, expect=expect, dry_run=dry_run, confirm=make_confirm(yes),
+                             verifier=verifier_with_progress(json_out))
+    except Refused as exc:
+        raise _refused(exc, json_out) from None
+    return _finish(result, json_out)
+
+
+def approve(
+    items: ItemsArg = None,
+    env: RequiredEnvOpt = ...,
+    decision_record: DecisionRecordOpt = None,
+    operator: OperatorOpt = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Record an approval for one exact rollout increase; prints its id for 'set --approval ID'.
+
+    Only an approver may approve; the approval is single-use, expires (24 h by
+    default) and cannot be used by the approver.
+    """
+    from ..ops.changes import approve as approve_change
+
+    environment = _env(workspace, env)
+    actor = _actor(environment, operator)
+    try:
+        result = approve_change(environment, list(items or []), actor=actor, decision_record=decision_record,
+                                dry_run=dry_run, confirm=make_confirm(yes))
+    except Refused as exc:
+        raise _refused(exc, json_out) from None
+    return _finish(result, json_out)
+
+
+def verify(
+    env: RequiredEnvOpt = ...,
+    decision_record: DecisionRecordOpt = None,
+    operator: OperatorOpt = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Run the sample jobs through the real runtime and check schemas, paths, codes and latency.
+
+    With an operator and a decision record the result is recorded, completes
+    step 5 when the runbook stands there, and a failed check engages the
+    kill-switch (exit 1). Without them it only reports.
+    """
+    from ..ops.changes import verify_environment
+
+    environment = _env(workspace, env)
+    actor = _actor(environment, operator) if (operator or decision_record) else _actor_unrecorded()
+    try:
+        result = verify_environment(environment, actor=actor, decision_record=decision_record,
+                                    verifier=verifier_with_progress(json_out))
+    except Refused as exc:
+        raise _refused(exc, json_out) from None
+    if json_out:
+        doc = dict(result.verification or {})
+        doc.update({"ok": result.ok, "step": result.step, "auditSeq": result.audit_seq, "rollback": result.rollback,
+                    "message": result.message})
+        emit_json(doc)
+        return result.exit_code
+    return _finish(result, json_out)
+
+
+def _actor_unrecorded():
+    from ..ops.authority import Actor
+
+    return Actor(claimed=None, operator=None)
+
+
+def rollback(
+    env: RequiredEnvOpt = ...,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).", show_default=False)] = ...,
+    decision_record: DecisionRecordOpt = None,
+    operator: OperatorOpt = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Engage the kill-switch in one action, from any state, and record it.
+
+    Works even when the audit log or the controls fail verification
+    (break-glass). Never asks for confirmation: it only makes things safer.
+    The decision record may be given later.
+    """
+    from ..ops.changes import rollback as do_rollback
+
+    environment = _env(workspace, env)
+    actor = _actor(environment, operator)
+    try:
+        result = do_rollback(environment, actor=actor, reason=reason, decision_record=decision_record,
+                             dry_run=dry_run, verifier=verifier_with_progress(json_out))
+    except Refused as exc:
+        raise _refused(exc, json_out) from None
+    return _finish(result, json_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("set")(set_)
+    app.command("approve")(approve)
+    app.command("verify")(verify)
+    app.command("rollback")(rollback)

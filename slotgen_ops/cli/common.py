@@ -1,0 +1,130 @@
+"""Shared CLI plumbing: options, output, and where the controls come from.
+
+JSON goes to stdout through json.dumps, never through Rich (it wraps at 80
+columns when piped). Human output goes to stdout through Rich; warnings and
+errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..contract import ALLOWLIST_VAR, CONTROL_VARS, Controls
+from ..contract.decision import AllowlistState
+from ..errors import BadInput
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+EnvOpt = Annotated[str | None, typer.Option("--env", "-e", help="Environment in the workspace (e.g. staging).")]
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Workspace directory (else $SLOTGEN_WORKSPACE, else the nearest parent holding slotgen.yaml)."),
+]
+WithOpt = Annotated[
+    list[str] | None,
+    typer.Option("--with", help="KEY=VALUE: override one control for this evaluation only (a what-if). Repeatable."),
+]
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def console(stderr: bool = False):  # -> rich.console.Console
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def parse_with(items: list[str] | None) -> dict[str, str]:
+    """`--with KEY=VALUE` overrides: KEY must be a control, each at most once."""
+    overrides: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise BadInput(f"--with {item!r}: expected KEY=VALUE, e.g. --with SLOTGEN_AI_KILL=false")
+        if key not in CONTROL_VARS:
+            raise BadInput(f"--with {item!r}: {key!r} is not a control (one of {', '.join(CONTROL_VARS)})")
+        if key in overrides:
+            raise BadInput(f"--with {key} given twice; give each control at most once")
+        overrides[key] = value
+    return overrides
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What a what-if evaluation runs under: controls, allowlist, and where they came from."""
+
+    controls: Controls
+    allowlist: AllowlistState
+    source: str
+
+
+def evaluation_inputs(env: str | None, workspace: Path | None, with_items: list[str] | None) -> Evaluation:
+    """Controls from the environment's controls file (--env) or the process environment,
+    then `--with` overrides. Relative allowlist paths from --env resolve against the
+    workspace; from the process environment or --with, against the current directory.
+    """
+    from ..runtime.allowlist_file import load_allowlist
+
+    overrides = parse_with(with_items)
+    base: Path | None = None
+    if env is not None:
+        from ..ops.workspace import Workspace
+
+        ws = Workspace.locate(workspace)
+        raw: dict[str, str | None] = dict(ws.environment(env).read_controls().values)
+        base = ws.root
+        source = f"environment {env!r} of {ws.root}"
+    else:
+        raw = {name: os.environ.get(name) for name in CONTROL_VARS}
+        source = "the process environment"
+    # A path typed on this command line is relative to the shell's directory.
+    allowlist_base = None if ALLOWLIST_VAR in overrides else base
+    raw.update(overrides)
+    if overrides:
+        source += " with " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    controls = Controls.from_mapping(raw)
+    allowlist = load_allowlist(controls.allowlist_path, allowlist_base)
+    _warn_fail_closed(controls, allowlist)
+    return Evaluation(controls=controls, allowlist=allowlist, source=source)
+
+
+def _warn_fail_closed(controls: Controls, allowlist: AllowlistState) -> None:
+    """A control the runtime cannot trust is a fact to show, not a usage error: it fails closed."""
+    if controls.rollout is None and controls.rollout_raw is not None:
+        warn(f"SLOTGEN_AI_ROLLOUT_PERCENT={controls.rollout_raw!r} is not an integer 0..100: "
+             "the rollout gate fails closed (ROLLOUT_EXCLUDED)")
+    if controls.kill_raw is not None and controls.kill_engaged and controls.kill_raw.strip().lower() != "true":
+        warn(f"SLOTGEN_AI_KILL={controls.kill_raw!r} is not 'true' or 'false': the kill-switch counts as engaged")
+    if controls.allowlist_path is not None and not allowlist.available:
+        warn(f"allowlist {allowlist.reason}: every job is NOT_ALLOWLISTED")
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """A JSON document from a file (or '-' for stdin), with one-line errors."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: {what} file not found") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a directory, expected a {what} file") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: {what} file is not UTF-8 text") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read {what} file ({exc.strerror})") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadInput(f"{path}: {what} file is not JSON: {exc}") from None

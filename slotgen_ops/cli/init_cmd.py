@@ -1,0 +1,38 @@
+"""`slotgen init`: create a workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import JsonOpt, console, emit_json
+from .options import OperatorOpt
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(metavar="[DIR]", help="Where to create the workspace.")] = Path("."),
+    operator: OperatorOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Create a workspace that works with no further editing: config, three demo operators,
+    the Beta minimal-cohort allowlist, the runbook, sample jobs, and the environments
+    staging and production with every control safe."""
+    from ..ops.authority import resolve_actor
+    from ..ops.init import init_workspace
+
+    result = init_workspace(directory, resolve_actor(None, operator))
+    if json_out:
+        emit_json({"ok": True, **result})
+    else:
+        out = console()
+        out.print(f"workspace created in {result['workspace']}")
+        out.print("environments: " + ", ".join(result["environments"]) +
+                  " (kill-switch on, feature off, rollout 0, no allowlist)")
+        out.print("next: slotgen next --env staging")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)

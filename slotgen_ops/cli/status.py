@@ -1,0 +1,90 @@
+"""`slotgen status` and `slotgen next`: where an environment stands and what comes next."""
+
+from __future__ import annotations
+
+import typer
+from rich.markup import escape
+
+from ..errors import EXIT_INTEGRITY
+from .common import JsonOpt, WorkspaceOpt, console, emit_json
+from .options import RequiredEnvOpt
+
+
+def _environment(workspace, env):
+    from ..ops.workspace import Workspace
+
+    return Workspace.locate(workspace).environment(env)
+
+
+def status(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
+    """Show the controls and what they mean, the runbook position and next step, the shadow
+    exposure, the last changes, audit integrity and warnings. Exit 4 if integrity fails."""
+    from ..ops.report import status_report
+
+    doc, valid = status_report(_environment(workspace, env))
+    if json_out:
+        emit_json(doc)
+    else:
+        _render_status(doc)
+    return 0 if valid else EXIT_INTEGRITY
+
+
+def next_(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
+    """Show the next allowed step and the exact command to run it."""
+    from ..ops.report import status_report
+
+    doc, valid = status_report(_environment(workspace, env))
+    nxt = dict(doc["next"])
+    nxt["env"] = doc["env"]
+    if json_out:
+        emit_json(nxt)
+    else:
+        out = console()
+        if nxt.get("step") is None:
+            out.print(f"{doc['env']}: next is none - {escape(nxt['summary'])}")
+        else:
+            out.print(f"{doc['env']}: next is step {nxt['number']} ({nxt['step']}): {escape(nxt.get('title') or '')}")
+            if nxt.get("blockedBy"):
+                out.print(f"[yellow]not yet:[/] {escape(nxt['blockedBy'])}")
+        for command in nxt.get("commands", []):
+            out.print(f"  {escape(command)}", soft_wrap=True)
+    return 0 if valid else EXIT_INTEGRITY
+
+
+def _render_status(doc: dict) -> None:
+    from rich.table import Table
+
+    out = console()
+    audit = doc["audit"]
+    integrity = "[green]consistent[/]" if audit["valid"] else "[bold red]FAILED[/]"
+    out.print(f"[bold]{doc['env']}[/]   audit: {audit['entries']} entries, {integrity}")
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("control")
+    table.add_column("value")
+    table.add_column("meaning", overflow="fold")
+    for name, value in doc["controls"].items():
+        table.add_row(name, "(unset)" if value is None else escape(str(value)), escape(doc["meaning"].get(name, "")))
+    out.print(table)
+    steps = doc["steps"]
+    out.print(f"runbook: done {', '.join(steps['done']) or '(nothing yet)'}")
+    out.print(f"next: {escape(doc['next']['summary'])}", soft_wrap=True)
+    shadow = doc.get("shadowExposure")
+    if shadow:
+        out.print(f"shadow exposure: {shadow['count']} of {shadow['samples']} sample jobs would take the OpenAI path "
+                  f"with the kill-switch off ({shadow['now']} now, {shadow['more']} more)")
+    if doc["lastChanges"]:
+        recent = Table(title="last entries", show_edge=False, pad_edge=False)
+        for column in ("seq", "ts", "operator", "action", "step", "change", "record"):
+            recent.add_column(column)
+        for e in doc["lastChanges"]:
+            change = f"{e['control']}: {e['old']} -> {e['new']}" if e.get("control") else ""
+            recent.add_row(str(e["seq"]), str(e["ts"])[:19], escape(str(e["operator"])), e["action"] or "",
+                           e["step"] or "", escape(change), escape(str(e["decisionRecord"] or "")))
+        out.print(recent)
+    for warning in doc["warnings"]:
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("next")(next_)

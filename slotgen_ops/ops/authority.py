@@ -1,0 +1,124 @@
+"""Who may act: operators, roles, decision records, approvals (SPEC section 3).
+
+Identity is declared (--operator, else SLOTGEN_OPERATOR) and recorded with
+the OS account that ran the command, taken from the process's uid (not $USER),
+as an `actor` object that signed identities can extend later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..errors import BadInput, Refused
+from .workspace import Operator, Roster
+
+CHANGE_ROLES = ("engineering-owner", "on-call")
+APPROVER_ROLE = "approver"
+
+
+def os_account() -> dict[str, Any]:
+    uid = os.getuid()
+    try:
+        import pwd
+
+        user = pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        user = None
+    return {"uid": uid, "user": user}
+
+
+@dataclass(frozen=True)
+class Actor:
+    claimed: str | None          # what --operator / SLOTGEN_OPERATOR said
+    operator: Operator | None    # the roster entry, if the claim is known
+
+    @property
+    def roles(self) -> list[str]:
+        return list(self.operator.roles) if self.operator else []
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.claimed,
+            "name": self.operator.name if self.operator else None,
+            "roles": self.roles,
+            "known": self.operator is not None,
+            "identity": "declared",
+            "os": os_account(),
+            "host": socket.gethostname(),
+        }
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"operator": self.claimed, "roles": self.roles, "actor": self.to_json()}
+
+
+def resolve_actor(roster: Roster | None, operator_opt: str | None) -> Actor:
+    claimed = operator_opt if operator_opt else os.environ.get("SLOTGEN_OPERATOR") or None
+    operator = roster.get(claimed) if (roster is not None and claimed) else None
+    return Actor(claimed=claimed, operator=operator)
+
+
+def require_role(actor: Actor, roles: tuple[str, ...], what: str) -> None:
+    if actor.claimed is None:
+        raise Refused(f"no operator given for {what}: pass --operator ID or set SLOTGEN_OPERATOR")
+    if actor.operator is None:
+        raise Refused(f"unknown operator {actor.claimed!r}: not listed in operators.yaml")
+    if not set(actor.roles) & set(roles):
+        raise Refused(f"operator {actor.claimed!r} ({', '.join(actor.roles)}) may not {what}: "
+                      f"needs {' or '.join(roles)}")
+
+
+def check_decision_record(ref: str | None, pattern: str, required: bool = True) -> str | None:
+    if ref is None or not ref.strip():
+        if required:
+            raise Refused("missing decision record: every change needs --decision-record REF (e.g. DR-123 or an https URL)")
+        return None
+    ref = ref.strip()
+    if not re.fullmatch(pattern, ref):
+        raise BadInput(f"--decision-record {ref!r}: not a decision record (expected e.g. DR-123 or an https URL; "
+                       f"pattern {pattern})")
+    return ref
+
+
+def new_approval_id() -> str:
+    return "apv-" + secrets.token_hex(5)
+
+
+def approval_record(env: str, control: str, value: str, decision_record: str, approver: str,
+                    ttl_hours: float, now: datetime) -> dict[str, Any]:
+    expires = now + timedelta(seconds=int(ttl_hours * 3600))
+    return {"env": env, "control": control, "value": value, "decisionRecord": decision_record,
+            "approver": approver, "expiresAt": utc(expires)}
+
+
+def check_approval(approvals: dict[str, Any], approval_id: str | None, env: str, control: str, value: str,
+                   decision_record: str, operator: str, now: datetime) -> None:
+    """An approval is bound to one exact change, single-use, expires, and is not its approver's."""
+    if not approval_id:
+        raise Refused(f"a rollout increase needs an approval: an approver runs 'slotgen approve --env {env} "
+                      f"{control}={value} --decision-record {decision_record}', then pass --approval ID")
+    approval = approvals.get(approval_id)
+    if approval is None:
+        raise Refused(f"approval {approval_id!r} is unknown, already used or expired")
+    bound = (approval.get("env"), approval.get("control"), approval.get("value"), approval.get("decisionRecord"))
+    if bound != (env, control, value, decision_record):
+        raise Refused(f"approval {approval_id} was given for {approval.get('control')}={approval.get('value')} "
+                      f"in {approval.get('env')} under {approval.get('decisionRecord')}, not for this change")
+    if approval.get("approver") == operator:
+        raise Refused(f"approval {approval_id} was given by {operator!r}, who cannot use their own approval")
+    if approval.get("expiresAt", "") <= utc(now):
+        raise Refused(f"approval {approval_id} expired at {approval.get('expiresAt')}")
+
+
+def utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_utc() -> datetime:
+    """The current time. Deliberately no override: a clock hook would be a way around soak and expiry."""
+    return datetime.now(timezone.utc)

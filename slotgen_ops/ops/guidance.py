@@ -1,0 +1,43 @@
+"""What to do next, in words and as the exact command (for `next`, `status` and refusals)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .authority import now_utc
+from .runbook import next_step, unmet_requirement
+
+
+def describe_next(env, state: dict[str, Any]) -> dict[str, Any]:
+    """The next allowed step of `env`, what it needs, and the commands that take it."""
+    runbook = env.workspace.runbook
+    nxt = next_step(state, runbook)
+    name = env.name
+    who = "" if os.environ.get("SLOTGEN_OPERATOR") else " --operator <OPERATOR>"
+    if nxt.step is None:
+        return {"step": None, "number": None, "title": "Beta is live at the top of the ladder", "control": None,
+                "value": None, "needsApproval": False, "blockedBy": None, "commands": [],
+                "summary": "none: Beta is live (to reduce exposure: slotgen rollback)"}
+    step = nxt.step
+    value = nxt.value
+    if step.id == "allowlist-enable":
+        from .allowlists import default_allowlist
+
+        value = default_allowlist(env.workspace) or "allowlists/<APPROVED-FILE>.json"
+    commands: list[str] = []
+    needs_approval = "approval" in step.requires
+    if step.control is None:
+        commands.append(f"slotgen verify --env {name} --decision-record <REF>{who}")
+    else:
+        if needs_approval:
+            commands.append(f"slotgen approve --env {name} {step.control}={value} --decision-record <REF> "
+                            "--operator <APPROVER>")
+        approval = " --approval <APPROVAL-ID>" if needs_approval else ""
+        commands.append(f"slotgen set --env {name} {step.control}={value} --decision-record <REF>{approval}{who}")
+    blocked = unmet_requirement(step, state, runbook, name, now_utc(), skip=("approval",))
+    summary = f"step {step.number} ({step.id}): " + " then ".join(commands)
+    if blocked:
+        summary += f" [not yet: {blocked}]"
+    return {"step": step.id, "number": step.number, "title": step.title, "control": step.control, "value": value,
+            "needsApproval": needs_approval, "blockedBy": blocked, "commands": commands, "summary": summary}

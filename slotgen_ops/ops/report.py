@@ -1,0 +1,165 @@
+"""What `status` and `audit verify` report. Reads only; never prints.
+
+`status` costs the same for 10 or 100,000 audit entries: it reads the log's
+tail and trusts the head the controls file records (the full chain is
+`audit verify`'s job).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ..contract import KILL_VAR, Controls, decide, describe_controls, kill_switch_engaged
+from ..errors import IntegrityFailure
+from .canonical import entry_hash
+from .environment import Environment, parse_controls
+from .guidance import describe_next
+from .runbook import STEP_ORDER, soak_ready_at
+from .state import apply
+
+_RECENT = 5
+
+
+def recent_entries(env: Environment, count: int = _RECENT) -> list[dict[str, Any]]:
+    """The last `count` complete entries, read from the end of the file."""
+    path = env.log.path
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            chunk = 16384
+            while True:
+                start = max(0, size - chunk)
+                fh.seek(start)
+                data = fh.read(size - start)
+                lines = data.split(b"\n")
+                if start > 0:
+                    lines = lines[1:]  # possibly partial
+                complete = [ln for ln in lines if ln.strip()]
+                if len(complete) > count or start == 0:
+                    break
+                chunk *= 4
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in complete[-count:]:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def shadow_exposure(env: Environment, controls: dict[str, Any]) -> dict[str, Any] | None:
+    """Sample jobs that would take the OpenAI path if the kill-switch were off (decide only, no calls)."""
+    from ..runtime.allowlist_file import load_allowlist
+
+    try:
+        path = env.workspace.runbook.sample_jobs_path
+        jobs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return None
+    now = Controls.from_mapping(controls)
+    off = Controls.from_mapping({**controls, KILL_VAR: "false"})
+    allowlist = load_allowlist(now.allowlist_path, env.workspace.root)
+    would = [j.get("jobId") for j in jobs if decide(j, off, allowlist).path == "openai"]
+    current = sum(1 for j in jobs if decide(j, now, allowlist).path == "openai")
+    return {"jobs": would, "count": len(would), "now": current, "more": len(would) - current, "samples": len(jobs)}
+
+
+def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
+    """The status document (SPEC section 5) and whether the audit integrity holds."""
+    warnings: list[str] = []
+    try:
+        snap = env.snapshot()
+        state, head, valid, problem = snap.state, snap.head, True, None
+        if snap.pending is not None:
+            warnings.append(f"audit entry seq {snap.pending['seq']} is recorded but its controls were not written "
+                            "(interrupted); the next change finishes it")
+    except IntegrityFailure as exc:
+        valid, problem = False, exc.message
+        head = env.log.head() if env.log.path.exists() else None
+        state = head.get("state") if head and entry_hash(head) == head.get("hash") else None
+        warnings.append(f"audit integrity: {problem}")
+    try:
+        file_controls = parse_controls(env.controls_path).values
+    except IntegrityFailure:
+        file_controls = state["controls"] if state else {}
+    controls = file_controls or (state["controls"] if state else {})
+    meaning = describe_controls(Controls.from_mapping(controls)) if controls else {}
+    if state is not None and valid:
+        nxt = describe_next(env, state)
+        done = list(STEP_ORDER) if nxt["step"] is None else list(STEP_ORDER[: STEP_ORDER.index(nxt["step"])])
+        if nxt["blockedBy"]:
+            warnings.append(nxt["blockedBy"])
+        ready = soak_ready_at(state, env.workspace.runbook, env.name)
+        approvals = state.get("approvals", {})
+    else:
+        nxt = {"step": None, "summary": "none: changes are refused until the audit log and controls agree "
+               "(rollback still works)", "commands": [f"slotgen audit verify --env {env.name}"]}
+        done, ready, approvals = [], None, {}
+    if controls and not kill_switch_engaged(controls.get(KILL_VAR)):
+        warnings.append("the kill-switch is OFF: admitted jobs take the OpenAI path")
+    breakglass = env.controls_path.with_name(f"{env.name}.breakglass.jsonl")
+    if breakglass.exists():
+        warnings.append(f"break-glass rollbacks are recorded in {breakglass.name}")
+    doc = {
+        "env": env.name,
+        "controls": controls,
+        "meaning": meaning,
+        "steps": {"done": done, "next": nxt["step"]},
+        "next": nxt,
+        "audit": {"entries": int(head["seq"]) if head else 0, "valid": valid, "head": head.get("hash") if head else None,
+                  "problem": problem},
+        "shadowExposure": shadow_exposure(env, controls) if controls else None,
+        "lastChanges": [_brief(e) for e in recent_entries(env)],
+        "approvals": approvals,
+        "soakReadyAt": ready.strftime("%Y-%m-%dT%H:%M:%SZ") if ready else None,
+        "verificationPassing": state.get("verificationPassing") if state else None,
+        "warnings": warnings,
+    }
+    return doc, valid
+
+
+def _brief(entry: dict[str, Any]) -> dict[str, Any]:
+    verification = entry.get("verification") or {}
+    return {"seq": entry.get("seq"), "ts": entry.get("ts"), "operator": entry.get("operator"),
+            "action": entry.get("action"), "step": entry.get("step"), "control": entry.get("control"),
+            "old": entry.get("old"), "new": entry.get("new"), "decisionRecord": entry.get("decisionRecord"),
+            "passed": verification.get("passed") if verification else None, "reason": entry.get("reason")}
+
+
+def audit_verify(env: Environment) -> dict[str, Any]:
+    """The full check: hash chain, environment, anchor, and that every `state` replays."""
+    anchor = None
+    problems: list[str] = []
+    try:
+        found = parse_controls(env.controls_path)
+        anchor = (found.head_seq, found.head_hash)
+    except IntegrityFailure as exc:
+        problems.append(exc.message)
+    report = env.log.verify(anchor=anchor, env=env.name)
+    first_bad, reason = report.first_bad, report.reason
+    if report.valid:
+        first_bad, reason = _replay_check(env)
+    if first_bad is None and not report.valid:
+        first_bad = report.first_bad
+    valid = report.valid and first_bad is None and not problems
+    if reason is None and problems:
+        reason = problems[0]
+    return {"env": env.name, "valid": valid, "entries": report.entries, "firstBad": first_bad, "reason": reason}
+
+
+def _replay_check(env: Environment) -> tuple[int | None, str | None]:
+    state = None
+    for entry in env.log.entries():
+        try:
+            expected = apply(state, entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            return entry.get("seq"), f"entry seq {entry.get('seq')} cannot be replayed ({exc})"
+        if entry.get("state") != expected:
+            return entry.get("seq"), f"entry seq {entry.get('seq')}: its recorded state is not what its action yields"
+        state = expected
+    return None, None

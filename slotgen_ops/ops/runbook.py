@@ -1,0 +1,306 @@
+"""The Phase 5 runbook as data plus the code that judges one change.
+
+The steps and their order come from `runbooks/beta-enable.yaml` and are
+checked against the plan's fixed order (seed 000, "Allowed Change Order
+(Strict)": no step may be skipped, reordered, or combined). The judge is pure:
+it sees a state and a change and says which step it is, or why not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR, kill_switch_engaged, rollout_percent
+from ..errors import BadInput
+
+STEP_ORDER = (
+    "kill-switch-on", "feature-flag-on", "allowlist-enable", "rollout-canary",
+    "verify", "kill-switch-off", "rollout-progression",
+)
+Requirement = Literal[
+    "kill-switch-engaged", "approval", "verification-passed", "rollout-nonzero",
+    "live", "verification-passing", "soak-elapsed",
+]
+CHECK_NAMES = ("executor-status-schema", "telemetry-schema", "path-behavior", "error-codes", "latency")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Step(_Strict):
+    id: str
+    title: str = ""
+    control: Literal["SLOTGEN_AI_KILL", "FEATURE_SLOTGEN_AI", "SLOTGEN_AI_ROLLOUT_PERCENT", "SLOTGEN_AI_ALLOWLIST_PATH"] | None
+    value: str | None
+    requires: tuple[Requirement, ...]
+
+    @property
+    def number(self) -> int:
+        return STEP_ORDER.index(self.id) + 1
+
+
+class MinimalCohort(_Strict):
+    maxRules: int = Field(ge=1)
+    maxCombinations: int = Field(ge=1)
+
+
+class VerificationSettings(_Strict):
+    sampleJobs: str = Field(min_length=1)
+    minSamples: dict[Literal["executor-status-schema", "telemetry-schema", "path-behavior", "error-codes", "latency"], int]
+
+
+class ApprovalSettings(_Strict):
+    ttlHours: float = Field(gt=0, le=168)
+
+
+class Runbook(_Strict):
+    schemaVersion: Literal[1]
+    id: str = Field(min_length=1)
+    title: str = ""
+    steps: tuple[Step, ...]
+    ladder: tuple[int, ...] = Field(min_length=1)
+    minimalCohort: MinimalCohort
+    soakMinutes: dict[str, int]
+    latencyP95Ms: dict[str, int]
+    verification: VerificationSettings
+    approvals: ApprovalSettings
+    path: Path | None = None
+
+    @field_validator("steps")
+    @classmethod
+    def _order(cls, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        ids = tuple(s.id for s in steps)
+        if ids != STEP_ORDER:
+            raise ValueError(f"the steps must be exactly, in order: {', '.join(STEP_ORDER)}")
+        return steps
+
+    @field_validator("ladder")
+    @classmethod
+    def _ladder(cls, ladder: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= v <= 100 for v in ladder) or list(ladder) != sorted(set(ladder)):
+            raise ValueError("the ladder must rise strictly, each rung 1..100")
+        return ladder
+
+    @field_validator("soakMinutes")
+    @classmethod
+    def _soak(cls, soak: dict[str, int]) -> dict[str, int]:
+        if "default" not in soak or any(v < 0 for v in soak.values()):
+            raise ValueError("needs a 'default' and non-negative minutes")
+        return soak
+
+    @field_validator("latencyP95Ms")
+    @classmethod
+    def _latency(cls, bounds: dict[str, int]) -> dict[str, int]:
+        if not bounds:
+            raise ValueError("at least one bound is required")
+        for level, bound in bounds.items():
+            if rollout_percent(level) is None or bound < 1:
+                raise ValueError(f"level {level!r} must be 0..100 with a bound of at least 1 ms")
+        return bounds
+
+    @classmethod
+    def load(cls, path: Path, check_schema: bool = False) -> "Runbook":
+        """Load and validate a runbook file; `check_schema` also runs the JSON schema."""
+        from .workspace import load_yaml_model
+
+        if check_schema:
+            check_runbook_schema(path)
+        runbook = load_yaml_model(path, cls)
+        return runbook.model_copy(update={"path": path})
+
+    def step(self, step_id: str) -> Step:
+        return self.steps[STEP_ORDER.index(step_id)]
+
+    def soak_minutes(self, env: str) -> int:
+        return self.soakMinutes.get(env, self.soakMinutes["default"])
+
+    def latency_bound_ms(self, rollout: int) -> int:
+        """The bound of the highest level not above `rollout` (the lowest level if none is)."""
+        levels = sorted((int(k), v) for k, v in self.latencyP95Ms.items())
+        bound = levels[0][1]
+        for level, value in levels:
+            if level <= rollout:
+                bound = value
+        return bound
+
+    def min_samples(self, check: str) -> int:
+        return self.verification.minSamples.get(check, 1)
+
+    @property
+    def sample_jobs_path(self) -> Path:
+        base = self.path.parent if self.path is not None else Path(".")
+        return base / self.verification.sampleJobs
+
+
+def check_runbook_schema(path: Path) -> None:
+    """Validate a runbook file against schemas/runbook.schema.json (imports jsonschema)."""
+    import yaml
+
+    from ..runtime.schemas import schema_errors
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BadInput(f"{path}: cannot read runbook ({exc.__class__.__name__})") from None
+    errors = schema_errors("runbook", doc)
+    if errors:
+        raise BadInput(f"{path}: runbook breaks its schema: {errors[0]}")
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """Where an environment stands: the next step and the value it sets."""
+
+    step: Step | None  # None: Beta is live, nothing further
+    value: str | None  # the exact value for rollout steps and kill-switch steps
+    blocked_by: str | None = None  # a precondition not yet met (e.g. soak)
+
+    @property
+    def id(self) -> str | None:
+        return self.step.id if self.step else None
+
+
+def next_step(state: dict[str, Any], runbook: Runbook) -> NextStep:
+    """The one step allowed next, derived from the state (never stored)."""
+    controls = state["controls"]
+    if not state["killConfirmed"]:
+        return NextStep(runbook.step("kill-switch-on"), "true")
+    rollout = rollout_percent(controls[ROLLOUT_VAR])
+    if kill_switch_engaged(controls[KILL_VAR]):
+        if controls[FEATURE_VAR] != "true":
+            return NextStep(runbook.step("feature-flag-on"), "true")
+        if not controls[ALLOWLIST_VAR]:
+            return NextStep(runbook.step("allowlist-enable"), None)
+        if not rollout:
+            return NextStep(runbook.step("rollout-canary"), str(runbook.ladder[0]))
+        if not state["stepVerified"]:
+            return NextStep(runbook.step("verify"), None)
+        return NextStep(runbook.step("kill-switch-off"), "false")
+    higher = [rung for rung in runbook.ladder if rollout is not None and rung > rollout]
+    if not higher:
+        return NextStep(None, None)
+    return NextStep(runbook.step("rollout-progression"), str(higher[0]))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The judge's verdict on one change: the step it is, or why it is refused."""
+
+    step: Step | None
+    refusal: str | None = None
+    kind: str | None = None  # skipped, reordered, ladder-jump, rollout-zero-live, not-a-step, precondition, done
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+def normalise_value(control: str, value: str) -> str:
+    """The canonical form of a value an operator sets; BadInput if it is not one."""
+    if control in (KILL_VAR, FEATURE_VAR):
+        lowered = value.strip().lower()
+        if lowered not in ("true", "false"):
+            raise BadInput(f"{control}={value!r}: takes true or false")
+        return lowered
+    if control == ROLLOUT_VAR:
+        if rollout_percent(value) is None:
+            raise BadInput(f"{control}={value!r}: takes an integer 0..100 in decimal digits")
+        return str(int(value))
+    if control == ALLOWLIST_VAR:
+        return value.strip()
+    raise BadInput(f"{control!r} is not a control (one of {KILL_VAR}, {FEATURE_VAR}, {ROLLOUT_VAR}, {ALLOWLIST_VAR})")
+
+
+def step_for_change(state: dict[str, Any], runbook: Runbook, control: str, value: str) -> Step | None:
+    """Which runbook step a change to `control` = `value` would be, if any."""
+    current = state["controls"]
+    if control == KILL_VAR:
+        return runbook.step("kill-switch-on" if value == "true" else "kill-switch-off")
+    if control == FEATURE_VAR:
+        return runbook.step("feature-flag-on") if value == "true" else None
+    if control == ALLOWLIST_VAR:
+        return runbook.step("allowlist-enable") if value else None
+    if control == ROLLOUT_VAR:
+        now = rollout_percent(current[ROLLOUT_VAR]) or 0
+        return runbook.step("rollout-canary" if now == 0 else "rollout-progression")
+    return None
+
+
+def judge(state: dict[str, Any], runbook: Runbook, env: str, control: str, value: str,
+          now: datetime) -> Judgement:
+    """Is `control` = `value` the next step, with its preconditions met? (Pure.)"""
+    nxt = next_step(state, runbook)
+    step = step_for_change(state, runbook, control, value)
+    controls = state["controls"]
+    if control == ROLLOUT_VAR and value == "0" and not kill_switch_engaged(controls[KILL_VAR]):
+        return Judgement(step, "a rollout of 0 while the kill-switch is off would admit every allowlisted job "
+                         "(0 disables the rollout gate)", "rollout-zero-live")
+    if nxt.step is None:
+        return Judgement(step, "Beta is live at the top of the ladder; the runbook has no further step "
+                         "(to reduce exposure use 'slotgen rollback')", "done")
+    if step is None:
+        return Judgement(None, f"{control}={value or '(unset)'} is not a runbook step "
+                         "(to switch the AI path off use 'slotgen rollback')", "not-a-step")
+    if control == KILL_VAR and value == "true" and state["killConfirmed"]:
+        return Judgement(step, "the kill-switch is already confirmed on (to engage it from a live state use 'slotgen rollback')",
+                         "reordered" if kill_switch_engaged(controls[KILL_VAR]) else "not-a-step")
+    if step.number < nxt.step.number:
+        return Judgement(step, f"step {step.number} ({step.id}) is already done; running it again reorders the runbook",
+                         "reordered")
+    if step.number > nxt.step.number:
+        return Judgement(step, f"step {step.number} ({step.id}) skips step {nxt.step.number} ({nxt.step.id})", "skipped")
+    if nxt.value is not None and value != nxt.value:
+        if control == ROLLOUT_VAR:
+            current = controls[ROLLOUT_VAR]
+            if int(value) < int(current or 0):
+                return Judgement(step, f"the rollout only rises, one rung at a time ({current} -> {nxt.value}); "
+                                 "to reduce exposure use 'slotgen rollback'", "not-a-step")
+            return Judgement(step, f"{current} -> {value} jumps the ladder {list(runbook.ladder)}; the next rung is {nxt.value}",
+                             "ladder-jump")
+        return Judgement(step, f"step {step.id} sets {control}={nxt.value}, not {value!r}", "not-a-step")
+    unmet = unmet_requirement(step, state, runbook, env, now, skip=("approval",))
+    if unmet is not None:
+        return Judgement(step, unmet, "precondition")
+    return Judgement(step)
+
+
+def unmet_requirement(step: Step, state: dict[str, Any], runbook: Runbook, env: str, now: datetime,
+                      skip: tuple[str, ...] = ()) -> str | None:
+    """The first precondition of `step` not met, in words, or None."""
+    controls = state["controls"]
+    for requirement in step.requires:
+        if requirement in skip:
+            continue
+        if requirement == "kill-switch-engaged" and not kill_switch_engaged(controls[KILL_VAR]):
+            return f"step {step.id} needs the kill-switch on"
+        if requirement == "verification-passed" and not state["stepVerified"]:
+            return (f"step {step.id} needs a recorded passing 'slotgen verify' since the last change "
+                    "(step 5, verify)")
+        if requirement == "rollout-nonzero" and not rollout_percent(controls[ROLLOUT_VAR]):
+            return f"step {step.id} needs a rollout other than 0 (0 admits every allowlisted job)"
+        if requirement == "live" and kill_switch_engaged(controls[KILL_VAR]):
+            return f"step {step.id} needs the kill-switch off"
+        if requirement == "verification-passing" and state["verificationPassing"] is not True:
+            return f"step {step.id} needs the latest verification to have passed (run 'slotgen verify')"
+        if requirement == "soak-elapsed":
+            ready = soak_ready_at(state, runbook, env)
+            if ready is not None and now < ready:
+                return f"step {step.id} needs the soak time to elapse: allowed from {ready.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    return None
+
+
+def soak_ready_at(state: dict[str, Any], runbook: Runbook, env: str) -> datetime | None:
+    last = state.get("lastChangeAt")
+    if not last:
+        return None
+    return parse_ts(last) + timedelta(minutes=runbook.soak_minutes(env))
+
+
+def parse_ts(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))

@@ -1,0 +1,90 @@
+"""An environment's state, and how each audit entry changes it.
+
+Pure: no I/O. The audit log is the source of truth; every entry carries the
+state after it (`state`), so reading the head is enough for `status`, and
+`replay()` rebuilds the same state from the actions alone, which is how a
+hand-forged `state` is caught.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
+
+CONTROL_ORDER = (KILL_VAR, FEATURE_VAR, ROLLOUT_VAR, ALLOWLIST_VAR)
+
+# What `slotgen init` writes: every control safe (SPEC section 5).
+SAFE_CONTROLS: dict[str, str | None] = {KILL_VAR: "true", FEATURE_VAR: "false", ROLLOUT_VAR: "0", ALLOWLIST_VAR: None}
+
+# Audit actions.
+INIT = "init"
+SET = "set"
+VERIFY = "verify"
+ROLLBACK = "rollback"
+APPROVE = "approve"
+REFUSED = "refused"
+RECOVER = "recover"
+REPAIR = "audit-repair"
+ACTIONS = (INIT, SET, VERIFY, ROLLBACK, APPROVE, REFUSED, RECOVER, REPAIR)
+
+
+def initial_state() -> dict[str, Any]:
+    return {
+        "controls": dict(SAFE_CONTROLS),
+        "killConfirmed": False,       # step 1 done (or a rollback confirmed it)
+        "stepVerified": False,        # an explicit passing verify since the last change (step 5)
+        "verificationPassing": None,  # the latest verification's result; None: none since the last change
+        "lastChangeAt": None,         # ts of the last applied control change (soak)
+        "approvals": {},              # outstanding approvals by id
+    }
+
+
+def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
+    """The state after `entry`, from the state before it (None before init)."""
+    action = entry.get("action")
+    if action == INIT:
+        new = initial_state()
+        new["controls"] = dict(entry.get("new") or SAFE_CONTROLS) if isinstance(entry.get("new"), dict) else dict(SAFE_CONTROLS)
+        return new
+    if state is None:
+        raise ValueError("the first entry of a log must be 'init'")
+    new = copy.deepcopy(state)
+    ts = entry.get("ts")
+    if action == SET:
+        new["controls"][entry["control"]] = entry["new"]
+        new["lastChangeAt"] = ts
+        new["stepVerified"] = False
+        new["verificationPassing"] = None
+        if entry.get("step") == "kill-switch-on":
+            new["killConfirmed"] = True
+        if entry.get("approvalId"):
+            new["approvals"].pop(entry["approvalId"], None)
+    elif action == ROLLBACK:
+        new["controls"][KILL_VAR] = "true"
+        new["killConfirmed"] = True
+        new["stepVerified"] = False
+        new["verificationPassing"] = None
+        new["lastChangeAt"] = ts
+    elif action == VERIFY:
+        passed = bool((entry.get("verification") or {}).get("passed"))
+        new["verificationPassing"] = passed
+        if passed and entry.get("step") == "verify":
+            new["stepVerified"] = True
+    elif action == APPROVE:
+        approval = (entry.get("details") or {}).get("approval")
+        if isinstance(approval, dict) and entry.get("approvalId"):
+            new["approvals"][entry["approvalId"]] = approval
+    # REFUSED, RECOVER, REPAIR change nothing.
+    if ts is not None and new["approvals"]:
+        new["approvals"] = {k: v for k, v in new["approvals"].items() if v.get("expiresAt", "") > ts}
+    return new
+
+
+def replay(entries) -> dict[str, Any] | None:
+    """The state rebuilt from the actions of a log's entries alone."""
+    state = None
+    for entry in entries:
+        state = apply(state, entry)
+    return state

@@ -1,0 +1,179 @@
+"""The workspace: configuration, operators, runbook and environments.
+
+Config files are YAML, loaded with yaml.safe_load and validated by pydantic
+with unknown keys rejected; every problem becomes one BadInput line naming the
+file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import BadInput
+
+WORKSPACE_FILE = "slotgen.yaml"
+OPERATORS_FILE = "operators.yaml"
+ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+DEFAULT_DR_PATTERN = r"^(DR-[1-9][0-9]*|https://[^\s/$.?#][^\s]*)$"
+ROLES = ("engineering-owner", "on-call", "approver")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OpenAISettings(_Strict):
+    """Where and how the OpenAI path runs. The key itself is never stored here."""
+
+    model: str = "gpt-4o-mini"
+    baseUrl: str | None = None  # None: the SDK's OPENAI_BASE_URL
+    apiKeyEnv: str = "OPENAI_API_KEY"
+    timeoutSeconds: float = Field(default=10.0, gt=0, le=120)
+    maxRetries: int = Field(default=1, ge=0, le=5)
+    promptTemplate: str | None = None
+
+
+class EnvironmentConfig(_Strict):
+    openai: OpenAISettings = OpenAISettings()
+
+
+class WorkspaceConfig(_Strict):
+    version: Literal[1] = 1
+    runbook: str = "runbooks/beta-enable.yaml"
+    decisionRecordPattern: str = DEFAULT_DR_PATTERN
+    environments: dict[str, EnvironmentConfig]
+
+    @field_validator("environments")
+    @classmethod
+    def _names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+        if not value:
+            raise ValueError("at least one environment is required")
+        for name in value:
+            if not ENV_NAME_RE.match(name):
+                raise ValueError(f"environment name {name!r} must match {ENV_NAME_RE.pattern}")
+        return value
+
+    @field_validator("decisionRecordPattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class Operator(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    name: str = Field(min_length=1)
+    roles: tuple[Literal["engineering-owner", "on-call", "approver"], ...] = Field(min_length=1)
+
+
+class Roster(_Strict):
+    operators: tuple[Operator, ...]
+
+    @field_validator("operators")
+    @classmethod
+    def _unique(cls, value: tuple[Operator, ...]) -> tuple[Operator, ...]:
+        seen: set[str] = set()
+        for op in value:
+            if op.id in seen:
+                raise ValueError(f"operator id {op.id!r} is listed twice")
+            seen.add(op.id)
+        return value
+
+    def get(self, operator_id: str) -> Operator | None:
+        return next((op for op in self.operators if op.id == operator_id), None)
+
+
+def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
+    """yaml.safe_load then model_validate; one BadInput line naming each failing field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise BadInput(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"{path}: expected a mapping at the top level")
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise BadInput(f"{path}: {validation_summary(exc)}") from None
+
+
+def validation_summary(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+class Workspace:
+    """A workspace directory: slotgen.yaml, operators.yaml, runbooks/, allowlists/, environments/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @classmethod
+    def locate(cls, explicit: Path | None = None) -> "Workspace":
+        """--workspace DIR, else $SLOTGEN_WORKSPACE, else the nearest parent holding slotgen.yaml."""
+        if explicit is None and os.environ.get("SLOTGEN_WORKSPACE"):
+            explicit = Path(os.environ["SLOTGEN_WORKSPACE"])
+        if explicit is not None:
+            if not (explicit / WORKSPACE_FILE).is_file():
+                raise BadInput(f"{explicit}: not a slotgen workspace (no {WORKSPACE_FILE}; create one with 'slotgen init')")
+            return cls(explicit)
+        here = Path.cwd().resolve()
+        for folder in (here, *here.parents):
+            if (folder / WORKSPACE_FILE).is_file():
+                return cls(folder)
+        raise BadInput(f"no slotgen workspace here or above {here} (use --workspace DIR, set SLOTGEN_WORKSPACE, or run 'slotgen init')")
+
+    @cached_property
+    def config(self) -> WorkspaceConfig:
+        return load_yaml_model(self.root / WORKSPACE_FILE, WorkspaceConfig)
+
+    @cached_property
+    def roster(self) -> Roster:
+        return load_yaml_model(self.root / OPERATORS_FILE, Roster)
+
+    @cached_property
+    def runbook(self):  # -> Runbook
+        from .runbook import Runbook
+
+        return Runbook.load(self.root / self.config.runbook)
+
+    @property
+    def environments_dir(self) -> Path:
+        return self.root / "environments"
+
+    @property
+    def allowlists_dir(self) -> Path:
+        return self.root / "allowlists"
+
+    def environment(self, name: str):  # -> Environment
+        from .environment import Environment
+
+        if name not in self.config.environments:
+            known = ", ".join(sorted(self.config.environments))
+            raise BadInput(f"unknown environment {name!r} (this workspace has: {known})")
+        return Environment(self, name, self.config.environments[name])
