@@ -1,0 +1,275 @@
+"""A small OpenAI-compatible endpoint on 127.0.0.1, for tests, verify and the demo.
+
+It serves `POST /v1/chat/completions` (and `/chat/completions`) like the real
+API, in one of these modes:
+
+- `ok`: a result valid against the result schema, echoing the prompt's jobId;
+- `http500`: HTTP 500 with an OpenAI-style error body;
+- `slow`: waits `delay_s` seconds, then answers like `ok`;
+- `nonjson`: message content that is not JSON;
+- `schema_invalid`: JSON content that breaks the result schema.
+
+It counts the completion requests it receives, so a test can prove the STUB
+path made no AI call. In a thread: `with FakeOpenAIServer(mode="ok") as server:`.
+As a process: `python -m slotgen_ops.runtime.fakeserver --mode ok --port-file F`,
+then `GET /_calls` -> {"calls": n}, `GET /_last` -> the last request body,
+`POST /_mode` {"mode": ..., "delay_s": ...}, `POST /_reset`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+MODES: tuple[str, ...] = ("ok", "http500", "slow", "nonjson", "schema_invalid")
+COMPLETION_PATHS = frozenset(("/v1/chat/completions", "/chat/completions"))
+_JOB_ID_RE = re.compile(r"""jobId["']?\s*[:=]\s*["']?([^\s"',;}]+)""")
+_MAX_BODY = 10 * 1024 * 1024
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible chat completions endpoint bound to 127.0.0.1 (port 0: any free port)."""
+
+    def __init__(self, mode: str = "ok", *, port: int = 0, delay_s: float = 2.0, host: str = "127.0.0.1") -> None:
+        _check_mode(mode)
+        self.mode = mode
+        self.delay_s = delay_s
+        self.last_request: dict[str, Any] | None = None  # the last completion request's JSON body
+        self._calls = 0
+        self._lock = threading.Lock()
+        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd.fake = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """What to give the SDK: `http://127.0.0.1:PORT/v1`."""
+        return f"http://{self._httpd.server_address[0]}:{self.port}/v1"
+
+    @property
+    def calls(self) -> int:
+        """Chat completion requests received since start or the last reset."""
+        with self._lock:
+            return self._calls
+
+    def set_mode(self, mode: str, delay_s: float | None = None) -> None:
+        """Change how the next requests are answered."""
+        _check_mode(mode)
+        with self._lock:
+            self.mode = mode
+            if delay_s is not None:
+                self.delay_s = delay_s
+
+    def reset_calls(self) -> None:
+        """Set the call counter back to 0 and forget the last request."""
+        with self._lock:
+            self._calls = 0
+            self.last_request = None
+
+    def _record(self, body: dict[str, Any]) -> tuple[str, float]:
+        with self._lock:
+            self._calls += 1
+            self.last_request = body
+            return self.mode, self.delay_s
+
+    def start(self) -> FakeOpenAIServer:
+        """Serve in a background daemon thread."""
+        if self._thread is None:
+            # A short poll interval: shutdown() waits up to one interval, and tests stop many servers.
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until shut down (the process mode)."""
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self._httpd.server_close()
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def completion_content(mode: str, job_id: str) -> str:
+    """The assistant message content for a mode (not used for `http500`)."""
+    if mode == "nonjson":
+        return "this is not json"
+    if mode == "schema_invalid":
+        # Valid JSON, wrong shape: slots is not an array and notes is missing.
+        return json.dumps({"jobId": job_id, "slots": "none"})
+    return json.dumps(
+        {
+            "jobId": job_id,
+            "slots": [
+                {"slotId": "slot-1", "title": "Introduction", "content": f"Generated for {job_id} by the fake server."},
+                {"slotId": "slot-2", "title": "Practice", "content": "Three short exercises."},
+            ],
+            "notes": "fake OpenAI server",
+        }
+    )
+
+
+def find_job_id(body: Any) -> str:
+    """The jobId mentioned in the request's messages (`jobId: X` or `"jobId": "X"`)."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    for message in reversed(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            match = _JOB_ID_RE.search(content)
+            if match:
+                return match.group(1)
+    return "unknown-job"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # a slow answer in flight must not hold up shutdown
+    fake: FakeOpenAIServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # quiet: a client that timed out and hung up is expected here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    server_version = "fake-openai/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: no request log on stderr
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        if self.path == "/_calls":
+            self._json(200, {"calls": fake.calls})
+        elif self.path == "/_last":
+            self._json(200, {"request": fake.last_request})
+        else:
+            self._json(404, _error(f"no route GET {self.path}", "not_found"))
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        body = self._body()
+        path = self.path.split("?", 1)[0]
+        if path in COMPLETION_PATHS:
+            self._complete(body if isinstance(body, dict) else {})
+        elif path == "/_mode":
+            mode = body.get("mode") if isinstance(body, dict) else None
+            delay = body.get("delay_s") if isinstance(body, dict) else None
+            if mode not in MODES or not (delay is None or isinstance(delay, (int, float))):
+                self._json(400, _error(f"mode must be one of {', '.join(MODES)}", "invalid_request_error"))
+                return
+            fake.set_mode(mode, delay)
+            self._json(200, {"mode": mode, "delay_s": fake.delay_s})
+        elif path == "/_reset":
+            fake.reset_calls()
+            self._json(200, {"calls": 0})
+        else:
+            self._json(404, _error(f"no route POST {self.path}", "not_found"))
+
+    def _complete(self, body: dict[str, Any]) -> None:
+        mode, delay_s = self.server.fake._record(body)
+        if mode == "http500":
+            self._json(500, _error("the fake server was told to fail", "server_error"))
+            return
+        if mode == "slow":
+            time.sleep(delay_s)
+        content = completion_content(mode, find_job_id(body))
+        self._json(
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model") if isinstance(body.get("model"), str) else "fake-model",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            },
+        )
+
+    def _body(self) -> Any:
+        try:
+            length = min(int(self.headers.get("Content-Length") or 0), _MAX_BODY)
+            return json.loads(self.rfile.read(length) or b"null")
+        except (ValueError, OSError):
+            return None
+
+    def _json(self, status: int, doc: Any) -> None:
+        data = json.dumps(doc).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass  # the client gave up (a timeout test): nothing to answer
+
+
+def _error(message: str, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake server as a process until SIGTERM or Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m slotgen_ops.runtime.fakeserver", description=__doc__.split("\n")[0])
+    parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--port-file", type=Path, help="write the port here once listening")
+    parser.add_argument("--delay", type=float, default=2.0, help="seconds the slow mode waits")
+    args = parser.parse_args(argv)
+    server = FakeOpenAIServer(args.mode, port=args.port, delay_s=args.delay)
+    if args.port_file is not None:
+        # Write then rename, so a reader never sees a half-written port.
+        tmp = args.port_file.with_name(args.port_file.name + f".{os.getpid()}.tmp")
+        tmp.write_text(f"{server.port}\n", encoding="utf-8")
+        os.replace(tmp, args.port_file)
+    else:
+        print(server.base_url, flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

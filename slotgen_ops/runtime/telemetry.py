@@ -1,0 +1,98 @@
+"""Telemetry: one `slotgen.execution` event per execution (schemas/telemetry-event.schema.json).
+
+The event is built in one place, `telemetry_event`, so every sink emits the
+same document; sinks only decide where it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ..contract import GATES, Decision
+
+EVENT_NAME = "slotgen.execution"
+EVENT_SCHEMA_VERSION = 1
+
+
+@runtime_checkable
+class TelemetrySink(Protocol):
+    """Where telemetry events go. `emit` receives one schema-valid event dict."""
+
+    def emit(self, event: dict[str, Any]) -> None: ...
+
+
+class MemoryTelemetrySink:
+    """Keeps events in a list (verification, tests)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+class JsonlTelemetrySink:
+    """Appends one JSON line per event to a file.
+
+    Each line goes out in a single unbuffered write on an O_APPEND descriptor,
+    so lines from concurrent writers never interleave and a line is on disk as
+    soon as `emit` returns.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file: Any = None
+
+    def emit(self, event: dict[str, Any]) -> None:
+        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open across emits
+        self._file.write(line.encode("utf-8"))
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file; a later `emit` reopens it."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> JsonlTelemetrySink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """RFC 3339 in UTC with a Z suffix and milliseconds: `2025-01-31T09:00:00.123Z`."""
+    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def telemetry_event(decision: Decision, status: dict[str, Any], env: str | None, ts: str) -> dict[str, Any]:
+    """The telemetry event of one execution: the decision's context plus the executor status."""
+    controls = decision.controls
+    return {
+        "event": EVENT_NAME,
+        "schemaVersion": EVENT_SCHEMA_VERSION,
+        "ts": ts,
+        "jobId": status["jobId"],
+        "path": status["path"],
+        "outcome": status["outcome"],
+        "code": status["code"],
+        "bucket": status["bucket"],
+        "decidedBy": GATES[decision.decided_by] if decision.decided_by < len(GATES) else None,
+        "allowlistVersion": decision.allowlist.version,
+        "rolloutPercent": controls.rollout,
+        "killSwitch": controls.kill_engaged,
+        "featureFlag": controls.feature_on,
+        "latencyMs": status["latencyMs"],
+        "attempts": status["attempts"],
+        "model": status["model"],
+        "env": env,
+    }
