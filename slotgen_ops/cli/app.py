@@ -71,9 +71,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import audit, change, decide, exposure, init_cmd, status
+    from . import audit, change, decide, demo, exposure, init_cmd, status
 
-    for module in (init_cmd, status, change, decide, exposure, audit):
+    for module in (init_cmd, status, change, decide, exposure, audit, demo):
         module.register(app)
 
 

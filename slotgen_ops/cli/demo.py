@@ -1,0 +1,144 @@
+"""`slotgen demo`: a narrated staging walk-through in a temporary workspace, no network.
+
+Every step runs the real `slotgen` command in a child process against the
+package's local OpenAI-compatible server on 127.0.0.1, so what the demo shows
+is exactly what an operator types and sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from .common import console
+
+DR = "DR-1001"
+
+
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary workspace and print where it is.")] = False,
+) -> int:
+    """Walk staging from init to a live 5% Beta, then a failed check rolling back.
+
+    Runs in a temporary workspace with the package's local OpenAI-compatible
+    server on 127.0.0.1; no network. Ends with 'audit verify'.
+    """
+    from ..runtime.fakeserver import FakeOpenAIServer
+
+    out = console()
+    started = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="slotgen-demo-"))
+    workspace = root / "workspace"
+    with FakeOpenAIServer(mode="ok") as server:
+        env = dict(os.environ)
+        env.update({"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "local-demo-key",
+                    "SLOTGEN_WORKSPACE": str(workspace), "NO_COLOR": env.get("NO_COLOR", ""),
+                    "COLUMNS": env.get("COLUMNS", "110")})
+        env.pop("SLOTGEN_OPERATOR", None)
+        walk = _Walk(out, env)
+        out.rule("[bold]slotgen demo: enabling Beta in staging, one verified step at a time")
+        out.print(f"A local OpenAI-compatible server answers on {server.base_url} (no network is used).")
+        walk.say("1. Create a workspace: config, operators (owner, oncall, approver), the minimal-cohort "
+                 "allowlist, the runbook and sample jobs. Every control starts safe.")
+        walk.run(["init", str(workspace)])
+        walk.say("Ask the tool what to do next. It always names one step and the exact command.")
+        walk.run(["next", "--env", "staging"])
+        walk.say("Step 1: confirm the kill-switch is on. Every change names its operator and decision record, "
+                 "is recorded in the audit log, and is verified right after.")
+        walk.run(["set", "--env", "staging", "SLOTGEN_AI_KILL=true", "--decision-record", DR, "--operator", "owner", "--yes"])
+        walk.say("Skipping ahead is refused (exit 3), recorded, and the refusal names the next allowed step.")
+        walk.run(["set", "--env", "staging", "SLOTGEN_AI_KILL=false", "--decision-record", DR, "--operator", "owner",
+                  "--yes"], expect=3)
+        walk.say("Step 2: the feature flag on, while the kill-switch stays on.")
+        walk.run(["set", "--env", "staging", "FEATURE_SLOTGEN_AI=true", "--decision-record", DR, "--operator", "oncall", "--yes"])
+        walk.say("Step 3: enable the approved minimal-cohort allowlist.")
+        walk.run(["set", "--env", "staging", "SLOTGEN_AI_ALLOWLIST_PATH=allowlists/slot-generation-allowlist.v1.json",
+                  "--decision-record", DR, "--operator", "owner", "--yes"])
+        walk.say("Step 4: the canary rollout needs an approval by an approver who does not apply it.")
+        approval = walk.approval("1")
+        walk.run(["set", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--decision-record", DR, "--approval", approval,
+                  "--operator", "oncall", "--yes"])
+        walk.say("Step 5: a recorded verification: sample jobs through the real gating engine, executor and "
+                 "telemetry. The kill-switch is still on, so no AI call may happen.")
+        walk.run(["verify", "--env", "staging", "--decision-record", DR, "--operator", "oncall"])
+        walk.say("Step 6: only now may the kill-switch go off. Allowlisted jobs in bucket 0 take the OpenAI path.")
+        walk.run(["set", "--env", "staging", "SLOTGEN_AI_KILL=false", "--decision-record", DR, "--operator", "owner", "--yes"])
+        walk.say("Step 7: one rung up the ladder (1 -> 5), again with an approval (staging soaks for 0 minutes).")
+        approval = walk.approval("5")
+        walk.run(["set", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=5", "--decision-record", DR, "--approval", approval,
+                  "--operator", "oncall", "--yes"])
+        walk.say("Beta is live at 5% in staging. Status shows the controls in plain words and what is next (none).")
+        walk.run(["status", "--env", "staging"])
+        walk.say("Now the OpenAI endpoint starts failing (HTTP 500). The next verification fails a check, and the "
+                 "tool engages the kill-switch at once, records both, and exits 1.")
+        server.set_mode("http500")
+        walk.run(["verify", "--env", "staging", "--decision-record", DR, "--operator", "oncall"], expect=1)
+        server.set_mode("ok")
+        walk.say("The environment is safe again, and 'next' shows the way back: verify, then kill-switch off.")
+        walk.run(["next", "--env", "staging"])
+        walk.say("Finally an approver proves the audit log untouched: every entry hash-chained to the one before.")
+        walk.run(["audit", "verify", "--env", "staging"])
+        walk.run(["audit", "show", "--env", "staging", "--action", "rollback"])
+    seconds = time.perf_counter() - started
+    out.rule(f"demo finished in {seconds:.1f} s; {walk.commands} commands, every exit code as expected")
+    if keep:
+        out.print(f"workspace kept in {workspace}")
+    else:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if walk.ok else 1
+
+
+class _Walk:
+    def __init__(self, out, env: dict[str, str]) -> None:
+        self.out = out
+        self.env = env
+        self.commands = 0
+        self.ok = True
+
+    def say(self, text: str) -> None:
+        self.out.print()
+        self.out.print(f"[bold cyan]{escape(text)}[/]")
+
+    def run(self, args: list[str], expect: int = 0, show: bool = True) -> subprocess.CompletedProcess:
+        self.commands += 1
+        self.out.print(f"[bold]$ slotgen {escape(shlex.join(args))}[/]", soft_wrap=True)
+        proc = subprocess.run([sys.executable, "-m", "slotgen_ops", *args], env=self.env, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)
+        if show:
+            sys.stdout.write(proc.stdout)
+            sys.stdout.write(proc.stderr)
+            sys.stdout.flush()
+        if proc.returncode != expect:
+            self.ok = False
+            self.out.print(f"[bold red]unexpected exit {proc.returncode} (expected {expect})[/]")
+        else:
+            self.out.print(f"[dim](exit {proc.returncode})[/]")
+        return proc
+
+    def approval(self, value: str) -> str:
+        proc = self.run(["approve", "--env", "staging", f"SLOTGEN_AI_ROLLOUT_PERCENT={value}", "--decision-record", DR,
+                         "--operator", "approver", "--yes", "--json"], show=False)
+        try:
+            approval_id = json.loads(proc.stdout)["approvalId"]
+        except (ValueError, KeyError):
+            self.ok = False
+            sys.stdout.write(proc.stderr)
+            raise typer.Exit(1) from None
+        self.out.print(f"approval recorded: [bold]{approval_id}[/] (single-use, bound to this exact change, expires in 24 h)")
+        return approval_id
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
