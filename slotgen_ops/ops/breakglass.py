@@ -26,7 +26,7 @@ _LOCK_WAIT_S = 5.0
 
 def break_glass_rollback(env, actor, reason: str, decision_record: str | None, problem: str, dry_run: bool,
                          verifier, start: float):
-    from .changes import Result, verification_summary
+    from .changes import Result, run_verifier, verification_summary
 
     values, seq, digest = _controls_as_found(env)
     old = values.get(KILL_VAR)
@@ -57,7 +57,7 @@ def break_glass_rollback(env, actor, reason: str, decision_record: str | None, p
                     f"recorded in {log.path.name} seq {entry['seq']}",
                     extra={"breakGlass": True})
     if verifier is not None:
-        report = verifier(env, back.values)
+        report = run_verifier(verifier, env, back.values)
         result.verification = report
         if not verification_summary(report)["passed"]:
             result.ok = False

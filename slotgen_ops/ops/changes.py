@@ -134,6 +134,16 @@ def _entry(env: Environment, actor: Actor, state: dict[str, Any], **fields: Any)
     return base
 
 
+def run_verifier(verifier: Verifier, env: Environment, controls: dict[str, Any]) -> dict[str, Any]:
+    """The verification, where a verifier that cannot run counts as failed (fail closed)."""
+    try:
+        return verifier(env, controls)
+    except Exception as exc:  # noqa: BLE001 - any failure to verify must roll back, not escape
+        detail = f"verification could not run: {exc}"
+        return {"passed": False, "checks": [{"name": "verification", "passed": False, "detail": detail}],
+                "samples": 0, "openaiCalls": 0, "p95Ms": 0}
+
+
 def verification_summary(report: dict[str, Any]) -> dict[str, Any]:
     """What the audit log keeps of a verification: integers and booleans only (no floats)."""
     return {
@@ -219,7 +229,7 @@ def _judge_all(env: Environment, runbook: Runbook, state: dict[str, Any], actor:
 def _verify_after(env: Environment, writer: ControlsWriter, actor: Actor, entry: dict[str, Any], result: Result,
                   verifier: Verifier, what: str) -> Result:
     """Run the verification after a change; on any failed check, roll back at once (exit 1)."""
-    report = verifier(env, entry["state"]["controls"])
+    report = run_verifier(verifier, env, entry["state"]["controls"])
     summary = verification_summary(report)
     ventry = writer.record(_entry(env, actor, entry["state"], action=VERIFY, verification=summary,
                                   details={"trigger": "after-change", "afterSeq": entry["seq"]}))
@@ -234,7 +244,7 @@ def _verify_after(env: Environment, writer: ControlsWriter, actor: Actor, entry:
     result.exit_code = EXIT_VERIFICATION_FAILED
     result.rollback = rollback
     result.audit_seq = rollback["auditSeq"]
-    result.message = f"verification failed ({failed}): the kill-switch was engaged (audit seq {rollback['auditSeq']})"
+    result.message = f"verification failed ({failed}): the kill-switch was engaged"
     return result
 
 
@@ -307,7 +317,7 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
     snapshot = env.snapshot()
     recorded = decision_record is not None or actor.claimed is not None
     if not recorded:
-        report = verifier(env, snapshot.state["controls"])
+        report = run_verifier(verifier, env, snapshot.state["controls"])
         return Result(ok=bool(report["passed"]), exit_code=EXIT_OK if report["passed"] else EXIT_VERIFICATION_FAILED,
                       verification=report, message="not recorded (no --operator / --decision-record); nothing rolled back")
     request = {"command": "verify", "decisionRecord": decision_record}
@@ -321,7 +331,7 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
         writer.finish_pending(fresh)
         state = fresh.state
         at_step = next_step(state, ws.runbook).id == "verify"
-        report = verifier(env, state["controls"])
+        report = run_verifier(verifier, env, state["controls"])
         summary = verification_summary(report)
         entry = writer.record(_entry(env, actor, state, action=VERIFY, verification=summary, decisionRecord=dr,
                                      step="verify" if at_step else None, details={"trigger": "operator"}))
@@ -336,7 +346,7 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
         result.exit_code = EXIT_VERIFICATION_FAILED
         result.rollback = rollback
         result.audit_seq = rollback["auditSeq"]
-        result.message = f"verification failed ({failed}): the kill-switch was engaged (audit seq {rollback['auditSeq']})"
+        result.message = f"verification failed ({failed}): the kill-switch was engaged"
         return result
 
 
@@ -379,9 +389,9 @@ def rollback(env: Environment, *, actor: Actor, reason: str, decision_record: st
         info["totalMs"] = round((time.perf_counter() - start) * 1000, 3)
         result = Result(ok=info["engaged"], step=None, change={"control": KILL_VAR, "old": info["old"], "new": "true"},
                         audit_seq=info["auditSeq"], rollback=info,
-                        message=f"kill-switch engaged and read back in {info['totalMs']:.0f} ms (audit seq {info['auditSeq']})")
+                        message=f"kill-switch engaged and read back in {info['totalMs']:.0f} ms")
         if verifier is not None:
-            report = verifier(env, env.read_controls().values)
+            report = run_verifier(verifier, env, env.read_controls().values)
             summary = verification_summary(report)
             ventry = writer.record(_entry(env, actor, _current_state(env), action=VERIFY, verification=summary,
                                           details={"trigger": "after-rollback", "afterSeq": info["auditSeq"]}))

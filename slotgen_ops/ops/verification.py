@@ -1,0 +1,414 @@
+"""The verification after every change (SPEC section 4; seed 000, "Verification After Each Change").
+
+The runbook's sample jobs run through the real runtime (gating engine,
+executor, telemetry) under the controls given, and five checks judge what
+happened. What is *expected* is never hand-written: it is `contract.decide`
+run over the same samples, so the checks stay right for every state the
+runbook can reach.
+
+Calls to the OpenAI endpoint are counted by the endpoint itself when it
+offers a counter (the fake server answers `GET <origin>/_calls`): it is the
+one observer that does not trust the executor's own account. A real endpoint
+has none; then the executor's reported attempts are used and the check's
+detail says so (the `OpenAIExecutor` takes no injected HTTP client, so a
+client-side hook is not available).
+
+Never raises on executor trouble: anything that goes wrong while running the
+jobs becomes a failed check, because a crash here would leave a change
+applied with neither a verification nor a rollback. The only exception is an
+unreadable sample file (BadInput): that is the workspace's fault, not the
+environment's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from ..contract import KILL_VAR, PATH_OPENAI, PATH_STUB, Controls, Decision, decide, job_problem
+from ..errors import BadInput
+from ..runtime.allowlist_file import load_allowlist
+from ..runtime.executor import OPENAI_CODES, OUTCOME_COMPLETED, OUTCOME_FAILED, OUTCOME_STUB, Execution, Runtime
+from ..runtime.schemas import schema_errors
+from ..runtime.telemetry import JsonlTelemetrySink, MemoryTelemetrySink
+from .runbook import CHECK_NAMES
+from .workspace import validation_summary
+
+Progress = Callable[[int, int], None]
+
+# Reading the endpoint's counter must never hold a verification up for long.
+_PROBE_TIMEOUT_S = 1.5
+# How many offending jobs a check's detail names before summarising.
+_MAX_NAMED = 3
+
+COUNTER_SERVER = "server"
+COUNTER_CLIENT = "client"  # reserved: an httpx hook, once the executor accepts an http client
+COUNTER_ATTEMPTS = "attempts"
+
+
+@dataclass
+class _Run:
+    """Everything one pass over the samples produced, for the checks to judge."""
+
+    jobs: list[Any]
+    decisions: list[Decision]            # what the gates say, computed independently of the runtime
+    executions: list[Execution | None]   # None: the runtime raised on that job
+    events_per_job: list[int]
+    events: list[dict[str, Any]]
+    telemetry_file: str = ""
+    crashes: dict[int, str] = field(default_factory=dict)
+    telemetry_error: str | None = None
+    calls: int = 0
+    counter: str = COUNTER_ATTEMPTS
+    counter_note: str = ""
+
+
+class _TeeSink:
+    """Telemetry into memory (for the checks) and appended to the environment's JSONL file.
+
+    A failing file write is remembered, not raised: it fails telemetry-schema
+    ("telemetry is emitted") instead of aborting the verification.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.memory = MemoryTelemetrySink()
+        self.file = JsonlTelemetrySink(path)
+        self.error: str | None = None
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.memory.emit(event)
+        if self.error is None:
+            try:
+                self.file.emit(event)
+            except (OSError, ValueError) as exc:
+                self.error = f"cannot append to {self.file.path}: {exc.__class__.__name__}: {exc}"
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass
+
+
+def load_sample_jobs(path: Path) -> list[dict[str, Any]]:
+    """The sample jobs, one JSON object a line (blank lines skipped); BadInput names file:line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: sample jobs file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read sample jobs ({exc.__class__.__name__})") from None
+    jobs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            job = json.loads(line)
+        except ValueError as exc:
+            raise BadInput(f"{path}:{number}: not JSON ({getattr(exc, 'msg', exc)})") from None
+        problem = job_problem(job)
+        if problem is not None:
+            raise BadInput(f"{path}:{number}: not a valid job: {problem}")
+        jobs.append(job)
+    return jobs
+
+
+def executor_config_for(env: Any) -> Any:
+    """The ExecutorConfig of an environment's `openai` settings (raises pydantic's ValidationError)."""
+    from ..runtime.config import ExecutorConfig
+
+    settings = env.config.openai
+    values: dict[str, Any] = {
+        "model": settings.model,
+        "base_url": settings.baseUrl or None,  # None: the SDK's OPENAI_BASE_URL applies
+        "api_key": os.environ.get(settings.apiKeyEnv) or None,
+        "timeout_s": settings.timeoutSeconds,
+        "max_retries": settings.maxRetries,
+    }
+    if settings.promptTemplate:
+        values["prompt_template"] = settings.promptTemplate
+    return ExecutorConfig(**values)
+
+
+def read_server_counter(base_url: str) -> int | None:
+    """The endpoint's own count of completion requests (`GET <origin>/_calls`), or None if it has none."""
+    try:
+        parts = urlsplit(base_url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    from ..runtime.config import is_loopback_url
+
+    # A proxy from the environment must not stand between us and a local endpoint.
+    handlers = [urllib.request.ProxyHandler({})] if is_loopback_url(base_url) else []
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(f"{parts.scheme}://{parts.netloc}/_calls", headers={"Accept": "application/json"})
+    try:
+        with opener.open(request, timeout=_PROBE_TIMEOUT_S) as response:
+            doc = json.loads(response.read(4096))
+    except Exception:  # no counter there (404, not JSON, unreachable): fall back, never fail
+        return None
+    calls = doc.get("calls") if isinstance(doc, dict) else None
+    return calls if type(calls) is int and calls >= 0 else None
+
+
+def run_verification(env: Any, controls: Mapping[str, str | None], *,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    """Run the sample jobs through the real runtime under `controls` and judge them (SPEC section 4)."""
+    start = time.perf_counter()
+    runbook = env.workspace.runbook
+    jobs = load_sample_jobs(runbook.sample_jobs_path)
+    parsed = Controls.from_mapping(dict(controls))
+    allowlist = load_allowlist(parsed.allowlist_path, base=env.workspace.root)
+    decisions = [decide(job, parsed, allowlist) for job in jobs]
+    shadow = _shadow_exposure(jobs, decisions, dict(controls), allowlist)
+    rollout = parsed.rollout
+    bound = runbook.latency_bound_ms(rollout if rollout is not None else 0)
+    expected_codes = Counter(d.code or OUTCOME_COMPLETED for d in decisions)
+    base = {"shadowExposure": shadow, "samples": len(jobs), "expectedCodes": dict(sorted(expected_codes.items())),
+            "latencyBoundMs": int(bound), "rollout": rollout}
+    try:
+        config = executor_config_for(env)
+    except ValidationError as exc:  # a bad promptTemplate, say: fail the checks, never crash mid-change
+        why = (f"not run: slotgen.yaml environments.{env.name}.openai is invalid: "
+               f"{' '.join(validation_summary(exc).split())}")
+        checks = [{"name": name, "passed": False, "detail": why} for name in CHECK_NAMES]
+        return {"passed": False, "checks": checks, **base, "openaiCalls": 0, "p95Ms": 0, "codes": {},
+                "durationMs": _ms_since(start), "callCounter": COUNTER_ATTEMPTS}
+
+    run = _execute(env, parsed, allowlist, config, jobs, decisions, progress)
+    statuses = [e.status if e is not None else None for e in run.executions]
+    observed = Counter(_code_key(s) for s in statuses)
+    latencies = [s["latencyMs"] for s in statuses if s is not None and type(s.get("latencyMs")) is int]
+    p95 = percentile95(latencies)
+    checks = [
+        _check_status_schema(runbook, run),
+        _check_telemetry(runbook, run),
+        _check_path_behavior(runbook, run),
+        _check_error_codes(runbook, len(jobs), observed, expected_codes),
+        _check_latency(runbook, run, latencies, p95, bound, rollout),
+    ]
+    return {"passed": all(c["passed"] for c in checks), "checks": checks, **base, "openaiCalls": int(run.calls),
+            "p95Ms": int(p95), "codes": dict(sorted(observed.items())), "durationMs": _ms_since(start),
+            "callCounter": run.counter}
+
+
+def _execute(env: Any, controls: Controls, allowlist: Any, config: Any, jobs: list[Any], decisions: list[Decision],
+             progress: Progress | None) -> _Run:
+    """Run every sample job once, counting endpoint calls around the whole run."""
+    sink = _TeeSink(env.workspace.root / "telemetry" / f"{env.name}.jsonl")
+    runtime = Runtime(controls, allowlist, config, sink, env.name)
+    run = _Run(jobs=jobs, decisions=decisions, executions=[], events_per_job=[], events=sink.memory.events,
+               telemetry_file=f"telemetry/{env.name}.jsonl")
+    base_url = config.resolved_base_url()
+    before = read_server_counter(base_url)
+    total = len(jobs)
+    if progress is not None:
+        progress(0, total)
+    try:
+        for index, job in enumerate(jobs):
+            emitted = len(sink.memory.events)
+            try:
+                execution: Execution | None = runtime.execute(job)
+            except Exception as exc:  # the runtime promises never to raise; if it does, the checks fail
+                execution = None
+                run.crashes[index] = f"{exc.__class__.__name__}: {exc}"
+            run.executions.append(execution)
+            run.events_per_job.append(len(sink.memory.events) - emitted)
+            if progress is not None:
+                progress(index + 1, total)
+    finally:
+        sink.close()
+    run.telemetry_error = sink.error
+    after = read_server_counter(base_url) if before is not None else None
+    if before is not None and after is not None:
+        run.calls, run.counter = after - before, COUNTER_SERVER
+        run.counter_note = "counted by the endpoint's own /_calls counter"
+    else:
+        run.calls = sum(e.status["attempts"] for e in run.executions if e is not None)
+        run.counter = COUNTER_ATTEMPTS
+        run.counter_note = ("the endpoint offers no call counter; counted the executor's reported attempts "
+                            "(not an independent observer)")
+        if before is not None:
+            run.counter_note = "the endpoint's counter became unreadable during the run; " + run.counter_note
+    return run
+
+
+def _shadow_exposure(jobs: list[Any], decisions: list[Decision], controls: dict[str, str | None],
+                     allowlist: Any) -> dict[str, Any]:
+    """Which sample jobs would take the OpenAI path with the kill-switch off and the rest unchanged."""
+    shadow_controls = Controls.from_mapping({**controls, KILL_VAR: "false"})
+    ids = [_job_label(job, i) for i, job in enumerate(jobs)
+           if decide(job, shadow_controls, allowlist).path == PATH_OPENAI]
+    now = sum(1 for d in decisions if d.path == PATH_OPENAI)
+    return {"jobs": ids, "count": len(ids), "now": now, "more": len(ids) - now}
+
+
+# --- the five checks -------------------------------------------------------------------------------------------
+
+
+def _check(name: str, passed: bool, detail: str, runbook: Any, samples: int) -> dict[str, Any]:
+    """A check's record; fewer samples than the runbook's minimum fails it, whatever else it saw."""
+    minimum = runbook.min_samples(name)
+    if samples < minimum:
+        return {"name": name, "passed": False,
+                "detail": f"too few samples: {samples}, the runbook requires at least {minimum} for {name}; {detail}"}
+    return {"name": name, "passed": passed, "detail": detail}
+
+
+def _check_status_schema(runbook: Any, run: _Run) -> dict[str, Any]:
+    bad = []
+    for index, execution in enumerate(run.executions):
+        if execution is None:
+            bad.append(f"{_job_label(run.jobs[index], index)}: no status, the runtime raised {run.crashes[index]}")
+            continue
+        errors = schema_errors("executor-status", execution.status)
+        if errors:
+            bad.append(f"{_job_label(run.jobs[index], index)}: {errors[0]}")
+    n = len(run.executions)
+    if bad:
+        return _check("executor-status-schema", False, f"{len(bad)} of {n} executor statuses invalid: {_named(bad)}",
+                      runbook, n)
+    return _check("executor-status-schema", True, f"{n} of {n} executor statuses valid", runbook, n)
+
+
+def _check_telemetry(runbook: Any, run: _Run) -> dict[str, Any]:
+    n = len(run.jobs)
+    bad = []
+    for index, count in enumerate(run.events_per_job):
+        if count != 1:
+            bad.append(f"{_job_label(run.jobs[index], index)}: {count} events")
+    for index, event in enumerate(run.events):
+        errors = schema_errors("telemetry-event", event)
+        if errors:
+            bad.append(f"event {index + 1} ({event.get('jobId') if isinstance(event, dict) else '?'}): {errors[0]}")
+    for index, execution in enumerate(run.executions):
+        if execution is not None and execution.event.get("jobId") != execution.status.get("jobId"):
+            bad.append(f"{_job_label(run.jobs[index], index)}: the event's jobId differs from the status's")
+    if len(run.events) != n:
+        bad.insert(0, f"{len(run.events)} events for {n} jobs")
+    if run.telemetry_error:
+        bad.insert(0, run.telemetry_error)
+    if bad:
+        return _check("telemetry-schema", False, f"telemetry not as required: {_named(bad)}", runbook, n)
+    return _check("telemetry-schema", True, f"{n} events for {n} jobs, one each, all valid; appended to "
+                  f"{run.telemetry_file}", runbook, n)
+
+
+def _check_path_behavior(runbook: Any, run: _Run) -> dict[str, Any]:
+    n = len(run.jobs)
+    bad = []
+    openai_jobs = 0
+    openai_attempts = 0
+    for index, (decision, execution) in enumerate(zip(run.decisions, run.executions)):
+        label = _job_label(run.jobs[index], index)
+        if execution is None:
+            bad.append(f"{label}: the runtime raised {run.crashes[index]}")
+            continue
+        st = execution.status
+        got = f"{st['path']}/{st['outcome']}/{st['code']} after {st['attempts']} attempt(s)"
+        if decision.path == PATH_STUB:
+            if (st["path"], st["outcome"], st["code"], st["attempts"]) != (PATH_STUB, OUTCOME_STUB, decision.code, 0):
+                bad.append(f"{label}: blocked by {decision.code}, expected stub with no AI call, got {got}")
+        else:
+            openai_jobs += 1
+            openai_attempts += st["attempts"] if type(st["attempts"]) is int else 0
+            if st["path"] != PATH_OPENAI or st["outcome"] not in (OUTCOME_COMPLETED, OUTCOME_FAILED):
+                bad.append(f"{label}: every gate passes, expected the OpenAI path, got {got}")
+        if execution.event.get("path") != st["path"]:
+            bad.append(f"{label}: telemetry says path {execution.event.get('path')}, the status {st['path']}")
+    source = f"{run.counter} counter: {run.counter_note}"
+    if run.calls != openai_attempts:
+        bad.append(f"the endpoint received {run.calls} call(s), expected {openai_attempts} "
+                   f"(the attempts of the {openai_jobs} job(s) on the OpenAI path)")
+    if bad:
+        return _check("path-behavior", False, f"{_named(bad)} ({source})", runbook, n)
+    stubs = n - openai_jobs
+    if openai_jobs == 0:
+        detail = (f"blocked state: 0 OpenAI calls expected, {run.calls} received; all {stubs} jobs took the stub "
+                  f"path with their gating code ({source})")
+    else:
+        detail = (f"{openai_jobs} job(s) on the OpenAI path, exactly those whose gates all pass; {stubs} on the stub "
+                  f"path with no AI call; the endpoint received {run.calls} call(s) = {openai_attempts} attempt(s) "
+                  f"({source})")
+    return _check("path-behavior", True, detail, runbook, n)
+
+
+def _check_error_codes(runbook: Any, samples: int, observed: Counter[str], expected: Counter[str]) -> dict[str, Any]:
+    failures = Counter({code: count for code, count in observed.items() if code in OPENAI_CODES})
+    if observed == expected:
+        return _check("error-codes", True, f"as expected for this state: {_fmt_codes(expected)}", runbook, samples)
+    parts = []
+    if failures:
+        parts.append(f"OpenAI path failures: {_fmt_codes(failures)}")
+    unexpected = observed - expected - failures
+    if unexpected:
+        parts.append(f"unexpected: {_fmt_codes(unexpected)}")
+    missing = expected - observed
+    if missing:
+        parts.append(f"missing: {_fmt_codes(missing)}")
+    detail = "; ".join(parts) + f" (expected {_fmt_codes(expected)}, observed {_fmt_codes(observed)})"
+    return _check("error-codes", False, detail, runbook, samples)
+
+
+def _check_latency(runbook: Any, run: _Run, latencies: list[int], p95: int, bound: int,
+                   rollout: int | None) -> dict[str, Any]:
+    level = f"rollout {rollout}" if rollout is not None else "an invalid rollout (bound of level 0)"
+    openai = [e.status["latencyMs"] for d, e in zip(run.decisions, run.executions)
+              if e is not None and d.path == PATH_OPENAI]
+    # Reported, not judged: at a 1% canary the OpenAI path is too few executions to move the overall p95.
+    extra = f"; OpenAI path: p95 {percentile95(openai)} ms, max {max(openai)} ms over {len(openai)}" if openai else ""
+    verdict = "within" if p95 <= bound else "OVER"
+    detail = f"p95 {p95} ms over {len(latencies)} executions, {verdict} the {bound} ms bound for {level}{extra}"
+    unmeasured = len(run.jobs) - len(latencies)
+    if unmeasured:
+        detail += f"; {unmeasured} execution(s) not measured (the runtime raised)"
+    return _check("latency", p95 <= bound and not unmeasured, detail, runbook, len(latencies))
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def percentile95(values: list[int]) -> int:
+    """The 95th percentile by nearest rank (a value that was observed, never interpolated); 0 for none."""
+    if not values:
+        return 0
+    ordered = sorted(values)
+    return int(ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)])
+
+
+def _code_key(status: dict[str, Any] | None) -> str:
+    """How an execution counts in the code distribution: its code, or COMPLETED, or RUNTIME_ERROR."""
+    if status is None:
+        return "RUNTIME_ERROR"
+    return status.get("code") or str(status.get("outcome"))
+
+
+def _fmt_codes(codes: Mapping[str, int]) -> str:
+    return ", ".join(f"{code}×{count}" for code, count in sorted(codes.items())) or "none"
+
+
+def _named(items: list[str]) -> str:
+    shown = "; ".join(items[:_MAX_NAMED])
+    return shown + (f"; and {len(items) - _MAX_NAMED} more" if len(items) > _MAX_NAMED else "")
+
+
+def _job_label(job: Any, index: int) -> str:
+    job_id = job.get("jobId") if isinstance(job, dict) else None
+    return job_id if isinstance(job_id, str) and job_id else f"sample #{index + 1}"
+
+
+def _ms_since(start: float) -> int:
+    return int(round((time.perf_counter() - start) * 1000))
