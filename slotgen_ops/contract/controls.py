@@ -42,7 +42,11 @@ def rollout_percent(raw: str | None) -> int | None:
     """
     if raw is None or not _ROLLOUT_RE.match(raw):
         return None
-    value = int(raw)
+    # int() refuses strings over 4300 digits (ValueError); stay total.
+    digits = raw.lstrip("0")
+    if len(digits) > 3:
+        return None
+    value = int(digits) if digits else 0
     return value if value <= 100 else None
 
 
