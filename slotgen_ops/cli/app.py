@@ -18,6 +18,14 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click.exceptions import ClickException, UsageError
+
+    class NoArgsIsHelpError(UsageError):  # type: ignore[no-redef]
+        """Never raised by plain click."""
+
 from ..errors import EXIT_BAD_INPUT, SlotgenError
 
 
@@ -32,19 +40,20 @@ class SlotgenGroup(TyperGroup):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
-        import typer._click.exceptions as click_exc  # vendored click in typer >= 0.20
-
         try:
             rv = super().main(args=args, prog_name=prog_name or "slotgen", complete_var=complete_var,
                               standalone_mode=False, **extra)
         except SlotgenError as exc:
             _fail(str(exc), exc.exit_code)
-        except click_exc.UsageError as exc:
+        except NoArgsIsHelpError as exc:  # `slotgen audit` alone: show the help, as asked
+            sys.stdout.write(exc.ctx.get_help() + "\n" if exc.ctx is not None else "")
+            sys.exit(EXIT_BAD_INPUT)
+        except UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             _fail(" ".join(exc.format_message().split()) + hint, EXIT_BAD_INPUT)
-        except click_exc.ClickException as exc:
+        except ClickException as exc:
             _fail(" ".join(exc.format_message().split()), exc.exit_code)
-        except click_exc.Abort:
+        except typer.Abort:
             _fail("aborted, nothing changed", EXIT_BAD_INPUT)
         except KeyboardInterrupt:
             _fail("interrupted", 130)

@@ -144,6 +144,11 @@ def audit_verify(env: Environment) -> dict[str, Any]:
     first_bad, reason = report.first_bad, report.reason
     if report.valid:
         first_bad, reason = _replay_check(env)
+    if report.valid and first_bad is None and not problems:
+        try:  # the chain holds; do the controls say what its head says?
+            env.snapshot()
+        except IntegrityFailure as exc:
+            problems.append(exc.message)
     if first_bad is None and not report.valid:
         first_bad = report.first_bad
     valid = report.valid and first_bad is None and not problems
