@@ -76,6 +76,16 @@ class Result:
         return doc
 
 
+def checked_runbook(env: Environment) -> Runbook:
+    """The workspace's runbook, validated by pydantic and by its JSON schema (changes only)."""
+    from .runbook import check_runbook_schema
+
+    runbook: Runbook = env.workspace.runbook
+    if runbook.path is not None:
+        check_runbook_schema(runbook.path)
+    return runbook
+
+
 def parse_item(item: str) -> tuple[str, str]:
     """KEY=VALUE with KEY a control and VALUE of its form (BadInput otherwise)."""
     key, sep, value = item.partition("=")
@@ -161,7 +171,7 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
                 verifier: Verifier) -> Result:
     """One runbook step (SPEC section 2): judged, confirmed, recorded, applied, verified."""
     ws = env.workspace
-    runbook: Runbook = ws.runbook
+    runbook = checked_runbook(env)
     if not items:
         raise BadInput("set needs one KEY=VALUE, e.g. FEATURE_SLOTGEN_AI=true")
     parsed = [parse_item(item) for item in items]
@@ -264,7 +274,7 @@ def approve(env: Environment, items: list[str], *, actor: Actor, decision_record
             confirm: Confirm) -> Result:
     """An approver records an approval bound to one exact rollout change."""
     ws = env.workspace
-    runbook: Runbook = ws.runbook
+    runbook = checked_runbook(env)
     if not items:
         raise BadInput("approve needs one KEY=VALUE, e.g. SLOTGEN_AI_ROLLOUT_PERCENT=1")
     parsed = [parse_item(item) for item in items]
@@ -314,6 +324,7 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
     check rolls back like after any change. Unrecorded, it only reports.
     """
     ws = env.workspace
+    checked_runbook(env)
     snapshot = env.snapshot()
     recorded = decision_record is not None or actor.claimed is not None
     if not recorded:
