@@ -1,0 +1,459 @@
+"""The per-environment audit log: append-only JSON lines under a SHA-256 hash chain.
+
+SPEC section 3. Each line is one entry in canonical JSON (see ``canonical``),
+newline-terminated. The log fills four fields itself:
+
+- ``seq``: 1, 2, 3, ... (the entry's position; the first bad one is what
+  ``verify`` reports);
+- ``ts``: UTC, RFC 3339 with microseconds, e.g. ``2026-11-22T13:40:00.123456Z``;
+- ``prevHash``: the previous entry's ``hash`` (64 zeros for the first);
+- ``hash``: SHA-256 of the entry's canonical bytes without ``hash``.
+
+Every other field is carried as given (``AUDIT_FIELDS`` lists the product's).
+
+Concurrency: writers serialise on an exclusive ``flock`` of ``<log>.lock``
+that the caller holds across judge -> append -> apply (``AuditLog.locked``).
+Readers take it shared. ``flock`` is per open file, so within one process use
+one ``AuditLog`` per file: a second instance asking for the lock would wait
+for the first forever.
+
+Integrity problems raise ``IntegrityFailure`` (exit 4); this module never
+prints.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import BadInput, IntegrityFailure
+from .atomic import atomic_write, fsync_directory
+from .audit_review import (
+    AUDIT_FIELDS,
+    GENESIS_HASH,
+    REPAIR_HINT,
+    VerifyReport,
+    export_csv,
+    export_jsonl,
+    filter_entries,
+    verify_lines,
+)
+from .canonical import _dumps, canonical_bytes
+
+__all__ = [
+    "AUDIT_FIELDS",
+    "DISABLE_LOCK_ENV",
+    "GENESIS_HASH",
+    "AuditLog",
+    "VerifyReport",
+    "export_csv",
+    "export_jsonl",
+    "filter_entries",
+    "utc_timestamp",
+]
+
+_FILLED = ("seq", "prevHash", "hash")
+
+#: !!! UNSAFE — TEST HOOK ONLY !!! With this set to "1", ``locked()`` does not
+#: lock at all, so concurrent writers race and break the chain. It exists so
+#: the concurrency test can prove that it is able to see a race (and therefore
+#: that the real lock is what prevents one). Never set it anywhere else.
+DISABLE_LOCK_ENV = "SLOTGEN_UNSAFE_DISABLE_LOCK"
+
+#: Test hook: with this set to "1", ``append`` sleeps briefly between reading
+#: the head and writing, widening the race window the unlocked test provokes.
+WIDEN_RACE_ENV = "SLOTGEN_FAULT_WIDEN_RACE"
+
+_TAIL_CHUNK = 64 * 1024
+
+
+def _lock_disabled() -> bool:
+    return os.environ.get(DISABLE_LOCK_ENV) == "1"
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """``now`` (default: the current time) as ``2026-11-22T13:40:00.123456Z``."""
+    now = now or datetime.now(timezone.utc)
+    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Tail:
+    """What the end of the file says: the last complete entry and any torn line."""
+
+    __slots__ = ("size", "entry", "torn", "torn_at", "damaged_before")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entry: dict[str, Any] | None = None
+        self.torn = b""  # the torn last line (fragment or non-entry line)
+        self.torn_at = size  # offset where it starts
+        self.damaged_before = False  # the line before the torn one is bad too
+
+
+class AuditLog:
+    """One environment's audit log file (``path``), plus its lock ``<path>.lock``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._held = 0  # exclusive lock depth held by this instance
+        self._shared = 0  # shared (reader) lock depth held by this instance
+
+    # -- locking -------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[AuditLog]:
+        """Hold the exclusive writer lock (blocking); re-entrant on this instance.
+
+        Hold it across judge -> append -> apply so that no other process can
+        change the environment between the decision and its record.
+        """
+        if self._shared:
+            raise RuntimeError("AuditLog.locked() inside a read of the same log would deadlock")
+        if self._held or _lock_disabled():
+            self._held += 1
+            try:
+                yield self
+            finally:
+                self._held -= 1
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise IntegrityFailure(f"audit log {self.path}: cannot lock: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._held = 1
+            try:
+                yield self
+            finally:
+                self._held = 0
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Shared lock for readers, so they never see a half-written line.
+
+        Skipped when this instance already holds the lock, and when the lock
+        file cannot be created (a read-only copy of a log can still be read).
+        """
+        if self._held or self._shared or _lock_disabled():
+            self._shared += 1
+            try:
+                yield
+            finally:
+                self._shared -= 1
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            fd = -1
+        try:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            self._shared += 1
+            try:
+                yield
+            finally:
+                self._shared -= 1
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    # -- writing -------------------------------------------------------------
+
+    def append(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Append one entry built from ``fields``; return it complete.
+
+        The caller holds ``locked()``. Fills ``seq``, ``ts`` (unless given),
+        ``prevHash`` and ``hash``. Refuses (``IntegrityFailure``) to extend a
+        log whose last line is torn or whose last entry fails its own hash.
+        Durable on return: one ``write`` of the whole line on an ``O_APPEND``
+        descriptor, then ``fsync``.
+        """
+        if not self._held and not _lock_disabled():
+            raise RuntimeError("AuditLog.append() called without holding AuditLog.locked()")
+        taken = [k for k in _FILLED if k in fields]
+        if taken:
+            raise ValueError(f"audit fields {taken} are filled by the log, not the caller")
+        created = not self.path.exists()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise IntegrityFailure(f"audit log {self.path}: cannot open: {exc.strerror}") from None
+        try:
+            prev = self._checked_head(self._tail(fd))
+            entry = dict(fields)
+            entry.setdefault("ts", utc_timestamp())
+            entry["seq"] = prev["seq"] + 1 if prev else 1
+            entry["prevHash"] = prev["hash"] if prev else GENESIS_HASH
+            try:
+                body = canonical_bytes(entry)
+            except ValueError as exc:
+                raise BadInput(f"audit entry cannot be recorded: {exc}") from None
+            entry["hash"] = hashlib.sha256(body).hexdigest()
+            line = _dumps(entry) + b"\n"
+            if os.environ.get(WIDEN_RACE_ENV) == "1":
+                time.sleep(0.002)  # test hook, see WIDEN_RACE_ENV
+            try:
+                written = os.write(fd, line)  # one write: O_APPEND keeps it whole
+                os.fsync(fd)
+            except OSError as exc:
+                raise IntegrityFailure(
+                    f"audit log {self.path}: write failed ({exc.strerror}); "
+                    f"if `slotgen audit verify` reports a torn line, {REPAIR_HINT}"
+                ) from None
+            if written != len(line):
+                raise IntegrityFailure(
+                    f"audit log {self.path}: short write ({written} of {len(line)} bytes); "
+                    + REPAIR_HINT
+                )
+        finally:
+            os.close(fd)
+        if created:
+            fsync_directory(self.path.parent)
+        return entry
+
+    def repair(self, env: str, actor: dict[str, Any],
+               extra: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """Cut a torn last line off and record what was cut; ``None`` if nothing is torn.
+
+        Takes the lock itself (re-entrant if the caller holds it). Only the
+        last line is ever cut: if the line before it is damaged too, this is
+        not a torn write but damage ``slotgen audit verify`` must examine, and
+        nothing is changed. ``extra(previous_entry)`` may add fields to the
+        repair entry (the product adds who, and the unchanged state). The cut bytes are first saved next to the log
+        (``<log>.cut-<sha12>``) so a crash between cutting and recording loses
+        nothing; that file is removed once the repair entry is durable.
+        """
+        with self.locked():
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+            try:
+                tail = self._tail(fd)
+                if not tail.torn:
+                    return None
+                if tail.damaged_before:
+                    raise IntegrityFailure(
+                        f"audit log {self.path}: more than the last line is damaged; "
+                        "not repairing — run `slotgen audit verify`"
+                    )
+                intact = _Tail(tail.torn_at)
+                intact.entry = tail.entry
+                self._checked_head(intact)  # refuse before cutting, not after
+                digest = hashlib.sha256(tail.torn).hexdigest()
+                evidence = self.path.with_name(f"{self.path.name}.cut-{digest[:12]}")
+                atomic_write(evidence, tail.torn)
+                os.ftruncate(fd, tail.torn_at)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fields = extra(tail.entry) if extra is not None else {}
+            entry = self.append(
+                {
+                    **fields,
+                    "action": "audit-repair",
+                    "env": env,
+                    "actor": actor,
+                    "details": {
+                        "cutBytes": len(tail.torn),
+                        "cutSha256": digest,
+                        "cutText": tail.torn.decode("utf-8", errors="replace"),
+                    },
+                }
+            )
+            evidence.unlink(missing_ok=True)
+            return entry
+
+    # -- reading -------------------------------------------------------------
+
+    def head(self) -> dict[str, Any] | None:
+        """The last complete entry, read from the end of the file only; ``None`` if empty.
+
+        A torn last line is skipped (``verify`` reports it, ``repair`` cuts it).
+        """
+        with self.reading():
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise self._unreadable(exc) from None
+            try:
+                tail = self._tail(fd)
+            except OSError as exc:
+                raise self._unreadable(exc) from None
+            finally:
+                os.close(fd)
+        if tail.damaged_before:
+            raise IntegrityFailure(
+                f"audit log {self.path}: its last two lines are damaged; run `slotgen audit verify`"
+            )
+        return tail.entry
+
+    def count(self) -> int:
+        """Number of entries, from the head's ``seq`` (0 for an empty log)."""
+        head = self.head()
+        return int(head["seq"]) if head else 0
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """Every entry in order, streamed (constant memory).
+
+        A line that is not a complete JSON object raises ``IntegrityFailure``
+        naming its line number. Chain checks are ``verify``'s job.
+        """
+        with self.reading():
+            try:
+                handle = open(self.path, "rb")
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise self._unreadable(exc) from None
+            with handle:
+                for number, raw in enumerate(handle, start=1):
+                    if not raw.endswith(b"\n"):
+                        raise IntegrityFailure(
+                            f"audit log {self.path}: line {number} is torn (no newline); "
+                            + REPAIR_HINT,
+                            first_bad=number,
+                        )
+                    try:
+                        entry = json.loads(raw)
+                    except ValueError:
+                        entry = None
+                    if not isinstance(entry, dict):
+                        raise IntegrityFailure(
+                            f"audit log {self.path}: line {number} is not a JSON entry",
+                            first_bad=number,
+                        )
+                    yield entry
+
+    def verify(
+        self, anchor: tuple[int, str] | None = None, env: str | None = None
+    ) -> VerifyReport:
+        """Check the whole chain, streaming; see ``audit_verify``.
+
+        ``anchor`` is the head ``(seq, hash)`` recorded elsewhere (the controls
+        file): it catches a truncated tail and a wholesale rewrite, which a
+        chain alone cannot. ``env``: every entry must carry this ``env``.
+        """
+        with self.reading():
+            try:
+                handle = open(self.path, "rb")
+            except FileNotFoundError:
+                return verify_lines(iter(()), anchor=anchor, env=env)
+            except OSError as exc:
+                raise self._unreadable(exc) from None
+            with handle:
+                return verify_lines(handle, anchor=anchor, env=env)
+
+    # -- export --------------------------------------------------------------
+
+    def export_jsonl(self, out: TextIO, entries: Iterable[dict[str, Any]] | None = None) -> int:
+        """Write ``entries`` (default: all) as canonical JSON lines; return how many."""
+        return export_jsonl(self.entries() if entries is None else entries, out)
+
+    def export_csv(self, out: TextIO, entries: Iterable[dict[str, Any]] | None = None) -> int:
+        """Write ``entries`` (default: all) as CSV (see ``audit_review.export_csv``)."""
+        return export_csv(self.entries() if entries is None else entries, out)
+
+    # -- internals -------------------------------------------------------------
+
+    def _unreadable(self, exc: OSError) -> IntegrityFailure:
+        return IntegrityFailure(f"audit log {self.path}: cannot read: {exc.strerror}")
+
+    def _checked_head(self, tail: _Tail) -> dict[str, Any] | None:
+        """The tail's last entry, refusing to build on a torn or forged end."""
+        if tail.torn:
+            raise IntegrityFailure(
+                f"audit log {self.path}: the last line is torn (an interrupted write?); "
+                + REPAIR_HINT
+            )
+        prev = tail.entry
+        if prev is None:
+            return None
+        seq = prev.get("seq")
+        if type(seq) is not int or seq < 1:
+            raise IntegrityFailure(
+                f"audit log {self.path}: the last entry has no valid seq; run `slotgen audit verify`"
+            )
+        try:
+            ok = prev.get("hash") == hashlib.sha256(
+                canonical_bytes({k: v for k, v in prev.items() if k != "hash"})
+            ).hexdigest()
+        except ValueError:
+            ok = False
+        if not ok:
+            raise IntegrityFailure(
+                f"audit log {self.path}: the last entry (seq {seq}) fails its hash check; "
+                "run `slotgen audit verify`",
+                first_bad=seq,
+            )
+        return prev
+
+    def _tail(self, fd: int) -> _Tail:
+        """Read the last (up to two) lines of the open file, from the end only."""
+        tail = _Tail(os.fstat(fd).st_size)
+        if tail.size == 0:
+            return tail
+        last_start = _line_start(fd, tail.size)
+        last = _pread_all(fd, tail.size - last_start, last_start)
+        entry = _as_entry(last)
+        if entry is not None:
+            tail.entry = entry
+            return tail
+        tail.torn, tail.torn_at = last, last_start
+        if last_start > 0:
+            prev_start = _line_start(fd, last_start)
+            tail.entry = _as_entry(_pread_all(fd, last_start - prev_start, prev_start))
+            tail.damaged_before = tail.entry is None
+        return tail
+
+
+def _as_entry(line: bytes) -> dict[str, Any] | None:
+    """The entry on a complete line, or ``None`` if the line is torn or not an entry."""
+    if not line.endswith(b"\n"):
+        return None
+    # Torn means unreadable, not merely non-canonical: a hand-edited last
+    # entry must reach verify (and refuse append), never be cut by repair.
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _line_start(fd: int, end: int) -> int:
+    """Offset where the line ending at ``end`` (exclusive) starts."""
+    # The line's own terminator is at end-1; search strictly before it.
+    hi = end - 1
+    while hi > 0:
+        lo = max(0, hi - _TAIL_CHUNK)
+        cut = _pread_all(fd, hi - lo, lo).rfind(b"\n")
+        if cut >= 0:
+            return lo + cut + 1
+        hi = lo
+    return 0
+
+
+def _pread_all(fd: int, length: int, offset: int) -> bytes:
+    parts = []
+    while length > 0:
+        chunk = os.pread(fd, length, offset)
+        if not chunk:
+            break
+        parts.append(chunk)
+        length -= len(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
