@@ -117,8 +117,9 @@ class Environment:
         it is reported as `pending` and finished by the next writer.
         Anything else that disagrees is an IntegrityFailure (exit 4).
         """
-        controls = self.read_controls()
-        head = self.log.head()
+        with self.log.reading():  # both files from one moment: writers hold the lock across both
+            controls = self.read_controls()
+            head = self.log.head()
         if head is None:
             raise IntegrityFailure(f"{self.log.path}: audit log is empty or missing; the controls cannot be trusted")
         if entry_hash(head) != head.get("hash"):
