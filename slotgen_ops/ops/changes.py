@@ -112,15 +112,14 @@ def _refusal(env: Environment, actor: Actor, exc: Refused, state: dict[str, Any]
     refused = Refused(message, next_step=hint)
     if dry_run or state is None:
         return refused
-    fields = {"env": env.name, **actor.audit_fields(), "action": REFUSED, "control": request.get("control"),
-              "old": None, "new": request.get("value"), "decisionRecord": request.get("decisionRecord"),
-              "reason": exc.message, "step": None, "verification": None, "approvalId": request.get("approvalId"),
-              "details": {"command": request.get("command"), "items": request.get("items"), "refusal": exc.message}}
-
     def write(w: ControlsWriter) -> None:
         snap = env.snapshot()
         w.finish_pending(snap)
-        entry = w.record({**fields, "ts": utc(now_utc()), "state": snap.state})
+        entry = w.record(_entry(env, actor, snap.state, action=REFUSED, control=request.get("control"),
+                                new=request.get("value"), decisionRecord=request.get("decisionRecord"),
+                                reason=exc.message, approvalId=request.get("approvalId"),
+                                details={"command": request.get("command"), "items": request.get("items"),
+                                         "refusal": exc.message}))
         refused.audit_seq = entry["seq"]  # type: ignore[attr-defined]
 
     try:

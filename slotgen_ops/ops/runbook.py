@@ -244,6 +244,16 @@ def judge(state: dict[str, Any], runbook: Runbook, env: str, control: str, value
     if nxt.step is None:
         return Judgement(step, "Beta is live at the top of the ladder; the runbook has no further step "
                          "(to reduce exposure use 'slotgen rollback')", "done")
+    if control == ROLLOUT_VAR:
+        current = rollout_percent(controls[ROLLOUT_VAR]) or 0
+        wanted = int(value)
+        if wanted == current and current != 0:
+            done_step = runbook.step("rollout-canary" if current == runbook.ladder[0] else "rollout-progression")
+            return Judgement(done_step, f"the rollout is already {current}; running its step again reorders the runbook",
+                             "reordered")
+        if wanted < current:
+            return Judgement(step, f"the rollout only rises, one rung at a time ({current} -> {value} lowers it); "
+                             "to reduce exposure use 'slotgen rollback'", "not-a-step")
     if step is None:
         return Judgement(None, f"{control}={value or '(unset)'} is not a runbook step "
                          "(to switch the AI path off use 'slotgen rollback')", "not-a-step")
@@ -257,12 +267,8 @@ def judge(state: dict[str, Any], runbook: Runbook, env: str, control: str, value
         return Judgement(step, f"step {step.number} ({step.id}) skips step {nxt.step.number} ({nxt.step.id})", "skipped")
     if nxt.value is not None and value != nxt.value:
         if control == ROLLOUT_VAR:
-            current = controls[ROLLOUT_VAR]
-            if int(value) < int(current or 0):
-                return Judgement(step, f"the rollout only rises, one rung at a time ({current} -> {nxt.value}); "
-                                 "to reduce exposure use 'slotgen rollback'", "not-a-step")
-            return Judgement(step, f"{current} -> {value} jumps the ladder {list(runbook.ladder)}; the next rung is {nxt.value}",
-                             "ladder-jump")
+            return Judgement(step, f"{controls[ROLLOUT_VAR]} -> {value} jumps the ladder {list(runbook.ladder)}; "
+                             f"the next rung is {nxt.value}", "ladder-jump")
         return Judgement(step, f"step {step.id} sets {control}={nxt.value}, not {value!r}", "not-a-step")
     unmet = unmet_requirement(step, state, runbook, env, now, skip=("approval",))
     if unmet is not None:
