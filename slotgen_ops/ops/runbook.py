@@ -251,6 +251,9 @@ def judge(state: dict[str, Any], runbook: Runbook, env: str, control: str, value
             done_step = runbook.step("rollout-canary" if current == runbook.ladder[0] else "rollout-progression")
             return Judgement(done_step, f"the rollout is already {current}; running its step again reorders the runbook",
                              "reordered")
+        if wanted == 0 and current == 0:
+            return Judgement(None, f"{control}=0 is not a runbook step (the rollout is already 0; the canary sets "
+                             f"{runbook.ladder[0]})", "not-a-step")
         if wanted < current:
             return Judgement(step, f"the rollout only rises, one rung at a time ({current} -> {value} lowers it); "
                              "to reduce exposure use 'slotgen rollback'", "not-a-step")
