@@ -368,14 +368,17 @@ def _check_latency(runbook: Any, run: _Run, latencies: list[int], p95: int, boun
     level = f"rollout {rollout}" if rollout is not None else "an invalid rollout (bound of level 0)"
     openai = [e.status["latencyMs"] for d, e in zip(run.decisions, run.executions)
               if e is not None and d.path == PATH_OPENAI]
-    # Reported, not judged: at a 1% canary the OpenAI path is too few executions to move the overall p95.
-    extra = f"; OpenAI path: p95 {percentile95(openai)} ms, max {max(openai)} ms over {len(openai)}" if openai else ""
-    verdict = "within" if p95 <= bound else "OVER"
-    detail = f"p95 {p95} ms over {len(latencies)} executions, {verdict} the {bound} ms bound for {level}{extra}"
+    # Judged on both: over every execution (the plan's wording), and on the OpenAI path alone, because
+    # at a 1% canary the few OpenAI executions cannot move the overall p95 and a slow endpoint would pass.
+    openai_p95 = percentile95(openai)
+    within = p95 <= bound and openai_p95 <= bound
+    extra = f"; OpenAI path: p95 {openai_p95} ms, max {max(openai)} ms over {len(openai)}" if openai else ""
+    verdict = "within" if within else "OVER"
+    detail = f"p95 {p95} ms over {len(latencies)} executions{extra}: {verdict} the {bound} ms bound for {level}"
     unmeasured = len(run.jobs) - len(latencies)
     if unmeasured:
         detail += f"; {unmeasured} execution(s) not measured (the runtime raised)"
-    return _check("latency", p95 <= bound and not unmeasured, detail, runbook, len(latencies))
+    return _check("latency", within and not unmeasured, detail, runbook, len(latencies))
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
