@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from ..errors import EXIT_INTEGRITY, BadInput
-from .common import JsonOpt, WorkspaceOpt, console, emit_json
+from .common import escape, JsonOpt, WorkspaceOpt, console, emit_json
 from .options import OperatorOpt, RequiredEnvOpt
 
 audit_app = typer.Typer(help="Review, verify, export and repair an environment's audit log.", no_args_is_help=True)

@@ -40,6 +40,13 @@ def warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
 
 
+def escape(text: str) -> str:
+    """Rich markup escaping, imported only when something is rendered."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def console(stderr: bool = False):  # -> rich.console.Console
     from rich.console import Console
 

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from .common import console
+from .common import escape, console
 
 DR = "DR-1001"
 

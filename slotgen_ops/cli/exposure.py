@@ -13,7 +13,7 @@ from typing import Annotated, BinaryIO
 import typer
 
 from ..contract import GATING_CODES
-from ..contract.decision import _ALL_PASSED, _GATE_CODES, decide as decide_job
+from ..contract.decision import _ALL_PASSED, _GATE_CODES, decided_by
 from ..contract.job import job_problem
 from ..errors import BadInput
 from .common import EnvOpt, JsonOpt, WithOpt, WorkspaceOpt, console, emit_json, evaluation_inputs
@@ -96,7 +96,7 @@ def _count(fh: BinaryIO, name: str, evaluation, counts: list[int], progress_tota
         problem = job_problem(job)
         if problem is not None:
             raise BadInput(f"{name}:{lineno}: {problem}")
-        counts[decide_job(job, controls, allowlist).decided_by] += 1
+        counts[decided_by(job, controls, allowlist)] += 1
     if progress is not None:
         progress[0].update(progress[1], completed=done)
         progress[0].stop()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 
 from ..errors import EXIT_INTEGRITY
-from .common import JsonOpt, WorkspaceOpt, console, emit_json
+from .common import escape, JsonOpt, WorkspaceOpt, console, emit_json
 from .options import RequiredEnvOpt
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import product
+from operator import itemgetter
 from typing import Any
 
 from .job import json_type
 
 RULE_FIELDS: tuple[str, ...] = ("kind", "subject", "level", "board", "specVersion")
 _RULE_KEYS = frozenset(("id", "description", *RULE_FIELDS))
+_key = itemgetter(*RULE_FIELDS)
 _TOP_KEYS = frozenset(("schemaVersion", "version", "enabled", "rules", "description"))
 # Rules are expanded into a set of exact 5-tuples for O(1) matching unless the
 # expansion would be larger than this; then each rule is checked in turn.
@@ -69,7 +71,7 @@ class Allowlist:
 
     def match(self, job: dict[str, Any]) -> str | None:
         """The id of the first rule matching the job, or None. Ignores `enabled`."""
-        key = (job["kind"], job["subject"], job["level"], job["board"], job["specVersion"])
+        key = _key(job)
         if self._index is not None:
             return self._index.get(key)
         for rule in self.rules:

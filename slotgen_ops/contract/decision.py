@@ -159,6 +159,24 @@ def _rollout_verdict(c: Controls, job_bucket: int | None) -> tuple[bool, str]:
     return False, f"bucket {job_bucket} >= {c.rollout}"
 
 
+def decided_by(job: dict[str, Any], controls: Controls, allowlist: AllowlistState) -> int:
+    """The deciding gate's index (len(GATES) for the OpenAI path) of a job ALREADY checked
+    by job_problem. The hot loop of `exposure`: no Decision object, no second check."""
+    if controls.kill_engaged:
+        return 0
+    if not controls.feature_on:
+        return 1
+    metadata = job.get("metadata")
+    if metadata is None or metadata.get("allowAI") is not True:
+        return 2
+    if not allowlist.enabled or allowlist.match(job) is None:
+        return 3
+    percent = controls.rollout
+    if percent is None or (percent != 0 and bucket(job["jobId"]) >= percent):
+        return 4
+    return _ALL_PASSED
+
+
 def decide(job: Any, controls: Controls, allowlist: AllowlistState) -> Decision:
     """Decide STUB or OpenAI for one job. Never raises, whatever `job` is."""
     if controls.kill_engaged:

@@ -17,6 +17,26 @@ JOB_FIELDS: frozenset[str] = frozenset(("jobId", *JOB_STRING_FIELDS, "metadata",
 
 def job_problem(job: Any) -> str | None:
     """The first way `job` breaks the job schema, as `field: problem`, or None."""
+    # Fast path for the common well-formed job; anything unusual takes the careful walk below.
+    if type(job) is dict and len(job) <= 8:
+        get = job.get
+        job_id = get("jobId")
+        if (type(job_id) is str and job_id and job_id.isascii() and type(get("kind")) is str
+                and type(get("subject")) is str and type(get("level")) is str and type(get("board")) is str
+                and type(get("specVersion")) is str):
+            if len(job) == 6:
+                return None
+            metadata = get("metadata")
+            payload = get("payload")
+            if (job.keys() <= JOB_FIELDS
+                    and (metadata is None and "metadata" not in job
+                         or type(metadata) is dict and type(metadata.get("allowAI", False)) is bool)
+                    and (payload is None and "payload" not in job or type(payload) is dict)):
+                return None
+    return _problem(job)
+
+
+def _problem(job: Any) -> str | None:
     if type(job) is not dict:
         return f"(job): must be a JSON object, got {json_type(job)}"
     job_id = job.get("jobId")

@@ -8,7 +8,6 @@ hand-forged `state` is caught.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
@@ -50,7 +49,8 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
         return new
     if state is None:
         raise ValueError("the first entry of a log must be 'init'")
-    new = copy.deepcopy(state)
+    # Fresh containers for what apply() changes; approval records themselves are never mutated.
+    new = {**state, "controls": dict(state["controls"]), "approvals": dict(state["approvals"])}
     ts = entry.get("ts")
     if action == SET:
         new["controls"][entry["control"]] = entry["new"]
