@@ -123,17 +123,26 @@ def export(
 @audit_app.command("repair")
 def repair(env: RequiredEnvOpt = ..., operator: OperatorOpt = None, workspace: WorkspaceOpt = None,
            json_out: JsonOpt = False) -> int:
-    """Cut off a torn last line (an interrupted write) and record what was cut."""
+    """Cut off a torn last line, and restore controls that disagree with a verified log
+    (always with the kill-switch engaged); each repair is recorded."""
     from ..ops.repair import repair_log
 
-    entry = repair_log(_environment(workspace, env), operator)
+    done = repair_log(_environment(workspace, env), operator)
+    cut, restored = done["cut"], done["restored"]
     if json_out:
-        emit_json({"ok": True, "repaired": entry is not None, "auditSeq": entry["seq"] if entry else None,
-                   "details": entry.get("details") if entry else None})
-    elif entry is None:
-        console().print("nothing to repair: the last line is complete")
-    else:
-        console().print(f"cut {entry['details']['cutBytes']} bytes (recorded as seq {entry['seq']})")
+        emit_json({"ok": True, "repaired": bool(cut or restored),
+                   "cut": {"auditSeq": cut["seq"], "details": cut.get("details")} if cut else None,
+                   "restored": {"auditSeq": restored["seq"], "controls": restored["state"]["controls"]} if restored else None,
+                   "auditSeq": (restored or cut or {}).get("seq")})
+        return 0
+    out = console()
+    if cut:
+        out.print(f"cut a torn last line of {cut['details']['cutBytes']} bytes (recorded as seq {cut['seq']})")
+    if restored:
+        out.print(f"controls restored from the audit log with the kill-switch engaged (recorded as seq {restored['seq']}); "
+                  f"next: slotgen next --env {env}")
+    if not (cut or restored):
+        out.print("nothing to repair: the log's last line is complete and the controls agree with it")
     return 0
 
 

@@ -131,6 +131,16 @@ def _brief(entry: dict[str, Any]) -> dict[str, Any]:
             "passed": verification.get("passed") if verification else None, "reason": entry.get("reason")}
 
 
+def chain_report(env: Environment) -> dict[str, Any]:
+    """The log alone: hash chain, environment, and that every `state` replays (no controls anchor)."""
+    report = env.log.verify(anchor=None, env=env.name)
+    first_bad, reason = report.first_bad, report.reason
+    if report.valid:
+        first_bad, reason = _replay_check(env)
+    return {"valid": report.valid and first_bad is None, "entries": report.entries, "firstBad": first_bad,
+            "reason": reason}
+
+
 def audit_verify(env: Environment) -> dict[str, Any]:
     """The full check: hash chain, environment, anchor, and that every `state` replays."""
     anchor = None

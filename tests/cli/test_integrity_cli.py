@@ -130,3 +130,44 @@ def test_dry_run_writes_nothing(ws):
         run = step(ws, *args, "--dry-run", "--json")
         assert run.code in (0, 3), run.stderr
     assert snapshot(ws) == before
+
+
+def test_repair_restores_hand_edited_controls_with_the_kill_switch_on(ws):
+    first_steps(ws)
+    controls = ws / "environments" / "staging.env"
+    controls.write_text(controls.read_text().replace("SLOTGEN_AI_KILL=true", "SLOTGEN_AI_KILL=false"))
+    assert step(ws, "status", "--env", "staging", "--json").code == 4
+    run = step(ws, "audit", "repair", "--env", "staging", "--operator", "oncall", "--json")
+    assert run.code == 0, run.stderr
+    doc = run.json()
+    assert doc["restored"]["controls"]["SLOTGEN_AI_KILL"] == "true"
+    assert "SLOTGEN_AI_KILL=true" in controls.read_text()
+    assert step(ws, "audit", "verify", "--env", "staging", "--json").json()["valid"] is True
+    entries = [json.loads(x) for x in (ws / "environments" / "staging.audit.jsonl").read_text().splitlines()]
+    assert entries[-1]["action"] == "rollback" and entries[-1]["details"]["trigger"] == "restore-controls"
+    assert entries[-1]["details"]["found"]["values"]["SLOTGEN_AI_KILL"] == "false"
+    # and the runbook goes on from where the log says
+    assert step(ws, "next", "--env", "staging", "--json").json()["step"] == "allowlist-enable"
+
+
+def test_repair_refuses_a_log_that_does_not_verify(ws):
+    first_steps(ws)
+    log = ws / "environments" / "staging.audit.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:1] + lines[2:]) + "\n")  # an entry deleted
+    before = log.read_bytes()
+    run = step(ws, "audit", "repair", "--env", "staging", "--operator", "oncall")
+    assert_one_line_error(run, 4)
+    assert "restore it from a backup" in run.stderr
+    assert log.read_bytes() == before
+
+
+def test_repair_never_hides_a_truncated_log(ws):
+    first_steps(ws)
+    log = ws / "environments" / "staging.audit.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:-2]))
+    before = log.read_bytes()
+    run = step(ws, "audit", "repair", "--env", "staging", "--operator", "oncall")
+    assert_one_line_error(run, 4)
+    assert "truncated" in run.stderr and log.read_bytes() == before
+    assert step(ws, "audit", "verify", "--env", "staging").code == 4
