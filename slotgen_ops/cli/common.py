@@ -119,18 +119,29 @@ def _warn_fail_closed(controls: Controls, allowlist: AllowlistState) -> None:
         warn(f"allowlist {allowlist.reason}: every job is NOT_ALLOWLISTED")
 
 
-def read_json_file(path: Path, what: str) -> Any:
-    """A JSON document from a file (or '-' for stdin), with one-line errors."""
+def open_input(path: Path, what: str):
+    """Open an input file for binary reading, with one-line errors naming it."""
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        return path.open("rb")
     except FileNotFoundError:
         raise BadInput(f"{path}: {what} file not found") from None
     except IsADirectoryError:
         raise BadInput(f"{path}: is a directory, expected a {what} file") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: {what} file is not UTF-8 text") from None
     except OSError as exc:
         raise BadInput(f"{path}: cannot read {what} file ({exc.strerror})") from None
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """A JSON document from a file (or '-' for stdin), with one-line errors."""
+    if str(path) == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open_input(path, what) as fh:
+            data = fh.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: {what} file is not UTF-8 text") from None
     try:
         return json.loads(text)
     except ValueError as exc:

@@ -16,7 +16,7 @@ from ..contract import GATING_CODES
 from ..contract.decision import _ALL_PASSED, _GATE_CODES, decided_by
 from ..contract.job import job_problem
 from ..errors import BadInput
-from .common import EnvOpt, JsonOpt, WithOpt, WorkspaceOpt, console, emit_json, evaluation_inputs
+from .common import EnvOpt, JsonOpt, WithOpt, WorkspaceOpt, console, emit_json, evaluation_inputs, open_input
 
 _PROGRESS_MIN_BYTES = 16 * 1024 * 1024
 
@@ -39,15 +39,7 @@ def exposure(
     if str(jobs_file) == "-":
         _count(sys.stdin.buffer, "<stdin>", evaluation, counts, None)
     else:
-        try:
-            fh = jobs_file.open("rb")
-        except FileNotFoundError:
-            raise BadInput(f"{jobs_file}: jobs file not found") from None
-        except IsADirectoryError:
-            raise BadInput(f"{jobs_file}: is a directory, expected a JSON-lines file") from None
-        except OSError as exc:
-            raise BadInput(f"{jobs_file}: cannot read ({exc.strerror})") from None
-        with fh:
+        with open_input(jobs_file, "jobs") as fh:
             size = jobs_file.stat().st_size
             show = size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty() and not json_out
             _count(fh, str(jobs_file), evaluation, counts, size if show else None)

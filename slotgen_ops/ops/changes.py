@@ -97,6 +97,23 @@ def parse_item(item: str) -> tuple[str, str]:
     return key, normalise_value(key, value)
 
 
+def _prepare(env: Environment, command: str, items: list[str], decision_record: str | None,
+             approval_id: str | None) -> tuple[Runbook, list[tuple[str, str]], dict[str, Any], dict[str, Any]]:
+    """What set and approve do first: the checked runbook, the parsed KEY=VALUEs (bad input
+    is exit 2), the environment's state (integrity failure is exit 4), and the request as recorded."""
+    runbook = checked_runbook(env)
+    if not items:
+        raise BadInput(f"{command} needs one KEY=VALUE, e.g. "
+                       f"{'SLOTGEN_AI_ROLLOUT_PERCENT=1' if command == 'approve' else 'FEATURE_SLOTGEN_AI=true'}")
+    parsed = [parse_item(item) for item in items]
+    state = env.snapshot().state
+    request: dict[str, Any] = {"command": command, "items": items, "decisionRecord": decision_record,
+                               "approvalId": approval_id}
+    if len(parsed) == 1:
+        request.update(control=parsed[0][0], value=parsed[0][1])
+    return runbook, parsed, state, request
+
+
 def next_hint(env: Environment, state: dict[str, Any]) -> str:
     """'next allowed step: ...' for refusal messages."""
     from .guidance import describe_next
@@ -170,16 +187,7 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
                 verifier: Verifier) -> Result:
     """One runbook step (SPEC section 2): judged, confirmed, recorded, applied, verified."""
     ws = env.workspace
-    runbook = checked_runbook(env)
-    if not items:
-        raise BadInput("set needs one KEY=VALUE, e.g. FEATURE_SLOTGEN_AI=true")
-    parsed = [parse_item(item) for item in items]
-    snapshot = env.snapshot()
-    state = snapshot.state
-    request: dict[str, Any] = {"command": "set", "items": items, "decisionRecord": decision_record,
-                               "approvalId": approval_id}
-    if len(parsed) == 1:
-        request.update(control=parsed[0][0], value=parsed[0][1])
+    runbook, parsed, state, request = _prepare(env, "set", items, decision_record, approval_id)
     try:
         if len(parsed) > 1:
             raise Refused(f"combined: {len(parsed)} changes in one invocation; the runbook takes one step at a time")
@@ -273,15 +281,7 @@ def approve(env: Environment, items: list[str], *, actor: Actor, decision_record
             confirm: Confirm) -> Result:
     """An approver records an approval bound to one exact rollout change."""
     ws = env.workspace
-    runbook = checked_runbook(env)
-    if not items:
-        raise BadInput("approve needs one KEY=VALUE, e.g. SLOTGEN_AI_ROLLOUT_PERCENT=1")
-    parsed = [parse_item(item) for item in items]
-    snapshot = env.snapshot()
-    state = snapshot.state
-    request: dict[str, Any] = {"command": "approve", "items": items, "decisionRecord": decision_record}
-    if len(parsed) == 1:
-        request.update(control=parsed[0][0], value=parsed[0][1])
+    runbook, parsed, state, request = _prepare(env, "approve", items, decision_record, None)
     try:
         if len(parsed) > 1:
             raise Refused(f"combined: {len(parsed)} changes in one approval; an approval covers one change")
