@@ -391,10 +391,20 @@ def rollback(env: Environment, *, actor: Actor, reason: str, decision_record: st
     if dry_run:
         return Result(ok=True, step=None, change={"control": KILL_VAR, "old": old, "new": "true"}, dry_run=True,
                       message="dry-run: would engage the kill-switch (SLOTGEN_AI_KILL=true); nothing written")
+    try:
+        return _rollback_recorded(env, actor, reason.strip(), dr, verifier, start)
+    except IntegrityFailure as exc:  # integrity failed between the check and the lock: rollback still happens
+        from .breakglass import break_glass_rollback
+
+        return break_glass_rollback(env, actor, reason, dr, exc.message, False, verifier, start)
+
+
+def _rollback_recorded(env: Environment, actor: Actor, reason: str, dr: str | None, verifier: Verifier | None,
+                       start: float) -> Result:
     with env.writer() as writer:
         fresh = env.snapshot()
         writer.finish_pending(fresh)
-        info = _rollback_locked(env, writer, actor, fresh.state, reason=reason.strip(), decision_record=dr,
+        info = _rollback_locked(env, writer, actor, fresh.state, reason=reason, decision_record=dr,
                                 trigger="operator")
         info["totalMs"] = round((time.perf_counter() - start) * 1000, 3)
         result = Result(ok=info["engaged"], step=None, change={"control": KILL_VAR, "old": info["old"], "new": "true"},

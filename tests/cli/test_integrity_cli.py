@@ -171,3 +171,16 @@ def test_repair_never_hides_a_truncated_log(ws):
     assert_one_line_error(run, 4)
     assert "truncated" in run.stderr and log.read_bytes() == before
     assert step(ws, "audit", "verify", "--env", "staging").code == 4
+
+
+def test_rollback_with_a_torn_last_line_still_engages_the_kill_switch(ws):
+    first_steps(ws)
+    controls = ws / "environments" / "staging.env"
+    # Live-looking controls are not needed: the point is that the append is refused.
+    with (ws / "environments" / "staging.audit.jsonl").open("a") as fh:
+        fh.write('{"seq": 99, "acti')
+    run = step(ws, "rollback", "--env", "staging", "--reason", "incident", "--operator", "oncall", "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["rollback"]["breakGlass"] is True
+    assert "SLOTGEN_AI_KILL=true" in controls.read_text()
+    assert (ws / "environments" / "staging.breakglass.jsonl").exists()
