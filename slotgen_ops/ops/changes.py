@@ -254,9 +254,15 @@ def _verify_after(env: Environment, writer: ControlsWriter, actor: Actor, entry:
     result.audit_seq = ventry["seq"]
     if summary["passed"]:
         return result
+    return _fail_closed(env, writer, actor, ventry, result, summary, entry.get("decisionRecord"), f" after {what}")
+
+
+def _fail_closed(env: Environment, writer: ControlsWriter, actor: Actor, ventry: dict[str, Any], result: Result,
+                 summary: dict[str, Any], decision_record: str | None, where: str) -> Result:
+    """A failed check: engage the kill-switch at once, record it, and exit 1 (SPEC section 2)."""
     failed = ", ".join(summary["failed"])
-    rollback = _rollback_locked(env, writer, actor, ventry["state"], reason=f"automatic: verification failed after "
-                                f"{what} ({failed})", decision_record=entry.get("decisionRecord"), trigger="verification-failed")
+    rollback = _rollback_locked(env, writer, actor, ventry["state"], reason=f"automatic: verification failed"
+                                f"{where} ({failed})", decision_record=decision_record, trigger="verification-failed")
     result.ok = False
     result.exit_code = EXIT_VERIFICATION_FAILED
     result.rollback = rollback
@@ -350,14 +356,7 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
         if summary["passed"]:
             result.message = "every check passed" + ("; step 5 (verify) is done" if at_step else "")
             return result
-        failed = ", ".join(summary["failed"])
-        rollback = _rollback_locked(env, writer, actor, entry["state"], reason=f"automatic: verification failed "
-                                    f"({failed})", decision_record=dr, trigger="verification-failed")
-        result.exit_code = EXIT_VERIFICATION_FAILED
-        result.rollback = rollback
-        result.audit_seq = rollback["auditSeq"]
-        result.message = f"verification failed ({failed}): the kill-switch was engaged"
-        return result
+        return _fail_closed(env, writer, actor, entry, result, summary, dr, "")
 
 
 def rollback(env: Environment, *, actor: Actor, reason: str, decision_record: str | None, dry_run: bool,
