@@ -11,12 +11,13 @@ import json
 import os
 from typing import Any
 
-from ..contract import KILL_VAR, Controls, decide, describe_controls, kill_switch_engaged
-from ..errors import IntegrityFailure
+from ..contract import KILL_VAR, Controls, describe_controls, kill_switch_engaged
+from ..errors import BadInput, IntegrityFailure
 from .canonical import entry_hash
 from .environment import Environment, parse_controls
 from .guidance import describe_next
 from .runbook import STEP_ORDER, soak_ready_at
+from .samples import load_sample_jobs, shadow_exposure
 from .state import apply
 
 _RECENT = 5
@@ -52,21 +53,16 @@ def recent_entries(env: Environment, count: int = _RECENT) -> list[dict[str, Any
     return out
 
 
-def shadow_exposure(env: Environment, controls: dict[str, Any]) -> dict[str, Any] | None:
-    """Sample jobs that would take the OpenAI path if the kill-switch were off (decide only, no calls)."""
+def sample_shadow(env: Environment, controls: dict[str, Any]) -> dict[str, Any] | None:
+    """Shadow exposure over the runbook's sample jobs (decide only, no calls); None if unreadable."""
     from ..runtime.allowlist_file import load_allowlist
 
     try:
-        path = env.workspace.runbook.sample_jobs_path
-        jobs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError):
+        jobs = load_sample_jobs(env.workspace.runbook.sample_jobs_path)
+    except BadInput:
         return None
-    now = Controls.from_mapping(controls)
-    off = Controls.from_mapping({**controls, KILL_VAR: "false"})
-    allowlist = load_allowlist(now.allowlist_path, env.workspace.root)
-    would = [j.get("jobId") for j in jobs if decide(j, off, allowlist).path == "openai"]
-    current = sum(1 for j in jobs if decide(j, now, allowlist).path == "openai")
-    return {"jobs": would, "count": len(would), "now": current, "more": len(would) - current, "samples": len(jobs)}
+    allowlist = load_allowlist(Controls.from_mapping(controls).allowlist_path, env.workspace.root)
+    return {**shadow_exposure(jobs, controls, allowlist), "samples": len(jobs)}
 
 
 def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
@@ -113,7 +109,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         "next": nxt,
         "audit": {"entries": int(head["seq"]) if head else 0, "valid": valid, "head": head.get("hash") if head else None,
                   "problem": problem},
-        "shadowExposure": shadow_exposure(env, controls) if controls else None,
+        "shadowExposure": sample_shadow(env, controls) if controls else None,
         "lastChanges": [_brief(e) for e in recent_entries(env)],
         "approvals": approvals,
         "soakReadyAt": ready.strftime("%Y-%m-%dT%H:%M:%SZ") if ready else None,

@@ -36,13 +36,14 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from ..contract import KILL_VAR, PATH_OPENAI, PATH_STUB, Controls, Decision, decide, job_problem
+from ..contract import PATH_OPENAI, PATH_STUB, Controls, Decision, decide
 from ..errors import BadInput
 from ..runtime.allowlist_file import load_allowlist
 from ..runtime.executor import OPENAI_CODES, OUTCOME_COMPLETED, OUTCOME_FAILED, OUTCOME_STUB, Execution, Runtime
 from ..runtime.schemas import schema_errors
 from ..runtime.telemetry import JsonlTelemetrySink, MemoryTelemetrySink
 from .runbook import CHECK_NAMES
+from .samples import job_label, load_sample_jobs, shadow_exposure
 from .workspace import validation_summary
 
 Progress = Callable[[int, int], None]
@@ -101,29 +102,6 @@ class _TeeSink:
             pass
 
 
-def load_sample_jobs(path: Path) -> list[dict[str, Any]]:
-    """The sample jobs, one JSON object a line (blank lines skipped); BadInput names file:line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{path}: sample jobs file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read sample jobs ({exc.__class__.__name__})") from None
-    jobs = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            job = json.loads(line)
-        except ValueError as exc:
-            raise BadInput(f"{path}:{number}: not JSON ({getattr(exc, 'msg', exc)})") from None
-        problem = job_problem(job)
-        if problem is not None:
-            raise BadInput(f"{path}:{number}: not a valid job: {problem}")
-        jobs.append(job)
-    return jobs
-
-
 def executor_config_for(env: Any) -> Any:
     """The ExecutorConfig of an environment's `openai` settings (raises pydantic's ValidationError)."""
     from ..runtime.config import ExecutorConfig
@@ -173,7 +151,7 @@ def run_verification(env: Any, controls: Mapping[str, str | None], *,
     parsed = Controls.from_mapping(dict(controls))
     allowlist = load_allowlist(parsed.allowlist_path, base=env.workspace.root)
     decisions = [decide(job, parsed, allowlist) for job in jobs]
-    shadow = _shadow_exposure(jobs, decisions, dict(controls), allowlist)
+    shadow = shadow_exposure(jobs, dict(controls), allowlist, decisions)
     rollout = parsed.rollout
     bound = runbook.latency_bound_ms(rollout if rollout is not None else 0)
     expected_codes = Counter(d.code or OUTCOME_COMPLETED for d in decisions)
@@ -246,16 +224,6 @@ def _execute(env: Any, controls: Controls, allowlist: Any, config: Any, jobs: li
     return run
 
 
-def _shadow_exposure(jobs: list[Any], decisions: list[Decision], controls: dict[str, str | None],
-                     allowlist: Any) -> dict[str, Any]:
-    """Which sample jobs would take the OpenAI path with the kill-switch off and the rest unchanged."""
-    shadow_controls = Controls.from_mapping({**controls, KILL_VAR: "false"})
-    ids = [_job_label(job, i) for i, job in enumerate(jobs)
-           if decide(job, shadow_controls, allowlist).path == PATH_OPENAI]
-    now = sum(1 for d in decisions if d.path == PATH_OPENAI)
-    return {"jobs": ids, "count": len(ids), "now": now, "more": len(ids) - now}
-
-
 # --- the five checks -------------------------------------------------------------------------------------------
 
 
@@ -272,11 +240,11 @@ def _check_status_schema(runbook: Any, run: _Run) -> dict[str, Any]:
     bad = []
     for index, execution in enumerate(run.executions):
         if execution is None:
-            bad.append(f"{_job_label(run.jobs[index], index)}: no status, the runtime raised {run.crashes[index]}")
+            bad.append(f"{job_label(run.jobs[index], index)}: no status, the runtime raised {run.crashes[index]}")
             continue
         errors = schema_errors("executor-status", execution.status)
         if errors:
-            bad.append(f"{_job_label(run.jobs[index], index)}: {errors[0]}")
+            bad.append(f"{job_label(run.jobs[index], index)}: {errors[0]}")
     n = len(run.executions)
     if bad:
         return _check("executor-status-schema", False, f"{len(bad)} of {n} executor statuses invalid: {_named(bad)}",
@@ -289,14 +257,14 @@ def _check_telemetry(runbook: Any, run: _Run) -> dict[str, Any]:
     bad = []
     for index, count in enumerate(run.events_per_job):
         if count != 1:
-            bad.append(f"{_job_label(run.jobs[index], index)}: {count} events")
+            bad.append(f"{job_label(run.jobs[index], index)}: {count} events")
     for index, event in enumerate(run.events):
         errors = schema_errors("telemetry-event", event)
         if errors:
             bad.append(f"event {index + 1} ({event.get('jobId') if isinstance(event, dict) else '?'}): {errors[0]}")
     for index, execution in enumerate(run.executions):
         if execution is not None and execution.event.get("jobId") != execution.status.get("jobId"):
-            bad.append(f"{_job_label(run.jobs[index], index)}: the event's jobId differs from the status's")
+            bad.append(f"{job_label(run.jobs[index], index)}: the event's jobId differs from the status's")
     if len(run.events) != n:
         bad.insert(0, f"{len(run.events)} events for {n} jobs")
     if run.telemetry_error:
@@ -313,7 +281,7 @@ def _check_path_behavior(runbook: Any, run: _Run) -> dict[str, Any]:
     openai_jobs = 0
     openai_attempts = 0
     for index, (decision, execution) in enumerate(zip(run.decisions, run.executions)):
-        label = _job_label(run.jobs[index], index)
+        label = job_label(run.jobs[index], index)
         if execution is None:
             bad.append(f"{label}: the runtime raised {run.crashes[index]}")
             continue
@@ -406,11 +374,6 @@ def _fmt_codes(codes: Mapping[str, int]) -> str:
 def _named(items: list[str]) -> str:
     shown = "; ".join(items[:_MAX_NAMED])
     return shown + (f"; and {len(items) - _MAX_NAMED} more" if len(items) > _MAX_NAMED else "")
-
-
-def _job_label(job: Any, index: int) -> str:
-    job_id = job.get("jobId") if isinstance(job, dict) else None
-    return job_id if isinstance(job_id, str) and job_id else f"sample #{index + 1}"
 
 
 def _ms_since(start: float) -> int:
