@@ -340,23 +340,25 @@ class AuditLog:
                     yield entry
 
     def verify(
-        self, anchor: tuple[int, str] | None = None, env: str | None = None
+        self, anchor: tuple[int, str] | None = None, env: str | None = None,
+        check: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> VerifyReport:
         """Check the whole chain, streaming; see ``audit_verify``.
 
         ``anchor`` is the head ``(seq, hash)`` recorded elsewhere (the controls
         file): it catches a truncated tail and a wholesale rewrite, which a
         chain alone cannot. ``env``: every entry must carry this ``env``.
+        ``check``: a per-entry check run in the same pass (see ``verify_lines``).
         """
         with self.reading():
             try:
                 handle = open(self.path, "rb")
             except FileNotFoundError:
-                return verify_lines(iter(()), anchor=anchor, env=env)
+                return verify_lines(iter(()), anchor=anchor, env=env, check=check)
             except OSError as exc:
                 raise self._unreadable(exc) from None
             with handle:
-                return verify_lines(handle, anchor=anchor, env=env)
+                return verify_lines(handle, anchor=anchor, env=env, check=check)
 
     # -- export --------------------------------------------------------------
 

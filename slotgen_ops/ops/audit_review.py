@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -101,8 +101,13 @@ def verify_lines(
     lines: Iterable[bytes],
     anchor: tuple[int, str] | None = None,
     env: str | None = None,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> VerifyReport:
-    """Verify the raw lines of a log (each ending in ``\\n`` except a torn last one)."""
+    """Verify the raw lines of a log (each ending in ``\\n`` except a torn last one).
+
+    ``check(entry)`` runs in the same pass on every entry whose hash and link
+    hold, in order; a non-None answer makes that entry the first bad one.
+    """
     anchor_seq, anchor_hash = _check_anchor(anchor)
     stream: Iterator[bytes] = iter(lines)
     prev: dict[str, Any] | None = None
@@ -118,6 +123,10 @@ def verify_lines(
             _link(entry, pos, prev, following)
             if env is not None and entry.get("env") != env:
                 raise _Bad(pos, f"entry {pos} is for env {entry.get('env')!r}, not {env!r}")
+            if check is not None:
+                problem = check(entry)
+                if problem is not None:
+                    raise _Bad(pos, problem)
         except _Bad as exc:
             bad = exc
             current = following

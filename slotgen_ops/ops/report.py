@@ -129,12 +129,8 @@ def _brief(entry: dict[str, Any]) -> dict[str, Any]:
 
 def chain_report(env: Environment) -> dict[str, Any]:
     """The log alone: hash chain, environment, and that every `state` replays (no controls anchor)."""
-    report = env.log.verify(anchor=None, env=env.name)
-    first_bad, reason = report.first_bad, report.reason
-    if report.valid:
-        first_bad, reason = _replay_check(env)
-    return {"valid": report.valid and first_bad is None, "entries": report.entries, "firstBad": first_bad,
-            "reason": reason}
+    report = env.log.verify(anchor=None, env=env.name, check=_replay_checker())
+    return {"valid": report.valid, "entries": report.entries, "firstBad": report.first_bad, "reason": report.reason}
 
 
 def audit_verify(env: Environment) -> dict[str, Any]:
@@ -146,31 +142,32 @@ def audit_verify(env: Environment) -> dict[str, Any]:
         anchor = (found.head_seq, found.head_hash)
     except IntegrityFailure as exc:
         problems.append(exc.message)
-    report = env.log.verify(anchor=anchor, env=env.name)
+    report = env.log.verify(anchor=anchor, env=env.name, check=_replay_checker())
     first_bad, reason = report.first_bad, report.reason
-    if report.valid:
-        first_bad, reason = _replay_check(env)
-    if report.valid and first_bad is None and not problems:
+    if report.valid and not problems:
         try:  # the chain holds; do the controls say what its head says?
             env.snapshot()
         except IntegrityFailure as exc:
             problems.append(exc.message)
-    if first_bad is None and not report.valid:
-        first_bad = report.first_bad
-    valid = report.valid and first_bad is None and not problems
+    valid = report.valid and not problems
     if reason is None and problems:
         reason = problems[0]
     return {"env": env.name, "valid": valid, "entries": report.entries, "firstBad": first_bad, "reason": reason}
 
 
-def _replay_check(env: Environment) -> tuple[int | None, str | None]:
-    state = None
-    for entry in env.log.entries():
+def _replay_checker():
+    """A per-entry check for the verify pass: each entry's recorded `state` is what its action yields."""
+    state: dict[str, Any] | None = None
+
+    def check(entry: dict[str, Any]) -> str | None:
+        nonlocal state
         try:
             expected = apply(state, entry)
         except (KeyError, TypeError, ValueError) as exc:
-            return entry.get("seq"), f"entry seq {entry.get('seq')} cannot be replayed ({exc})"
+            return f"entry seq {entry.get('seq')} cannot be replayed ({exc})"
         if entry.get("state") != expected:
-            return entry.get("seq"), f"entry seq {entry.get('seq')}: its recorded state is not what its action yields"
+            return f"entry seq {entry.get('seq')}: its recorded state is not what its action yields"
         state = expected
-    return None, None
+        return None
+
+    return check
