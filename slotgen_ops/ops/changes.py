@@ -261,7 +261,7 @@ def _fail_closed(env: Environment, writer: ControlsWriter, actor: Actor, ventry:
                  summary: dict[str, Any], decision_record: str | None, where: str) -> Result:
     """A failed check: engage the kill-switch at once, record it, and exit 1 (SPEC section 2)."""
     failed = ", ".join(summary["failed"])
-    rollback = _rollback_locked(env, writer, actor, ventry["state"], reason=f"automatic: verification failed"
+    rollback, _ = _rollback_locked(env, writer, actor, ventry["state"], reason=f"automatic: verification failed"
                                 f"{where} ({failed})", decision_record=decision_record, trigger="verification-failed")
     result.ok = False
     result.exit_code = EXIT_VERIFICATION_FAILED
@@ -272,15 +272,17 @@ def _fail_closed(env: Environment, writer: ControlsWriter, actor: Actor, ventry:
 
 
 def _rollback_locked(env: Environment, writer: ControlsWriter, actor: Actor, state: dict[str, Any], *,
-                     reason: str, decision_record: str | None, trigger: str) -> dict[str, Any]:
+                     reason: str, decision_record: str | None, trigger: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Engage the kill-switch under the held lock; the rollback's report and the state after it."""
     start = time.perf_counter()
     old = state["controls"][KILL_VAR]
     entry = writer.record(_entry(env, actor, state, action=ROLLBACK, control=KILL_VAR, old=old, new="true",
                                  decisionRecord=decision_record, reason=reason, details={"trigger": trigger}))
     back = env.read_controls()
     engaged = kill_switch_engaged(back.values[KILL_VAR])
-    return {"auditSeq": entry["seq"], "engaged": engaged, "old": old, "new": back.values[KILL_VAR],
+    info = {"auditSeq": entry["seq"], "engaged": engaged, "old": old, "new": back.values[KILL_VAR],
             "engagedMs": round((time.perf_counter() - start) * 1000, 3), "reason": reason}
+    return info, entry["state"]
 
 
 def approve(env: Environment, items: list[str], *, actor: Actor, decision_record: str | None, dry_run: bool,
@@ -403,8 +405,8 @@ def _rollback_recorded(env: Environment, actor: Actor, reason: str, dr: str | No
     with env.writer() as writer:
         fresh = env.snapshot()
         writer.finish_pending(fresh)
-        info = _rollback_locked(env, writer, actor, fresh.state, reason=reason, decision_record=dr,
-                                trigger="operator")
+        info, after = _rollback_locked(env, writer, actor, fresh.state, reason=reason, decision_record=dr,
+                                       trigger="operator")
         info["totalMs"] = round((time.perf_counter() - start) * 1000, 3)
         result = Result(ok=info["engaged"], step=None, change={"control": KILL_VAR, "old": info["old"], "new": "true"},
                         audit_seq=info["auditSeq"], rollback=info,
@@ -412,7 +414,7 @@ def _rollback_recorded(env: Environment, actor: Actor, reason: str, dr: str | No
         if verifier is not None:
             report = run_verifier(verifier, env, env.read_controls().values)
             summary = verification_summary(report)
-            ventry = writer.record(_entry(env, actor, _current_state(env), action=VERIFY, verification=summary,
+            ventry = writer.record(_entry(env, actor, after, action=VERIFY, verification=summary,
                                           details={"trigger": "after-rollback", "afterSeq": info["auditSeq"]}))
             result.verification = report
             result.audit_seq = ventry["seq"]
@@ -421,7 +423,3 @@ def _rollback_recorded(env: Environment, actor: Actor, reason: str, dr: str | No
                 result.exit_code = EXIT_VERIFICATION_FAILED
                 result.message += f"; verification after rollback failed ({', '.join(summary['failed'])})"
         return result
-
-
-def _current_state(env: Environment) -> dict[str, Any]:
-    return env.snapshot().state

@@ -71,6 +71,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
     try:
         snap = env.snapshot()
         state, head, valid, problem = snap.state, snap.head, True, None
+        controls = snap.controls.values  # what the service reads
         if snap.pending is not None:
             warnings.append(f"audit entry seq {snap.pending['seq']} is recorded but its controls were not written "
                             "(interrupted); the next change finishes it")
@@ -79,11 +80,10 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         head = env.log.head() if env.log.path.exists() else None
         state = head.get("state") if head and entry_hash(head) == head.get("hash") else None
         warnings.append(f"audit integrity: {problem}")
-    try:
-        file_controls = parse_controls(env.controls_path).values
-    except IntegrityFailure:
-        file_controls = state["controls"] if state else {}
-    controls = file_controls or (state["controls"] if state else {})
+        try:
+            controls = parse_controls(env.controls_path).values
+        except IntegrityFailure:
+            controls = state["controls"] if state else {}
     meaning = describe_controls(Controls.from_mapping(controls)) if controls else {}
     if state is not None and valid:
         nxt = describe_next(env, state)
