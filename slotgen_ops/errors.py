@@ -1,7 +1,7 @@
 """One root error type, mapped to exit codes at one boundary (the CLI).
 
 SPEC section 5: 0 ok, 1 verification failed (rolled back), 2 bad usage or bad
-input, 3 refused by policy, 4 integrity failure.
+input, 3 refused by policy, 4 integrity failure, 5 the kill-switch could not be engaged (rollback).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ EXIT_VERIFICATION_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
 EXIT_INTEGRITY = 4
+EXIT_KILL_NOT_ENGAGED = 5
 
 
 class SlotgenError(Exception):
@@ -56,3 +57,9 @@ class VerificationFailed(SlotgenError):
     """A post-change verification failed and the kill-switch was engaged (exit 1)."""
 
     exit_code = EXIT_VERIFICATION_FAILED
+
+
+class KillSwitchNotEngagedError(SlotgenError):
+    """A rollback could not write the kill-switch (exit 5); the message says KILL-SWITCH NOT ENGAGED."""
+
+    exit_code = EXIT_KILL_NOT_ENGAGED

@@ -12,8 +12,13 @@ commands that need them, so `slotgen --help`, `decide`, `status` and
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 from typing import Any
+
+#: When this process started, for the rollback's "engaged in N ms" (set by main()).
+STARTED = time.perf_counter()
 
 import typer
 from typer.core import TyperGroup
@@ -56,7 +61,7 @@ class SlotgenGroup(TyperGroup):
         except typer.Abort:
             _fail("aborted, nothing changed", EXIT_BAD_INPUT)
         except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            _fail("interrupted (SIGINT, SIGTERM or SIGHUP); a change not yet committed was not applied", 130)
         except BrokenPipeError:
             sys.exit(0)
         except Exception as exc:  # never a traceback for an operator
@@ -89,6 +94,27 @@ def _register() -> None:
 _register()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_notice(message: str) -> None:
+    sys.stderr.write(f"slotgen: {message}\n")
+    sys.stderr.flush()
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    SIGTERM and SIGHUP (a dropped SSH session) behave like SIGINT: an
+    interrupted command stops where it is, and a change is either committed
+    whole or not at all (the critical section defers these signals).
+    """
+    global STARTED
+    STARTED = time.perf_counter()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    from ..ops.locking import set_wait_notice
+
+    set_wait_notice(_wait_notice)
     typer.main.get_command(app).main(prog_name="slotgen")

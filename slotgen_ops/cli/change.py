@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import Refused
+from ..errors import Refused, SlotgenError
 from .common import JsonOpt, WorkspaceOpt, emit_json
 from .options import DecisionRecordOpt, DryRunOpt, OperatorOpt, RequiredEnvOpt, YesOpt, make_confirm, verifier_with_progress
 
@@ -26,8 +26,11 @@ def _actor(environment, operator):
 
 
 def _finish(result, json_out: bool) -> int:
+    from .common import warn
     from .render import render_result
 
+    for warning in getattr(result, "warnings", []):
+        warn(warning)
     if json_out:
         emit_json(result.to_json())
     else:
@@ -139,7 +142,7 @@ def _actor_unrecorded():
 
 def rollback(
     env: RequiredEnvOpt = ...,
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).", show_default=False)] = ...,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded; '(none given)' if omitted).", show_default=False)] = None,
     decision_record: DecisionRecordOpt = None,
     operator: OperatorOpt = None,
     dry_run: DryRunOpt = False,
@@ -147,21 +150,27 @@ def rollback(
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
-    """Engage the kill-switch in one action, from any state, and record it.
+    """Engage the kill-switch at once, from any state, and record it.
 
-    Works even when the audit log or the controls fail verification
-    (break-glass). Never asks for confirmation: it only makes things safer.
-    The decision record may be given later.
+    Never refused and never asks: it writes SLOTGEN_AI_KILL=true first, without
+    waiting for any lock, reads it back, then records who and why in the audit
+    log, or in the break-glass journal when the log cannot take it. Works with
+    a broken workspace, log or disk. Exit 5 (KILL-SWITCH NOT ENGAGED) only if
+    the controls file cannot be written.
     """
+    from ..ops.authority import Actor, resolve_actor
     from ..ops.changes import rollback as do_rollback
+    from ..ops.workspace import Workspace
+    from . import app as app_module
 
-    environment = _env(workspace, env)
-    actor = _actor(environment, operator)
+    environment = Workspace.locate(workspace).environment_for_rollback(env)
     try:
-        result = do_rollback(environment, actor=actor, reason=reason, decision_record=decision_record,
-                             dry_run=dry_run, verifier=verifier_with_progress(json_out))
-    except Refused as exc:
-        raise _refused(exc, json_out) from None
+        actor = resolve_actor(environment.workspace.roster, operator)
+    except SlotgenError:  # operators.yaml unreadable: the claim is still recorded
+        actor = resolve_actor(None, operator)
+        actor = Actor(claimed=actor.claimed, operator=None)
+    result = do_rollback(environment, actor=actor, reason=reason, decision_record=decision_record,
+                         dry_run=dry_run, verifier=verifier_with_progress(json_out), start=app_module.STARTED)
     return _finish(result, json_out)
 
 

@@ -42,8 +42,8 @@ def render_result(result) -> None:
         out.print(f"approval id: [bold]{result.approval_id}[/]  (use: slotgen set ... --approval {result.approval_id})")
     if result.rollback:
         rb = result.rollback
-        out.print(f"[bold red]rollback[/]: kill-switch {'engaged' if rb.get('engaged') else 'NOT CONFIRMED'} "
-                  f"in {rb.get('totalMs', rb.get('engagedMs'))} ms; {escape(str(rb.get('reason')))}")
+        out.print(f"[bold red]rollback[/]: kill-switch {'engaged and read back' if rb.get('engaged') else 'NOT CONFIRMED'} "
+                  f"{rb.get('engagedMs')} ms after start; {escape(str(rb.get('reason')))}")
     status = "[green]ok[/]" if result.ok else "[bold red]failed[/]"
     seq = f" (audit seq {result.audit_seq})" if result.audit_seq is not None else ""
     out.print(f"{status}: {escape(result.message)}{seq}" if result.message else f"{status}{seq}")

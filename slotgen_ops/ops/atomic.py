@@ -15,30 +15,24 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import stat
 from pathlib import Path
 
-__all__ = ["FAULT_ENV", "atomic_write", "clean_stale_temps", "fault_point", "temp_path_for"]
+from . import hooks
 
-#: Test hook. When this environment variable equals a fault point's name, the
-#: process SIGKILLs itself at that point (no cleanup, no atexit, no flush):
-#: the closest a test can get to pulling the plug.
-FAULT_ENV = "SLOTGEN_FAULT"
+__all__ = ["atomic_write", "clean_stale_temps", "fault_point", "temp_path_for"]
 
 _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
 
 
 def fault_point(name: str) -> None:
-    """Die by SIGKILL here if ``SLOTGEN_FAULT`` equals ``name``; otherwise do nothing.
+    """A named point where a test may crash or pause the process (see ``hooks``).
 
-    The single implementation of the crash hook. Points in this module:
-    ``after-temp-write`` and ``after-rename`` (also ``<prefix>-after-...`` when
-    ``atomic_write`` is given a ``fault_prefix``). Other modules add their own,
-    e.g. ``after-audit-append``.
+    Points in this module: ``after-temp-write`` and ``after-rename`` (also
+    ``<prefix>-after-...`` when ``atomic_write`` is given a ``fault_prefix``).
+    The installed CLI registers no hook, so this does nothing there.
     """
-    if os.environ.get(FAULT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    hooks.point(name)
 
 
 def temp_path_for(path: Path) -> Path:

@@ -11,11 +11,12 @@ newline-terminated. The log fills four fields itself:
 
 Every other field is carried as given (``AUDIT_FIELDS`` lists the product's).
 
-Concurrency: writers serialise on an exclusive ``flock`` of ``<log>.lock``
-that the caller holds across judge -> append -> apply (``AuditLog.locked``).
-Readers take it shared. ``flock`` is per open file, so within one process use
-one ``AuditLog`` per file: a second instance asking for the lock would wait
-for the first forever.
+Concurrency: writers serialise on the lock they are given (by default the
+``flock`` of the log's directory, see ``locking``), held across judge ->
+append -> apply by the caller (``AuditLog.locked``). Readers take it shared.
+Every append checks, under the lock, that it extends the head its caller
+judged against (``after=``), so a writer that read an old head cannot record
+a state computed from it.
 
 Integrity problems raise ``IntegrityFailure`` (exit 4); this module never
 prints.
@@ -27,7 +28,6 @@ import fcntl
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BadInput, IntegrityFailure
+from . import hooks
 from .atomic import atomic_write, fsync_directory
 from .audit_review import (
     AUDIT_FIELDS,
@@ -50,8 +51,8 @@ from .canonical import _dumps, canonical_bytes
 
 __all__ = [
     "AUDIT_FIELDS",
-    "DISABLE_LOCK_ENV",
     "GENESIS_HASH",
+    "StaleHead",
     "AuditLog",
     "VerifyReport",
     "export_csv",
@@ -62,21 +63,13 @@ __all__ = [
 
 _FILLED = ("seq", "prevHash", "hash")
 
-#: !!! UNSAFE — TEST HOOK ONLY !!! With this set to "1", ``locked()`` does not
-#: lock at all, so concurrent writers race and break the chain. It exists so
-#: the concurrency test can prove that it is able to see a race (and therefore
-#: that the real lock is what prevents one). Never set it anywhere else.
-DISABLE_LOCK_ENV = "SLOTGEN_UNSAFE_DISABLE_LOCK"
-
-#: Test hook: with this set to "1", ``append`` sleeps briefly between reading
-#: the head and writing, widening the race window the unlocked test provokes.
-WIDEN_RACE_ENV = "SLOTGEN_FAULT_WIDEN_RACE"
-
 _TAIL_CHUNK = 64 * 1024
+#: A last line longer than this is not read into memory: it is damage, not an entry.
+MAX_LINE = 16 * 1024 * 1024
 
 
-def _lock_disabled() -> bool:
-    return os.environ.get(DISABLE_LOCK_ENV) == "1"
+class StaleHead(IntegrityFailure):
+    """The log's head is not the one the caller judged against (another writer got there first)."""
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
@@ -101,86 +94,40 @@ class _Tail:
 class AuditLog:
     """One environment's audit log file (``path``), plus its lock ``<path>.lock``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lock: Any = None) -> None:
+        from .locking import EnvLock
+
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._held = 0  # exclusive lock depth held by this instance
-        self._shared = 0  # shared (reader) lock depth held by this instance
+        self.lock = lock if lock is not None else EnvLock.for_directory(self.path.parent)
 
     # -- locking -------------------------------------------------------------
 
     @contextmanager
     def locked(self) -> Iterator[AuditLog]:
-        """Hold the exclusive writer lock (blocking); re-entrant on this instance.
-
-        Hold it across judge -> append -> apply so that no other process can
-        change the environment between the decision and its record.
-        """
-        if self._shared:
-            raise RuntimeError("AuditLog.locked() inside a read of the same log would deadlock")
-        if self._held or _lock_disabled():
-            self._held += 1
-            try:
-                yield self
-            finally:
-                self._held -= 1
-            return
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise IntegrityFailure(f"audit log {self.path}: cannot lock: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._held = 1
-            try:
-                yield self
-            finally:
-                self._held = 0
-        finally:
-            os.close(fd)  # closing releases the flock
+        """Hold the exclusive writer lock (blocking, saying so at once); re-entrant."""
+        with self.lock.exclusive():
+            yield self
 
     @contextmanager
     def reading(self) -> Iterator[None]:
-        """Shared lock for readers, so they never see a half-written line.
-
-        Skipped when this instance already holds the lock, and when the lock
-        file cannot be created (a read-only copy of a log can still be read).
-        """
-        if self._held or self._shared or _lock_disabled():
-            self._shared += 1
-            try:
-                yield
-            finally:
-                self._shared -= 1
-            return
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError:
-            fd = -1
-        try:
-            if fd >= 0:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            self._shared += 1
-            try:
-                yield
-            finally:
-                self._shared -= 1
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        """Shared lock for readers, so they never see a half-written line."""
+        with self.lock.shared():
+            yield
 
     # -- writing -------------------------------------------------------------
 
-    def append(self, fields: dict[str, Any]) -> dict[str, Any]:
+    def append(self, fields: dict[str, Any], after: tuple[int, str] | None = None) -> dict[str, Any]:
         """Append one entry built from ``fields``; return it complete.
 
         The caller holds ``locked()``. Fills ``seq``, ``ts`` (unless given),
         ``prevHash`` and ``hash``. Refuses (``IntegrityFailure``) to extend a
         log whose last line is torn or whose last entry fails its own hash.
         Durable on return: one ``write`` of the whole line on an ``O_APPEND``
-        descriptor, then ``fsync``.
+        descriptor, then ``fsync``. ``after`` is the head ``(seq, hash)`` the
+        caller computed the entry's state from ((0, GENESIS_HASH): an empty
+        log); if the log's head is another, ``StaleHead`` and nothing written.
         """
-        if not self._held and not _lock_disabled():
+        if not self.lock.held:
             raise RuntimeError("AuditLog.append() called without holding AuditLog.locked()")
         taken = [k for k in _FILLED if k in fields]
         if taken:
@@ -192,6 +139,11 @@ class AuditLog:
             raise IntegrityFailure(f"audit log {self.path}: cannot open: {exc.strerror}") from None
         try:
             prev = self._checked_head(self._tail(fd))
+            if after is not None:
+                now = (prev["seq"], prev["hash"]) if prev else (0, GENESIS_HASH)
+                if now != tuple(after):
+                    raise StaleHead(f"audit log {self.path}: the head is seq {now[0]}, not seq {after[0]} "
+                                    "that this change was judged against (another writer got there first)")
             entry = dict(fields)
             entry.setdefault("ts", utc_timestamp())
             entry["seq"] = prev["seq"] + 1 if prev else 1
@@ -202,8 +154,7 @@ class AuditLog:
                 raise BadInput(f"audit entry cannot be recorded: {exc}") from None
             entry["hash"] = hashlib.sha256(body).hexdigest()
             line = _dumps(entry) + b"\n"
-            if os.environ.get(WIDEN_RACE_ENV) == "1":
-                time.sleep(0.002)  # test hook, see WIDEN_RACE_ENV
+            hooks.point("audit-before-write")
             try:
                 written = os.write(fd, line)  # one write: O_APPEND keeps it whole
                 os.fsync(fd)
@@ -330,7 +281,7 @@ class AuditLog:
                         )
                     try:
                         entry = json.loads(raw)
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         entry = None
                     if not isinstance(entry, dict):
                         raise IntegrityFailure(
@@ -410,6 +361,9 @@ class AuditLog:
         if tail.size == 0:
             return tail
         last_start = _line_start(fd, tail.size)
+        if tail.size - last_start > MAX_LINE:
+            tail.torn, tail.torn_at = b"<a line of %d bytes>" % (tail.size - last_start), last_start
+            return tail
         last = _pread_all(fd, tail.size - last_start, last_start)
         entry = _as_entry(last)
         if entry is not None:
@@ -431,7 +385,7 @@ def _as_entry(line: bytes) -> dict[str, Any] | None:
     # entry must reach verify (and refuse append), never be cut by repair.
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # a pathologically nested line is damage, not a crash
         return None
     return value if isinstance(value, dict) else None
 
@@ -440,13 +394,13 @@ def _line_start(fd: int, end: int) -> int:
     """Offset where the line ending at ``end`` (exclusive) starts."""
     # The line's own terminator is at end-1; search strictly before it.
     hi = end - 1
-    while hi > 0:
+    while hi > 0 and end - hi <= MAX_LINE:
         lo = max(0, hi - _TAIL_CHUNK)
         cut = _pread_all(fd, hi - lo, lo).rfind(b"\n")
         if cut >= 0:
             return lo + cut + 1
         hi = lo
-    return 0
+    return 0 if hi <= 0 else hi
 
 
 def _pread_all(fd: int, length: int, offset: int) -> bytes:

@@ -37,6 +37,7 @@ def os_account() -> dict[str, Any]:
 class Actor:
     claimed: str | None          # what --operator / SLOTGEN_OPERATOR said
     operator: Operator | None    # the roster entry, if the claim is known
+    identity: str = "declared"   # "unidentified": a rollback by someone not proven allowed (SPEC section 6)
 
     @property
     def roles(self) -> list[str]:
@@ -48,13 +49,17 @@ class Actor:
             "name": self.operator.name if self.operator else None,
             "roles": self.roles,
             "known": self.operator is not None,
-            "identity": "declared",
+            "identity": self.identity,
             "os": os_account(),
             "host": socket.gethostname(),
         }
 
     def audit_fields(self) -> dict[str, Any]:
         return {"operator": self.claimed, "roles": self.roles, "actor": self.to_json()}
+
+    def unidentified(self) -> "Actor":
+        """The same claim, recorded as not proven allowed: what a rollback by anyone records."""
+        return Actor(claimed=self.claimed, operator=None, identity="unidentified")
 
 
 def resolve_actor(roster: Roster | None, operator_opt: str | None) -> Actor:
@@ -100,7 +105,7 @@ def check_approval(approvals: dict[str, Any], approval_id: str | None, env: str,
                    decision_record: str, operator: str, now: datetime) -> None:
     """An approval is bound to one exact change, single-use, expires, and is not its approver's."""
     if not approval_id:
-        raise Refused(f"a rollout increase needs an approval: an approver runs 'slotgen approve --env {env} "
+        raise Refused(f"{control}={value} needs an approval: an approver runs 'slotgen approve --env {env} "
                       f"{control}={value} --decision-record {decision_record}', then pass --approval ID")
     approval = approvals.get(approval_id)
     if approval is None:

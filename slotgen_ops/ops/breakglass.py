@@ -1,101 +1,106 @@
-"""Rollback when the environment fails verification (break-glass).
+"""The break-glass journal: what a rollback could not record in the audit log.
 
-The controls file is forced to kill-switch on before anything else, keeping
-its other values as found, and read back. The act is recorded in a separate
-log (`<env>.breakglass.jsonl`, its own hash chain), because the main audit log
-is the thing under doubt. The environment stays refused for changes until an
-operator restores agreement; rollback keeps working.
+A rollback engages the kill-switch first and records after (SPEC section 6).
+When the audit log cannot take its entry (lock held by a stopped process, a
+broken or missing log, a full disk, a read-only directory, a workspace whose
+configuration cannot be read), the act goes to `<env>.breakglass.jsonl` beside
+the log: a hash chain of its own, locked on the journal file itself and never
+on the environments directory. If that directory cannot be written either,
+the journal goes to the operator's state directory
+(`$XDG_STATE_HOME/slotgen/<workspace digest>/`, else `/tmp/slotgen-<uid>/...`).
+
+`status`, `audit show` and `audit verify` include every journal; the next
+writer (or `audit repair`) folds each entry into the chain as a rollback entry
+that names it (`details.breakGlassHash`), which is how an entry is known to be
+folded. Folding only ever engages the kill-switch.
 """
 
 from __future__ import annotations
 
-import fcntl
+import errno
+import hashlib
 import os
-import time
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from ..contract import CONTROL_VARS, KILL_VAR, kill_switch_engaged
-from ..errors import EXIT_OK, EXIT_VERIFICATION_FAILED, IntegrityFailure
-from .atomic import atomic_write
+from ..errors import IntegrityFailure
 from .audit import AuditLog
-from .environment import parse_controls, render_controls
-from .state import ROLLBACK, SAFE_CONTROLS
-
-_LOCK_WAIT_S = 5.0
+from .locking import FileLock
+from .state import ROLLBACK
 
 
-def break_glass_rollback(env, actor, reason: str, decision_record: str | None, problem: str, dry_run: bool,
-                         verifier, start: float):
-    from .changes import Result, run_verifier, verification_summary
-
-    values, seq, digest = _controls_as_found(env)
-    old = values.get(KILL_VAR)
-    if dry_run:
-        return Result(ok=True, change={"control": KILL_VAR, "old": old, "new": "true"}, dry_run=True,
-                      message=f"dry-run: break-glass: would force SLOTGEN_AI_KILL=true ({problem}); nothing written")
-    values[KILL_VAR] = "true"
-    lock_fd = _try_lock(env.log.lock_path)
-    try:
-        atomic_write(env.controls_path, render_controls(env.name, values, seq, digest))
-        back = parse_controls(env.controls_path)
-        engaged = kill_switch_engaged(back.values[KILL_VAR])
-        engaged_ms = round((time.perf_counter() - start) * 1000, 3)
-        log = AuditLog(env.controls_path.with_name(f"{env.name}.breakglass.jsonl"))
-        with log.locked():
-            entry = log.append({"env": env.name, **actor.audit_fields(), "action": ROLLBACK, "control": KILL_VAR,
-                                "old": old, "new": "true", "decisionRecord": decision_record, "reason": reason,
-                                "step": None, "verification": None, "approvalId": None,
-                                "details": {"breakGlass": True, "problem": problem, "lockHeld": lock_fd is not None}})
-    finally:
-        if lock_fd is not None:
-            os.close(lock_fd)
-    info = {"auditSeq": None, "breakGlassSeq": entry["seq"], "breakGlassLog": str(log.path), "engaged": engaged,
-            "old": old, "new": "true", "engagedMs": engaged_ms, "reason": reason, "breakGlass": True,
-            "problem": problem, "totalMs": round((time.perf_counter() - start) * 1000, 3)}
-    result = Result(ok=engaged, change={"control": KILL_VAR, "old": old, "new": "true"}, rollback=info,
-                    message=f"break-glass: kill-switch engaged and read back in {engaged_ms:.0f} ms despite: {problem}; "
-                    f"recorded in {log.path.name} seq {entry['seq']}",
-                    extra={"breakGlass": True})
-    if verifier is not None:
-        report = run_verifier(verifier, env, back.values)
-        result.verification = report
-        if not verification_summary(report)["passed"]:
-            result.ok = False
-    result.exit_code = EXIT_OK if result.ok else EXIT_VERIFICATION_FAILED
-    return result
+def journal_name(env_name: str) -> str:
+    return f"{env_name}.breakglass.jsonl"
 
 
-def _controls_as_found(env) -> tuple[dict[str, Any], int, str]:
-    """The controls file read leniently: whatever can be read, safe defaults for the rest."""
-    try:
-        found = parse_controls(env.controls_path)
-        return dict(found.values), found.head_seq, found.head_hash
-    except IntegrityFailure:
-        pass
-    values: dict[str, Any] = dict(SAFE_CONTROLS)
-    try:
-        for line in env.controls_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key in CONTROL_VARS:
-                values[key] = value or None
-    except OSError:
-        pass
-    return values, 0, "0" * 64
+def _fallback_dirs(workspace_root: Path) -> list[Path]:
+    digest = hashlib.sha256(str(Path(workspace_root).resolve()).encode()).hexdigest()[:12]
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return [Path(base) / "slotgen" / digest,
+            Path(tempfile.gettempdir()) / f"slotgen-{os.getuid()}" / digest]
 
 
-def _try_lock(path) -> int | None:
-    """The audit lock if it comes within a few seconds; break-glass does not wait on a hung holder."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:
-        return None
-    deadline = time.monotonic() + _LOCK_WAIT_S
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                return None
-            time.sleep(0.05)
+class BreakGlassJournal:
+    """The break-glass journals of one environment (the one beside the log, and fallbacks)."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.primary = env.dir / journal_name(env.name)
+        self.paths = [self.primary] + [d / journal_name(env.name) for d in _fallback_dirs(env.workspace.root)]
+
+    def existing(self) -> list[Path]:
+        return [p for p in self.paths if p.exists()]
+
+    def append(self, fields: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        """Append to the first journal that takes it; OSError/IntegrityFailure if none does."""
+        problems = []
+        for path in self.paths:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                log = AuditLog(path, lock=FileLock(path))
+                with log.locked():
+                    return path, log.append(fields)
+            except (OSError, IntegrityFailure) as exc:
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    from .controls_file import release_ballast
+
+                    if release_ballast(self.env.dir):
+                        try:
+                            log = AuditLog(path, lock=FileLock(path))
+                            with log.locked():
+                                return path, log.append(fields)
+                        except (OSError, IntegrityFailure) as again:
+                            exc = again
+                problems.append(f"{path}: {getattr(exc, 'strerror', None) or exc}")
+        raise IntegrityFailure("break-glass journal could not be written: " + "; ".join(problems))
+
+    def entries(self) -> list[tuple[Path, dict[str, Any]]]:
+        """Every readable journal entry, oldest first by time."""
+        found: list[tuple[Path, dict[str, Any]]] = []
+        for path in self.existing():
+            try:
+                for entry in AuditLog(path, lock=FileLock(path)).entries():
+                    found.append((path, entry))
+            except IntegrityFailure:
+                continue  # a damaged journal is reported by verify(); what is readable still counts
+        found.sort(key=lambda pe: str(pe[1].get("ts", "")))
+        return found
+
+    def unfolded(self, state: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+        folded = set(state.get("breakGlassFolded") or [])
+        return [(p, e) for p, e in self.entries() if e.get("action") == ROLLBACK and isinstance(e.get("hash"), str)
+                and e["hash"] not in folded]
+
+    def verify(self) -> list[dict[str, Any]]:
+        """Each journal's chain: [{path, entries, valid, firstBad, reason}]."""
+        reports = []
+        for path in self.existing():
+            try:
+                report = AuditLog(path, lock=FileLock(path)).verify(env=self.env.name)
+                reports.append({"path": str(path), "entries": report.entries, "valid": report.valid,
+                                "firstBad": report.first_bad, "reason": report.reason})
+            except IntegrityFailure as exc:
+                reports.append({"path": str(path), "entries": 0, "valid": False, "firstBad": None,
+                                "reason": exc.message})
+        return reports

@@ -94,6 +94,8 @@ def _parse(line: bytes) -> Any:
         raise ValueError(f"not UTF-8 ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("not an entry (nested too deeply)") from None
 
 
 def parse_canonical(line: bytes) -> Any:

@@ -1,9 +1,16 @@
-"""Changing an environment: set, approve, recorded verify, rollback.
+"""Changing an environment: set, approve, recorded verify, rollback (the write protocol).
 
-Each change is judge -> append -> apply under the exclusive audit lock. The
-audit entry is the commit point; the controls follow and are read back. A
-refusal changes nothing and is recorded. After every applied change the
-verification runs; a failed check engages the kill-switch at once.
+A change is judged, then *verified before it is committed*: the sample jobs
+run in-process under the would-be controls, with no lock held, so a slow or
+hung endpoint never holds anyone up. Then, in one short critical section
+(`Environment.writer`: local file operations only, signals deferred), the
+environment is read again; if it moved (a rollback won), the verification is
+recorded as superseded and nothing changes; otherwise the change and its
+verification are appended as one entry (the commit point) and the controls
+are written with a fenced replace and checked as the runtime reads them. A
+failed verification records itself and a rollback, and exits 1. A rollback
+engages the kill-switch before anything else, without the lock, and records
+after. The argument: README, "How a change is made safe".
 
 This module never prints: it returns a `Result` or raises a SlotgenError.
 """
@@ -16,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..contract import ALLOWLIST_VAR, CONTROL_VARS, KILL_VAR, ROLLOUT_VAR, kill_switch_engaged
-from ..errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
+from ..errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, KillSwitchNotEngagedError, Refused
 from .authority import (
     APPROVER_ROLE,
     CHANGE_ROLES,
@@ -29,8 +36,9 @@ from .authority import (
     require_role,
     utc,
 )
-from .environment import ControlsWriter, Environment, Snapshot
-from .runbook import Runbook, judge, next_step, normalise_value
+from . import hooks
+from .environment import ControlsWriter, Environment, Snapshot, Superseded
+from .runbook import REDUCE, Runbook, judge, needs_approval, next_step, normalise_value
 from .state import APPROVE, REFUSED, ROLLBACK, SET, VERIFY, apply
 
 # A verifier runs the sample jobs under the given controls and returns
@@ -64,6 +72,7 @@ class Result:
     message: str = ""
     rollback: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         doc = {"ok": self.ok, "step": self.step, "change": self.change, "verification": self.verification,
@@ -72,6 +81,8 @@ class Result:
             doc["approvalId"] = self.approval_id
         if self.rollback is not None:
             doc["rollback"] = self.rollback
+        if self.warnings:
+            doc["warnings"] = self.warnings
         doc.update(self.extra)
         return doc
 
@@ -121,6 +132,23 @@ def next_hint(env: Environment, state: dict[str, Any]) -> str:
     return describe_next(env, state)["summary"]
 
 
+def _settled(env: Environment, actor: Actor, dry_run: bool) -> tuple[Snapshot, list[str]]:
+    """The environment's snapshot, after closing what a crash or a lock-free rollback left open.
+
+    Closing means recording a rollback (fail closed), so a dry-run only says it would.
+    """
+    from .breakglass import BreakGlassJournal
+
+    snap = env.snapshot()
+    if not snap.needs_reconcile and not BreakGlassJournal(env).unfolded(snap.state):
+        return snap, []
+    if dry_run:
+        return snap, ["the environment has an interrupted change or an unrecorded rollback; the next change "
+                      "records it and engages the kill-switch"]
+    with env.writer(actor, what="recovery") as writer:
+        return writer.snapshot, list(writer.notes)  # type: ignore[return-value]
+
+
 def _refusal(env: Environment, actor: Actor, exc: Refused, state: dict[str, Any] | None, request: dict[str, Any],
              dry_run: bool, writer: ControlsWriter | None = None) -> Refused:
     """Record a refusal (unless dry-run) and return it with the next allowed step appended."""
@@ -129,10 +157,10 @@ def _refusal(env: Environment, actor: Actor, exc: Refused, state: dict[str, Any]
     refused = Refused(message, next_step=hint)
     if dry_run or state is None:
         return refused
+
     def write(w: ControlsWriter) -> None:
-        snap = env.snapshot()
-        w.finish_pending(snap)
-        entry = w.record(_entry(env, actor, snap.state, action=REFUSED, control=request.get("control"),
+        assert w.snapshot is not None
+        entry = w.record(_entry(env, actor, w.snapshot.state, action=REFUSED, control=request.get("control"),
                                 new=request.get("value"), decisionRecord=request.get("decisionRecord"),
                                 reason=exc.message, approvalId=request.get("approvalId"),
                                 details={"command": request.get("command"), "items": request.get("items"),
@@ -143,9 +171,9 @@ def _refusal(env: Environment, actor: Actor, exc: Refused, state: dict[str, Any]
         if writer is not None:
             write(writer)
         else:
-            with env.writer() as w:
+            with env.writer(actor, what="recording a refusal") as w:
                 write(w)
-    except IntegrityFailure:
+    except (IntegrityFailure, Superseded):
         pass  # the refusal stands; the log's own problem is reported by status / audit verify
     return refused
 
@@ -164,7 +192,7 @@ def run_verifier(verifier: Verifier, env: Environment, controls: dict[str, Any])
     """The verification, where a verifier that cannot run counts as failed (fail closed)."""
     try:
         return verifier(env, controls)
-    except Exception as exc:  # noqa: BLE001 - any failure to verify must roll back, not escape
+    except Exception as exc:  # noqa: BLE001 - any failure to verify must count as failed, never escape
         detail = f"verification could not run: {exc}"
         return {"passed": False, "checks": [{"name": "verification", "passed": False, "detail": detail}],
                 "samples": 0, "openaiCalls": 0, "p95Ms": 0}
@@ -182,12 +210,35 @@ def verification_summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _moved(before: Snapshot, after: Snapshot) -> bool:
+    """Did the environment's controls change between judging and committing (a rollback won)?"""
+    return before.state["controls"] != after.state["controls"] or before.controls.values != after.controls.values
+
+
+def _superseded(env: Environment, writer: ControlsWriter, actor: Actor, before: Snapshot, summary: dict[str, Any],
+                dr: str | None, proposed: dict[str, Any] | None, what: str) -> Refused:
+    """Record a verification overtaken by another change; it changes no control (SPEC section 6)."""
+    fresh = writer.snapshot
+    assert fresh is not None
+    entry = writer.record(_entry(env, actor, fresh.state, action=VERIFY, verification=summary, decisionRecord=dr,
+                                 details={"trigger": "before-change" if proposed else "operator", "superseded": True,
+                                          "proposed": proposed, "judgedAtSeq": before.head_id[0]}))
+    head = fresh.head
+    refused = Refused(f"superseded: while {what} was being verified the environment changed (seq {head['seq']}: "
+                      f"{head.get('action')} by {head.get('operator') or 'unidentified'}); nothing applied, recorded "
+                      f"as seq {entry['seq']}")
+    refused.audit_seq = entry["seq"]  # type: ignore[attr-defined]
+    return refused
+
+
 def set_control(env: Environment, items: list[str], *, actor: Actor, decision_record: str | None,
                 approval_id: str | None, expect: str | None, dry_run: bool, confirm: Confirm,
                 verifier: Verifier) -> Result:
-    """One runbook step (SPEC section 2): judged, confirmed, recorded, applied, verified."""
+    """One runbook step (SPEC section 2) or a step down (section 6): judged, confirmed, verified, committed."""
     ws = env.workspace
-    runbook, parsed, state, request = _prepare(env, "set", items, decision_record, approval_id)
+    runbook, parsed, _, request = _prepare(env, "set", items, decision_record, approval_id)
+    snap, notes = _settled(env, actor, dry_run)
+    state = snap.state
     try:
         if len(parsed) > 1:
             raise Refused(f"combined: {len(parsed)} changes in one invocation; the runbook takes one step at a time")
@@ -201,30 +252,62 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
                           "someone changed it since you looked")
     except Refused as exc:
         raise _refusal(env, actor, exc, state, request, dry_run) from None
-    preview = Preview(env.name, step.id, control, old, value)
+    change = {"control": control, "old": old, "new": value}
+    label = f"step {step.number} ({step.id})" if step.number else "a step down (reduce-exposure)"
     if dry_run:
-        return Result(ok=True, step=step.id, change={"control": control, "old": old, "new": value}, dry_run=True,
-                      message=f"dry-run: step {step.number} ({step.id}) would set {control}={value}; nothing written")
-    if not confirm(preview):
+        return Result(ok=True, step=step.id, change=change, dry_run=True, warnings=notes,
+                      message=f"dry-run: {label} would set {control}={value}; nothing written")
+    if not confirm(Preview(env.name, step.id, control, old, value)):
         raise _refusal(env, actor, Refused("not confirmed: with no terminal a change needs --yes"), state,
                        request, dry_run=False)
-    with env.writer() as writer:
-        fresh = env.snapshot()
-        writer.finish_pending(fresh)
-        current = fresh.state
+    proposed = apply(state, {"action": SET, "control": control, "new": value})["controls"]
+    hooks.point("before-verify")
+    report = run_verifier(verifier, env, proposed)  # no lock held: may take as long as the endpoint does
+    hooks.point("after-verify")
+    summary = verification_summary(report)
+    with env.writer(actor) as writer:
+        fresh = writer.snapshot
+        assert fresh is not None
+        notes += writer.notes
+        if _moved(snap, fresh):
+            raise _superseded(env, writer, actor, snap, summary, dr, change, f"step {step.id}")
         try:
-            if current["controls"][control] != old:
-                raise Refused(f"compare-and-set: {control} changed from {old!r} to {current['controls'][control]!r} "
-                              "since this change was judged (another operator?); nothing applied")
-            step = _judge_all(env, runbook, current, actor, control, value, dr, approval_id)
+            step = _judge_all(env, runbook, fresh.state, actor, control, value, dr, approval_id)
         except Refused as exc:
-            raise _refusal(env, actor, exc, current, request, dry_run=False, writer=writer) from None
-        fields = _entry(env, actor, current, action=SET, control=control, old=old, new=value, decisionRecord=dr,
-                        step=step.id, approvalId=approval_id if "approval" in step.requires else None)
-        entry = writer.record(fields)
-        result = Result(ok=True, step=step.id, change={"control": control, "old": old, "new": value},
-                        audit_seq=entry["seq"])
-        return _verify_after(env, writer, actor, entry, result, verifier, f"step {step.id}")
+            raise _refusal(env, actor, exc, fresh.state, request, dry_run=False, writer=writer) from None
+        result = Result(ok=True, step=step.id, change=change, verification=report, warnings=notes)
+        if not summary["passed"]:
+            ventry = writer.record(_entry(env, actor, fresh.state, action=VERIFY, verification=summary,
+                                          decisionRecord=dr, details={"trigger": "before-change",
+                                                                      "proposed": change}))
+            return _fail_closed(env, writer, actor, ventry, result, summary, dr, f" before {label}")
+        used = approval_id if needs_approval(step, fresh.state) else None
+        entry = writer.record(_entry(env, actor, fresh.state, action=SET, control=control, old=old, new=value,
+                                     decisionRecord=dr, step=step.id, approvalId=used, verification=summary))
+        result.audit_seq = entry["seq"]
+        problem = _post_commit_problem(env, entry, report)
+        if problem is not None:
+            summary = {**summary, "passed": False, "failed": [*summary["failed"], "post-commit"]}
+            return _fail_closed(env, writer, actor, entry, result, summary, dr, f" after {label}: {problem}")
+        result.message = f"{label}: {control}={value} verified, recorded and applied"
+        return result
+
+
+def _post_commit_problem(env: Environment, entry: dict[str, Any], report: dict[str, Any]) -> str | None:
+    """What only the applied state can show: the sample decisions under the file as written are the ones verified."""
+    digest = report.get("decisionDigest")
+    if digest is None:
+        return None
+    from .samples import decision_digest_for
+
+    try:
+        now = decision_digest_for(env, env.read_controls().values)
+    except Exception as exc:  # noqa: BLE001 - a check that cannot run fails closed
+        return f"the applied controls could not be checked ({exc.__class__.__name__})"
+    if now != digest:
+        return ("the sample jobs' decisions under the applied controls differ from those verified "
+                "(was the allowlist or a sample file changed during the verification?)")
+    return None
 
 
 def _judge_all(env: Environment, runbook: Runbook, state: dict[str, Any], actor: Actor, control: str, value: str,
@@ -234,92 +317,79 @@ def _judge_all(env: Environment, runbook: Runbook, state: dict[str, Any], actor:
     if not judgement.allowed:
         raise Refused(f"{judgement.kind}: {judgement.refusal}")
     step = judgement.step
-    if control == ALLOWLIST_VAR:
+    if control == ALLOWLIST_VAR and step.id != REDUCE:
         from .allowlists import check_approved_allowlist
 
         check_approved_allowlist(env.workspace, runbook, value)
-    if "approval" in step.requires:
+    if needs_approval(step, state):
         check_approval(state["approvals"], approval_id, env.name, control, value, dr, actor.claimed or "", now)
     return step
-
-
-def _verify_after(env: Environment, writer: ControlsWriter, actor: Actor, entry: dict[str, Any], result: Result,
-                  verifier: Verifier, what: str) -> Result:
-    """Run the verification after a change; on any failed check, roll back at once (exit 1)."""
-    report = run_verifier(verifier, env, entry["state"]["controls"])
-    summary = verification_summary(report)
-    ventry = writer.record(_entry(env, actor, entry["state"], action=VERIFY, verification=summary,
-                                  details={"trigger": "after-change", "afterSeq": entry["seq"]}))
-    result.verification = report
-    result.audit_seq = ventry["seq"]
-    if summary["passed"]:
-        return result
-    return _fail_closed(env, writer, actor, ventry, result, summary, entry.get("decisionRecord"), f" after {what}")
 
 
 def _fail_closed(env: Environment, writer: ControlsWriter, actor: Actor, ventry: dict[str, Any], result: Result,
                  summary: dict[str, Any], decision_record: str | None, where: str) -> Result:
     """A failed check: engage the kill-switch at once, record it, and exit 1 (SPEC section 2)."""
     failed = ", ".join(summary["failed"])
-    rollback, _ = _rollback_locked(env, writer, actor, ventry["state"], reason=f"automatic: verification failed"
-                                f"{where} ({failed})", decision_record=decision_record, trigger="verification-failed")
+    start = time.perf_counter()
+    old = ventry["state"]["controls"][KILL_VAR]
+    entry = writer.record(_entry(env, actor, ventry["state"], action=ROLLBACK, control=KILL_VAR, old=old, new="true",
+                                 decisionRecord=decision_record,
+                                 reason=f"automatic: verification failed{where} ({failed})",
+                                 details={"trigger": "verification-failed"}))
+    back = env.read_controls()
     result.ok = False
     result.exit_code = EXIT_VERIFICATION_FAILED
-    result.rollback = rollback
-    result.audit_seq = rollback["auditSeq"]
+    result.rollback = {"auditSeq": entry["seq"], "engaged": kill_switch_engaged(back.values[KILL_VAR]), "old": old,
+                       "new": back.values[KILL_VAR], "engagedMs": round((time.perf_counter() - start) * 1000, 3),
+                       "reason": entry["reason"]}
+    result.audit_seq = entry["seq"]
     result.message = f"verification failed ({failed}): the kill-switch was engaged"
     return result
 
 
-def _rollback_locked(env: Environment, writer: ControlsWriter, actor: Actor, state: dict[str, Any], *,
-                     reason: str, decision_record: str | None, trigger: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Engage the kill-switch under the held lock; the rollback's report and the state after it."""
-    start = time.perf_counter()
-    old = state["controls"][KILL_VAR]
-    entry = writer.record(_entry(env, actor, state, action=ROLLBACK, control=KILL_VAR, old=old, new="true",
-                                 decisionRecord=decision_record, reason=reason, details={"trigger": trigger}))
-    back = env.read_controls()
-    engaged = kill_switch_engaged(back.values[KILL_VAR])
-    info = {"auditSeq": entry["seq"], "engaged": engaged, "old": old, "new": back.values[KILL_VAR],
-            "engagedMs": round((time.perf_counter() - start) * 1000, 3), "reason": reason}
-    return info, entry["state"]
-
-
 def approve(env: Environment, items: list[str], *, actor: Actor, decision_record: str | None, dry_run: bool,
             confirm: Confirm) -> Result:
-    """An approver records an approval bound to one exact rollout change."""
+    """An approver records an approval bound to one exact change: a rollout increase, or
+    turning the kill-switch off again after a rollback."""
     ws = env.workspace
-    runbook, parsed, state, request = _prepare(env, "approve", items, decision_record, None)
+    runbook, parsed, _, request = _prepare(env, "approve", items, decision_record, None)
+    snap, notes = _settled(env, actor, dry_run)
+    state = snap.state
     try:
         if len(parsed) > 1:
             raise Refused(f"combined: {len(parsed)} changes in one approval; an approval covers one change")
         control, value = parsed[0]
-        require_role(actor, (APPROVER_ROLE,), "approve rollout increases")
+        require_role(actor, (APPROVER_ROLE,), "approve changes")
         dr = check_decision_record(decision_record, ws.config.decisionRecordPattern)
-        if control != ROLLOUT_VAR:
-            raise Refused(f"only rollout increases need approvals; {control} changes need none")
-        if int(value) not in runbook.ladder:
+        if control == KILL_VAR:
+            if value != "false":
+                raise Refused(f"{control}={value} needs no approval (engaging the kill-switch: 'slotgen rollback')")
+        elif control != ROLLOUT_VAR:
+            raise Refused(f"only rollout increases and re-enabling after a rollback need approvals; {control} "
+                          "changes need none")
+        elif int(value) not in runbook.ladder:
             raise Refused(f"{control}={value} is not a rung of the ladder {list(runbook.ladder)}")
     except Refused as exc:
         raise _refusal(env, actor, exc, state, request, dry_run) from None
     now = now_utc()
     approval_id = new_approval_id()
     record = approval_record(env.name, control, value, dr, actor.claimed or "", runbook.approvals.ttlHours, now)
+    change = {"control": control, "old": state["controls"][control], "new": value}
     if dry_run:
-        return Result(ok=True, step=None, change={"control": control, "old": state["controls"][control], "new": value},
-                      dry_run=True, message=f"dry-run: would record an approval for {control}={value} under {dr}, "
+        return Result(ok=True, step=None, change=change, dry_run=True, warnings=notes,
+                      message=f"dry-run: would record an approval for {control}={value} under {dr}, "
                       f"expiring {record['expiresAt']}; nothing written")
     if not confirm(Preview(env.name, None, control, state["controls"][control], value)):
         raise _refusal(env, actor, Refused("not confirmed: with no terminal an approval needs --yes"), state,
                        request, dry_run=False)
-    with env.writer() as writer:
-        fresh = env.snapshot()
-        writer.finish_pending(fresh)
+    with env.writer(actor) as writer:
+        fresh = writer.snapshot
+        assert fresh is not None
         entry = writer.record(_entry(env, actor, fresh.state, action=APPROVE, control=control,
                                      old=fresh.state["controls"][control], new=value, decisionRecord=dr,
                                      approvalId=approval_id, details={"approval": record}))
     return Result(ok=True, step=None, change={"control": control, "old": entry["old"], "new": value},
-                  audit_seq=entry["seq"], approval_id=approval_id,
+                  audit_seq=entry["seq"], approval_id=approval_id, warnings=notes + writer.notes,
                   message=f"approval {approval_id} recorded; expires {record['expiresAt']}",
                   extra={"expiresAt": record["expiresAt"]})
 
@@ -328,98 +398,174 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
     """`slotgen verify`: recorded when an operator and a decision record are given.
 
     Recorded, it completes step 5 when the runbook stands there, and a failed
-    check rolls back like after any change. Unrecorded, it only reports.
+    check rolls back like after any change. Unrecorded, it only reports. The
+    sample jobs run with no lock held; the result is recorded in a short
+    critical section, as superseded if the controls changed meanwhile.
     """
     ws = env.workspace
     checked_runbook(env)
-    snapshot = env.snapshot()
     recorded = decision_record is not None or actor.claimed is not None
     if not recorded:
-        report = run_verifier(verifier, env, snapshot.state["controls"])
+        snapshot = env.snapshot()
+        report = run_verifier(verifier, env, snapshot.controls.values)
         return Result(ok=bool(report["passed"]), exit_code=EXIT_OK if report["passed"] else EXIT_VERIFICATION_FAILED,
                       verification=report, message="not recorded (no --operator / --decision-record); nothing rolled back")
+    snap, notes = _settled(env, actor, dry_run=False)
     request = {"command": "verify", "decisionRecord": decision_record}
     try:
         require_role(actor, CHANGE_ROLES, "record a verification")
         dr = check_decision_record(decision_record, ws.config.decisionRecordPattern)
     except Refused as exc:
-        raise _refusal(env, actor, exc, snapshot.state, request, dry_run=False) from None
-    with env.writer() as writer:
-        fresh = env.snapshot()
-        writer.finish_pending(fresh)
-        state = fresh.state
-        at_step = next_step(state, ws.runbook).id == "verify"
-        report = run_verifier(verifier, env, state["controls"])
-        summary = verification_summary(report)
-        entry = writer.record(_entry(env, actor, state, action=VERIFY, verification=summary, decisionRecord=dr,
+        raise _refusal(env, actor, exc, snap.state, request, dry_run=False) from None
+    hooks.point("before-verify")
+    report = run_verifier(verifier, env, snap.controls.values)  # no lock held
+    hooks.point("after-verify")
+    summary = verification_summary(report)
+    with env.writer(actor) as writer:
+        fresh = writer.snapshot
+        assert fresh is not None
+        notes += writer.notes
+        if _moved(snap, fresh):
+            raise _superseded(env, writer, actor, snap, summary, dr, None, "this verification")
+        at_step = next_step(fresh.state, ws.runbook).id == "verify"
+        entry = writer.record(_entry(env, actor, fresh.state, action=VERIFY, verification=summary, decisionRecord=dr,
                                      step="verify" if at_step else None, details={"trigger": "operator"}))
         result = Result(ok=summary["passed"], step="verify" if at_step else None, verification=report,
-                        audit_seq=entry["seq"])
+                        audit_seq=entry["seq"], warnings=notes)
         if summary["passed"]:
             result.message = "every check passed" + ("; step 5 (verify) is done" if at_step else "")
             return result
         return _fail_closed(env, writer, actor, entry, result, summary, dr, "")
 
 
-def rollback(env: Environment, *, actor: Actor, reason: str, decision_record: str | None, dry_run: bool,
-             verifier: Verifier | None) -> Result:
-    """Engage the kill-switch in one action, from any state (SPEC section 2).
+ROLLBACK_LOCK_WAIT_S = 1.0
 
-    Even when the log or the controls fail verification (break-glass): then the
-    controls file is forced to kill-switch on first, and the act is recorded
-    in the environment's break-glass log.
+
+def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_record: str | None, dry_run: bool,
+             verifier: Verifier | None, start: float | None = None) -> Result:
+    """Engage the kill-switch in one action, from any state (SPEC sections 2 and 6).
+
+    Never refused and never waits: the kill-switch is written first, without
+    the lock, and read back as the runtime reads it; then the act is recorded
+    in the audit log if the lock comes within a second and the log can take
+    it, else in the break-glass journal. Exit 5 only if the controls cannot be
+    written.
     """
-    start = time.perf_counter()
-    ws = env.workspace
+    from .controls_file import KillSwitchNotEngaged, engage_kill_switch, lenient_controls
+    from .locking import LockBusy
+
+    start = time.perf_counter() if start is None else start
+    warnings: list[str] = []
     if not reason or not reason.strip():
-        raise BadInput("rollback needs --reason TEXT")
-    try:
-        snapshot: Snapshot | None = env.snapshot()
-        problem = None
-    except IntegrityFailure as exc:
-        snapshot, problem = None, exc.message
-    request = {"command": "rollback", "decisionRecord": decision_record, "control": KILL_VAR, "value": "true"}
+        reason = "(none given)"
+        warnings.append("no --reason given: recorded as '(none given)'")
+    reason = reason.strip()
     try:
         require_role(actor, CHANGE_ROLES, "roll back")
-        dr = check_decision_record(decision_record, ws.config.decisionRecordPattern, required=False)
     except Refused as exc:
-        raise _refusal(env, actor, exc, snapshot.state if snapshot else None, request, dry_run) from None
-    if snapshot is None:
-        from .breakglass import break_glass_rollback
-
-        return break_glass_rollback(env, actor, reason, dr, problem or "", dry_run, verifier, start)
-    old = snapshot.state["controls"][KILL_VAR]
+        warnings.append(f"{exc.message}; the rollback proceeds, recorded as unidentified")
+        actor = actor.unidentified()
+    dr = _lenient_decision_record(env, decision_record, warnings)
+    found = lenient_controls(env.controls_path)
+    old = found.values.get(KILL_VAR)
+    change = {"control": KILL_VAR, "old": old, "new": "true"}
     if dry_run:
-        return Result(ok=True, step=None, change={"control": KILL_VAR, "old": old, "new": "true"}, dry_run=True,
-                      message="dry-run: would engage the kill-switch (SLOTGEN_AI_KILL=true); nothing written")
+        return Result(ok=True, change=change, dry_run=True, warnings=warnings,
+                      message="dry-run: would engage the kill-switch (SLOTGEN_AI_KILL=true) at once and record it; "
+                      "nothing written")
     try:
-        return _rollback_recorded(env, actor, reason.strip(), dr, verifier, start)
-    except IntegrityFailure as exc:  # integrity failed between the check and the lock: rollback still happens
-        from .breakglass import break_glass_rollback
+        values, how = engage_kill_switch(env.controls_path, env.name)
+    except KillSwitchNotEngaged as exc:
+        _journal_quietly(env, actor, old, reason, dr, f"KILL-SWITCH NOT ENGAGED: {exc}")
+        raise KillSwitchNotEngagedError(f"KILL-SWITCH NOT ENGAGED: {exc}") from None
+    engaged_ms = round((time.perf_counter() - start) * 1000, 3)
+    hooks.point("rollback-engaged")
+    info: dict[str, Any] = {"auditSeq": None, "engaged": True, "old": old, "new": values[KILL_VAR],
+                            "engagedMs": engaged_ms, "written": how, "reason": reason}
+    details = {"trigger": "operator", "engagedMs": int(engaged_ms), "written": how}
+    problem = None
+    try:
+        with env.writer(actor, timeout=ROLLBACK_LOCK_WAIT_S, what="recording the rollback", reconcile=False) as w:
+            snap = w.reconcile(recover=False)
+            if snap.pending is not None:
+                details["closesInterruptedSeq"] = snap.pending["seq"]
+            entry = w.record(_entry(env, actor, snap.state, action=ROLLBACK, control=KILL_VAR, old=old, new="true",
+                                    decisionRecord=dr, reason=reason, details=details))
+            info["auditSeq"] = entry["seq"]
+            warnings.extend(w.notes)
+    except LockBusy as exc:
+        problem = f"the audit lock is held by {exc.holder}"
+    except (IntegrityFailure, BadInput, Superseded, OSError) as exc:
+        problem = getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
+    result = Result(ok=True, change=change, audit_seq=info["auditSeq"], rollback=info, warnings=warnings)
+    if problem is not None:
+        glass = _journal_quietly(env, actor, old, reason, dr, problem, details)
+        info.update(breakGlass=True, problem=problem)
+        result.extra["breakGlass"] = True
+        if glass is not None:
+            info.update(breakGlassSeq=glass[1]["seq"], breakGlassLog=str(glass[0]))
+            warnings.append(f"recorded in the break-glass journal {glass[0]} seq {glass[1]['seq']} because {problem}; "
+                            f"'slotgen audit repair --env {env.name}' folds it into the audit log")
+        else:
+            warnings.append(f"NOT RECORDED anywhere ({problem}); keep this line: operator="
+                            f"{actor.claimed or '(none)'} reason={reason!r} at {utc(now_utc())}")
+    info["totalMs"] = round((time.perf_counter() - start) * 1000, 3)
+    result.message = f"kill-switch engaged and read back {engaged_ms:.0f} ms after start" + (
+        "" if info["auditSeq"] else " (recorded in the break-glass journal)")
+    if verifier is not None and env.config is not None:
+        _verify_after_rollback(env, actor, result, verifier, values)
+    elif verifier is not None:
+        warnings.append("verification after the rollback skipped: slotgen.yaml cannot be read")
+    return result
 
-        return break_glass_rollback(env, actor, reason, dr, exc.message, False, verifier, start)
+
+def _verify_after_rollback(env: Environment, actor: Actor, result: Result, verifier: Verifier,
+                           values: dict[str, Any]) -> None:
+    """The verification after a rollback: outside the lock, recorded if the log takes it."""
+    report = run_verifier(verifier, env, values)
+    summary = verification_summary(report)
+    result.verification = report
+    if result.audit_seq is not None:
+        from .locking import LockBusy
+
+        try:
+            with env.writer(actor, timeout=ROLLBACK_LOCK_WAIT_S, what="recording the verification") as w:
+                assert w.snapshot is not None
+                ventry = w.record(_entry(env, actor, w.snapshot.state, action=VERIFY, verification=summary,
+                                         details={"trigger": "after-rollback", "afterSeq": result.audit_seq}))
+                result.audit_seq = ventry["seq"]
+        except (LockBusy, IntegrityFailure, Superseded, OSError):
+            result.warnings.append("the verification after the rollback could not be recorded")
+    if not summary["passed"]:
+        result.ok = False
+        result.exit_code = EXIT_VERIFICATION_FAILED
+        result.message += f"; verification after rollback failed ({', '.join(summary['failed'])})"
 
 
-def _rollback_recorded(env: Environment, actor: Actor, reason: str, dr: str | None, verifier: Verifier | None,
-                       start: float) -> Result:
-    with env.writer() as writer:
-        fresh = env.snapshot()
-        writer.finish_pending(fresh)
-        info, after = _rollback_locked(env, writer, actor, fresh.state, reason=reason, decision_record=dr,
-                                       trigger="operator")
-        info["totalMs"] = round((time.perf_counter() - start) * 1000, 3)
-        result = Result(ok=info["engaged"], step=None, change={"control": KILL_VAR, "old": info["old"], "new": "true"},
-                        audit_seq=info["auditSeq"], rollback=info,
-                        message=f"kill-switch engaged and read back in {info['totalMs']:.0f} ms")
-        if verifier is not None:
-            report = run_verifier(verifier, env, env.read_controls().values)
-            summary = verification_summary(report)
-            ventry = writer.record(_entry(env, actor, after, action=VERIFY, verification=summary,
-                                          details={"trigger": "after-rollback", "afterSeq": info["auditSeq"]}))
-            result.verification = report
-            result.audit_seq = ventry["seq"]
-            if not summary["passed"]:
-                result.ok = False
-                result.exit_code = EXIT_VERIFICATION_FAILED
-                result.message += f"; verification after rollback failed ({', '.join(summary['failed'])})"
-        return result
+def _lenient_decision_record(env: Environment, ref: str | None, warnings: list[str]) -> str | None:
+    """A rollback records the decision record it is given, well-formed or not (never refused)."""
+    from .workspace import DEFAULT_DR_PATTERN
+
+    try:
+        pattern = env.workspace.config.decisionRecordPattern
+    except BadInput:
+        pattern = DEFAULT_DR_PATTERN
+    try:
+        return check_decision_record(ref, pattern, required=False)
+    except BadInput as exc:
+        warnings.append(f"{exc.message}; recorded as given")
+        return ref.strip() if ref else None
+
+
+def _journal_quietly(env: Environment, actor: Actor, old: Any, reason: str, dr: str | None, problem: str,
+                     details: dict[str, Any] | None = None):
+    """Append a rollback to the break-glass journal; None if no journal could take it."""
+    from .breakglass import BreakGlassJournal
+
+    fields = {"env": env.name, **actor.audit_fields(), "action": ROLLBACK, "control": KILL_VAR, "old": old,
+              "new": "true", "decisionRecord": dr, "reason": reason, "step": None, "verification": None,
+              "approvalId": None, "details": {**(details or {}), "breakGlass": True, "problem": problem}}
+    try:
+        return BreakGlassJournal(env).append(fields)
+    except (IntegrityFailure, OSError, ValueError):
+        return None

@@ -1,189 +1,299 @@
 """One environment: its controls file and its audit log, kept in agreement.
 
-The controls file is what the slot-generation service consumes, in the
-KEY=VALUE form of systemd's `EnvironmentFile=` and `docker --env-file`. A
-comment line records the audit entry it reflects (`# slotgen-head: seq=N
-hash=H`), so a truncated log, a rewound controls file or a hand edit shows as
-disagreement.
-
-Reading is open to every command; writing needs a `ControlsWriter`, which only
-`Environment.writer()` makes, under the audit lock. Dry-runs never call it: no
-writer is reachable from them.
+Reading is open to every command (`snapshot`). Changing needs a
+`ControlsWriter`, which only `Environment.writer()` makes: it holds the
+directory lock, defers SIGINT/SIGTERM/SIGHUP for the few local file operations
+of the critical section, and starts by reconciling (`ControlsWriter.reconcile`)
+anything an interrupted writer or a lock-free rollback left. The protocol and
+the argument for it are in the README, "How a change is made safe".
 """
 
 from __future__ import annotations
 
-import re
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..contract import CONTROL_VARS
-from ..errors import BadInput, IntegrityFailure
-from .atomic import atomic_write, clean_stale_temps, fault_point
+from ..contract import KILL_VAR
+from ..errors import BadInput, IntegrityFailure, Refused
+from . import hooks
+from .atomic import clean_stale_temps
 from .audit import AuditLog
 from .canonical import entry_hash
-from .state import CONTROL_ORDER, ROLLBACK, SET
+from .controls_file import (
+    ControlsChanged,
+    ControlsFile,
+    ensure_ballast,
+    lenient_controls,
+    parse_controls,
+    render_controls,
+    target_of,
+    write_controls,
+)
+from .locking import EnvLock
+from .state import ROLLBACK, SET, apply
 
 if TYPE_CHECKING:
+    from .authority import Actor
     from .workspace import EnvironmentConfig, Workspace
 
-_HEAD_RE = re.compile(r"^# slotgen-head: seq=([0-9]+) hash=([0-9a-f]{64})$")
-_LINE_RE = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")
+__all__ = ["ControlsWriter", "Environment", "Snapshot", "Superseded", "create_environment", "parse_controls",
+           "render_controls"]
+
+_DEFERRED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-@dataclass(frozen=True)
-class ControlsFile:
-    values: dict[str, str | None]  # every control; None = unset
-    head_seq: int
-    head_hash: str
+class Superseded(Refused):
+    """A rollback (or another writer) changed the environment while this change was prepared (exit 3)."""
 
-
-def render_controls(env: str, values: dict[str, str | None], seq: int, digest: str) -> bytes:
-    lines = [
-        f"# slotgen runtime controls for environment {env!r}.",
-        "# Written by slotgen; do not edit by hand: an edit is detected and blocks every change.",
-        "# Load it with systemd EnvironmentFile= or docker --env-file. Empty = unset.",
-        f"# slotgen-head: seq={seq} hash={digest}",
-    ]
-    for name in CONTROL_ORDER:
-        value = values.get(name)
-        lines.append(f"{name}={'' if value is None else value}")
-    return ("\n".join(lines) + "\n").encode("utf-8")
-
-
-def parse_controls(path: Path) -> ControlsFile:
-    """Read a controls file strictly: anything unexpected is an integrity failure."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise IntegrityFailure(f"{path}: controls file is missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise IntegrityFailure(f"{path}: controls file unreadable ({exc.__class__.__name__})") from None
-    values: dict[str, str | None] = {}
-    head: tuple[int, str] | None = None
-    for number, line in enumerate(text.splitlines(), 1):
-        match = _HEAD_RE.match(line)
-        if match:
-            head = (int(match.group(1)), match.group(2))
-            continue
-        if not line.strip() or line.startswith("#"):
-            continue
-        match = _LINE_RE.match(line)
-        if not match or match.group(1) not in CONTROL_VARS:
-            raise IntegrityFailure(f"{path}:{number}: unexpected line in controls file (hand edit?)")
-        name, value = match.group(1), match.group(2)
-        if name in values:
-            raise IntegrityFailure(f"{path}:{number}: {name} is set twice (hand edit?)")
-        values[name] = value if value != "" else None
-    if head is None:
-        raise IntegrityFailure(f"{path}: controls file has no slotgen-head line (hand edit?)")
-    missing = [name for name in CONTROL_VARS if name not in values]
-    if missing:
-        raise IntegrityFailure(f"{path}: controls file lacks {', '.join(missing)} (hand edit?)")
-    return ControlsFile(values=values, head_seq=head[0], head_hash=head[1])
+    def __init__(self, message: str, audit_seq: int | None = None) -> None:
+        super().__init__(message)
+        self.audit_seq = audit_seq
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """The environment as the audit log says it is, and what the controls file says."""
 
-    state: dict[str, Any]          # state after the log's head entry
-    head: dict[str, Any]           # the log's last entry
-    controls: ControlsFile
-    pending: dict[str, Any] | None  # the head entry, when its controls were not yet written
+    state: dict[str, Any]           # state after the log's head entry
+    head: dict[str, Any]            # the log's last entry
+    controls: ControlsFile          # the file as read (values, head line, raw bytes)
+    pending: dict[str, Any] | None  # the head entry, when its controls were not written (crash, or a rollback won)
+    engaged_outside: bool = False   # the file has the kill-switch engaged where the log does not (unrecorded rollback)
+
+    @property
+    def head_id(self) -> tuple[int, str]:
+        return int(self.head["seq"]), str(self.head["hash"])
+
+    @property
+    def needs_reconcile(self) -> bool:
+        return self.pending is not None or self.engaged_outside
+
+
+def _agrees(values: dict[str, Any], expected: dict[str, Any]) -> tuple[bool, bool]:
+    """(agrees, only because the kill-switch was engaged outside the log)."""
+    if values == expected:
+        return True, False
+    return values == {**expected, KILL_VAR: "true"}, True
 
 
 class Environment:
     """An environment of a workspace: `<name>.env` and `<name>.audit.jsonl` in environments/."""
 
-    def __init__(self, workspace: "Workspace", name: str, config: "EnvironmentConfig") -> None:
+    def __init__(self, workspace: "Workspace", name: str, config: "EnvironmentConfig | None") -> None:
         self.workspace = workspace
         self.name = name
-        self.config = config
-        self.controls_path = workspace.environments_dir / f"{name}.env"
-        self.log = AuditLog(workspace.environments_dir / f"{name}.audit.jsonl")
+        self.config = config  # None when slotgen.yaml cannot be read (rollback still works)
+        self.dir = workspace.environments_dir
+        self.controls_path = self.dir / f"{name}.env"
+        self.lock = EnvLock.for_directory(self.dir)
+        self.log = AuditLog(self.dir / f"{name}.audit.jsonl", lock=self.lock)
 
     def read_controls(self) -> ControlsFile:
         return parse_controls(self.controls_path)
 
     def snapshot(self) -> Snapshot:
-        """Read both files and check they agree (cost independent of the log's length).
+        """Read both files (under the shared lock) and check they agree.
 
-        Exactly one entry ahead of the controls file is the crash window
-        between the audit append (the commit point) and the controls write:
-        it is reported as `pending` and finished by the next writer.
-        Anything else that disagrees is an IntegrityFailure (exit 4).
+        Cost independent of the log's length. Two disagreements are expected
+        and reported, not refused: the controls one entry behind the log
+        (`pending`: the window between the commit point and the controls
+        write) and the kill-switch engaged in the file but not in the log
+        (`engaged_outside`: a rollback engages first and records after).
+        Anything else is an IntegrityFailure (exit 4).
         """
-        with self.log.reading():  # both files from one moment: writers hold the lock across both
+        with self.lock.shared():
             controls = self.read_controls()
             head = self.log.head()
         if head is None:
             raise IntegrityFailure(f"{self.log.path}: audit log is empty or missing; the controls cannot be trusted")
-        if entry_hash(head) != head.get("hash"):
+        try:
+            sound = entry_hash(head) == head.get("hash")
+        except ValueError:
+            sound = False
+        if not sound:
             raise IntegrityFailure(f"{self.log.path}: the last entry (seq {head.get('seq')}) fails its hash; "
                                    "run 'slotgen audit verify'")
         state = head.get("state")
         if not isinstance(state, dict) or not isinstance(state.get("controls"), dict):
             raise IntegrityFailure(f"{self.log.path}: the last entry (seq {head.get('seq')}) carries no state")
         if controls.head_seq == head["seq"] and controls.head_hash == head["hash"]:
-            if controls.values != state["controls"]:
-                raise IntegrityFailure(f"{self.controls_path}: controls differ from the audit log at seq "
-                                       f"{head['seq']} (hand edit?); run 'slotgen audit verify'")
-            return Snapshot(state, head, controls, None)
-        if controls.head_seq == head["seq"] - 1 and controls.head_hash == head["prevHash"]:
+            ok, forced = _agrees(controls.values, state["controls"])
+            if ok:
+                return Snapshot(state, head, controls, None, forced)
+            differing = sorted(k for k in state["controls"] if controls.values.get(k) != state["controls"][k])
+            raise IntegrityFailure(f"{self.controls_path}: {', '.join(differing)} differ from the audit log at seq "
+                                   f"{head['seq']} (hand edit?); 'slotgen audit repair --env {self.name}' restores "
+                                   "them with the kill-switch engaged")
+        if controls.head_seq == head["seq"] - 1 and controls.head_hash == head.get("prevHash"):
             before = dict(state["controls"])
             if head.get("action") in (SET, ROLLBACK) and head.get("control") in before:
                 before[head["control"]] = head.get("old")
-            if controls.values == before:
-                return Snapshot(state, head, controls, head)
+            ok, forced = _agrees(controls.values, before)
+            if ok:
+                return Snapshot(state, head, controls, head, forced)
         raise IntegrityFailure(
             f"{self.controls_path} records audit seq {controls.head_seq} but the audit log's last entry is seq "
             f"{head['seq']}: controls and audit log disagree (truncated log, rewound or edited controls?); "
             "run 'slotgen audit verify'")
 
     @contextmanager
-    def writer(self) -> Iterator["ControlsWriter"]:
-        """The only way to change this environment: under the exclusive audit lock."""
-        with self.log.locked():
-            clean_stale_temps(self.controls_path.parent)
-            yield ControlsWriter(self)
+    def writer(self, actor: "Actor", timeout: float | None = None, what: str = "this change",
+               reconcile: bool = True) -> Iterator["ControlsWriter"]:
+        """The only way to change this environment: a short critical section under the lock.
+
+        Only local file operations run inside (never network I/O). Catchable
+        signals are deferred to its end, so it either completes or, killed
+        with SIGKILL, leaves one of the states `snapshot` recognises.
+        """
+        with self.lock.exclusive(timeout=timeout, what=what), _signals_deferred():
+            hooks.point("writer-locked")
+            try:
+                clean_stale_temps(target_of(self.controls_path).parent)
+                ensure_ballast(self.dir)
+                writer = ControlsWriter(self, actor)
+                if reconcile:
+                    writer.reconcile()
+                yield writer
+            except OSError as exc:  # a full disk or a read-only directory, say: one line, fail closed
+                raise IntegrityFailure(
+                    f"{self.dir}: {exc.strerror or exc.__class__.__name__} while writing; if the change was recorded "
+                    "but not applied, the next command closes it with the kill-switch engaged ('slotgen rollback' "
+                    "works regardless)") from None
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class ControlsWriter:
-    """Append-then-apply, under the lock: the audit entry is the commit point."""
+    """Append-then-apply under the lock: the audit entry is the commit point."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: Environment, actor: "Actor") -> None:
         self._env = env
+        self._actor = actor
+        self.notes: list[str] = []   # what reconciling found and did, for the command to say
+        self.snapshot: Snapshot | None = None
+
+    def reconcile(self, recover: bool = True) -> Snapshot:
+        """Bring log and controls into agreement, always toward the kill-switch engaged.
+
+        Folds unfolded break-glass rollbacks into the chain; with `recover`, an
+        interrupted change (controls one entry behind) or a kill-switch engaged
+        outside the log is recorded as a rollback. Never lowers safety.
+        """
+        from .breakglass import BreakGlassJournal
+
+        env = self._env
+        snap = env.snapshot()
+        for path, record in BreakGlassJournal(env).unfolded(snap.state):
+            snap = self._record_after(snap, _rollback_fields(
+                env, self._actor, snap.state, old=record.get("old"),
+                reason=f"break-glass rollback folded into the chain: {record.get('reason')}",
+                details={"trigger": "break-glass-fold", "breakGlassHash": record["hash"],
+                         "breakGlassSeq": record.get("seq"), "breakGlassLog": path.name,
+                         "breakGlassOperator": record.get("operator"), "breakGlassTs": record.get("ts"),
+                         "problem": (record.get("details") or {}).get("problem")}))
+            self.notes.append(f"folded break-glass rollback {path.name} seq {record.get('seq')} into the audit log "
+                              f"(seq {snap.head['seq']})")
+        if recover and snap.needs_reconcile:
+            if snap.pending is not None:
+                why = (f"the change recorded at seq {snap.pending['seq']} ({snap.pending.get('action')} "
+                       f"{snap.pending.get('control') or ''}) was interrupted before its controls were written")
+            else:
+                why = "the kill-switch was found engaged in the controls file but not in the audit log"
+            old = snap.controls.values.get(KILL_VAR) if snap.pending is None else snap.state["controls"][KILL_VAR]
+            snap = self._record_after(snap, _rollback_fields(
+                env, self._actor, snap.state, old=old, reason=f"recovered, fail closed: {why}",
+                details={"trigger": "recover", "pendingSeq": snap.pending["seq"] if snap.pending else None}))
+            self.notes.append(f"{why}: recorded as rollback seq {snap.head['seq']}, kill-switch engaged")
+        self.snapshot = snap
+        return snap
 
     def record(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Append one entry (which carries the state after it), then write the controls."""
-        entry = self._env.log.append(fields)
-        fault_point("after-audit-append")
-        self.write_controls(entry)
-        return entry
+        """Append one entry computed from the writer's snapshot, then write the controls it holds.
 
-    def write_controls(self, entry: dict[str, Any]) -> None:
-        """Write the controls the entry's state holds, then read them back."""
+        `fields["state"]` must have been computed from `self.snapshot.state`.
+        """
+        if self.snapshot is None:
+            self.reconcile()
+        assert self.snapshot is not None
+        snap = self._record_after(self.snapshot, fields)
+        return snap.head
+
+    def _record_after(self, snap: Snapshot, fields: dict[str, Any]) -> Snapshot:
         env = self._env
-        values = entry["state"]["controls"]
-        atomic_write(env.controls_path, render_controls(env.name, values, entry["seq"], entry["hash"]))
+        entry = env.log.append(fields, after=snap.head_id)
+        hooks.point("after-audit-append")
+        data = render_controls(env.name, entry["state"]["controls"], entry["seq"], entry["hash"])
+        try:
+            write_controls(env.controls_path, data, expect=snap.controls.raw)
+        except ControlsChanged:
+            return self._lost_to_rollback(entry)
         back = parse_controls(env.controls_path)
-        if back.values != values or back.head_seq != entry["seq"]:
+        if back.values != entry["state"]["controls"] or back.head_seq != entry["seq"]:
             raise IntegrityFailure(f"{env.controls_path}: read-back differs from what was written")
+        self.snapshot = Snapshot(entry["state"], entry, back, None, False)
+        return self.snapshot
 
-    def finish_pending(self, snapshot: Snapshot) -> None:
-        """Write the controls of an entry whose controls write did not happen (crash)."""
-        if snapshot.pending is not None:
-            self.write_controls(snapshot.pending)
+    def _lost_to_rollback(self, entry: dict[str, Any]) -> Snapshot:
+        """A lock-free rollback engaged the kill-switch between our commit and our controls write.
+
+        Record that rollback after our entry (so the log ends engaged, like
+        the file), write the controls, and tell the caller it was superseded.
+        """
+        env = self._env
+        found = lenient_controls(env.controls_path)
+        if found.values.get(KILL_VAR) != "true":
+            raise IntegrityFailure(f"{env.controls_path} changed under the lock, and not by a rollback; "
+                                   "run 'slotgen audit verify'")
+        snap = Snapshot(entry["state"], entry, found, None, True)
+        fields = _rollback_fields(env, self._actor, entry["state"], old=entry["state"]["controls"][KILL_VAR],
+                                  reason="a concurrent rollback engaged the kill-switch while seq "
+                                  f"{entry['seq']} was being applied; that change never reached the controls",
+                                  details={"trigger": "concurrent-rollback", "supersededSeq": entry["seq"]})
+        after = self._record_after(snap, fields)
+        raise Superseded(f"superseded: a rollback engaged the kill-switch while this change (seq {entry['seq']}) "
+                         f"was being applied; recorded as seq {after.head['seq']}, nothing exposed",
+                         audit_seq=after.head["seq"])
 
 
-def create_environment(env: Environment, init_fields: dict[str, Any]) -> dict[str, Any]:
+def _rollback_fields(env: Environment, actor: "Actor", state: dict[str, Any], *, old: Any, reason: str,
+                     details: dict[str, Any], decision_record: str | None = None) -> dict[str, Any]:
+    from .authority import now_utc, utc
+
+    fields: dict[str, Any] = {
+        "env": env.name, **actor.audit_fields(), "action": ROLLBACK, "control": KILL_VAR, "old": old,
+        "new": "true", "decisionRecord": decision_record, "reason": reason, "step": None, "verification": None,
+        "approvalId": None, "details": details, "ts": utc(now_utc())}
+    fields["state"] = apply(state, fields)
+    return fields
+
+
+def create_environment(env: Environment, init_fields: dict[str, Any], actor: "Actor") -> dict[str, Any]:
     """Start an environment's log with its `init` entry and write its controls."""
     if env.log.path.exists() or env.controls_path.exists():
         raise BadInput(f"environment {env.name!r} already exists in {env.workspace.root}")
-    env.controls_path.parent.mkdir(parents=True, exist_ok=True)
-    with env.writer() as writer:
-        return writer.record(init_fields)
+    env.dir.mkdir(parents=True, exist_ok=True)
+    with env.writer(actor, reconcile=False) as writer:
+        entry = env.log.append(init_fields, after=(0, "0" * 64))
+        data = render_controls(env.name, entry["state"]["controls"], entry["seq"], entry["hash"])
+        write_controls(env.controls_path, data, expect=None)
+        writer.snapshot = None
+        return entry
+
+
+def controls_path_for(directory: Path, name: str) -> Path:
+    return Path(directory) / f"{name}.env"

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from .authority import now_utc
-from .runbook import next_step, unmet_requirement
+from .runbook import needs_approval, next_step, unmet_requirement
 
 
 def describe_next(env, state: dict[str, Any]) -> dict[str, Any]:
@@ -26,18 +26,35 @@ def describe_next(env, state: dict[str, Any]) -> dict[str, Any]:
 
         value = default_allowlist(env.workspace) or "allowlists/<APPROVED-FILE>.json"
     commands: list[str] = []
-    needs_approval = "approval" in step.requires
+    approval_needed = needs_approval(step, state)
     if step.control is None:
         commands.append(f"slotgen verify --env {name} --decision-record <REF>{who}")
     else:
-        if needs_approval:
+        if approval_needed:
             commands.append(f"slotgen approve --env {name} {step.control}={value} --decision-record <REF> "
                             "--operator <APPROVER>")
-        approval = " --approval <APPROVAL-ID>" if needs_approval else ""
+        approval = " --approval <APPROVAL-ID>" if approval_needed else ""
         commands.append(f"slotgen set --env {name} {step.control}={value} --decision-record <REF>{approval}{who}")
     blocked = unmet_requirement(step, state, runbook, name, now_utc(), skip=("approval",))
     summary = f"step {step.number} ({step.id}): " + " then ".join(commands)
     if blocked:
         summary += f" [not yet: {blocked}]"
+    position = explain_position(state, step.id)
+    if position:
+        summary = f"{position}; {summary}"
     return {"step": step.id, "number": step.number, "title": step.title, "control": step.control, "value": value,
-            "needsApproval": needs_approval, "blockedBy": blocked, "commands": commands, "summary": summary}
+            "needsApproval": approval_needed, "blockedBy": blocked, "commands": commands, "summary": summary,
+            "position": position}
+
+
+def explain_position(state: dict[str, Any], step_id: str | None) -> str | None:
+    """Why the runbook stands where it does after a rollback or a step down (the position follows the controls)."""
+    from ..contract import ROLLOUT_VAR
+
+    rung = state["controls"].get(ROLLOUT_VAR)
+    if state.get("rolledBack"):
+        if step_id in ("verify", "kill-switch-off"):
+            return (f"after a rollback: the kill-switch is engaged at rollout {rung}; re-enabling takes a recorded "
+                    "passing verify and an approval for SLOTGEN_AI_KILL=false (it re-exposes this rung)")
+        return "after a rollback: the kill-switch is engaged; the runbook resumes from the first control not in place"
+    return None

@@ -91,5 +91,5 @@ def init_workspace(target: Path, actor: Actor) -> dict[str, Any]:
                                   "reason": "workspace created by slotgen init", "step": None, "verification": None,
                                   "approvalId": None, "details": None, "ts": utc(now_utc())}
         fields["state"] = apply(None, fields)
-        entries[name] = create_environment(env, fields)["seq"]
+        entries[name] = create_environment(env, fields, actor)["seq"]
     return {"workspace": str(workspace.root), "environments": list(ENVIRONMENTS), "auditSeq": entries}

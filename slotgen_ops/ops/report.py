@@ -14,6 +14,7 @@ from typing import Any
 from ..contract import KILL_VAR, Controls, describe_controls, kill_switch_engaged
 from ..errors import BadInput, IntegrityFailure
 from .canonical import entry_hash
+from .controls_file import lenient_controls
 from .environment import Environment, parse_controls
 from .guidance import describe_next
 from .runbook import STEP_ORDER, soak_ready_at
@@ -67,23 +68,28 @@ def sample_shadow(env: Environment, controls: dict[str, Any]) -> dict[str, Any] 
 
 def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
     """The status document (SPEC section 5) and whether the audit integrity holds."""
+    from .breakglass import BreakGlassJournal
+
     warnings: list[str] = []
     try:
-        snap = env.snapshot()
+        snap = _settle(env, warnings)
         state, head, valid, problem = snap.state, snap.head, True, None
         controls = snap.controls.values  # what the service reads
         if snap.pending is not None:
             warnings.append(f"audit entry seq {snap.pending['seq']} is recorded but its controls were not written "
-                            "(interrupted); the next change finishes it")
+                            "(interrupted); the next change records a rollback and engages the kill-switch")
+        if snap.engaged_outside:
+            warnings.append("the kill-switch is engaged in the controls file but that rollback is not in the audit "
+                            "log yet; the next change records it")
     except IntegrityFailure as exc:
         valid, problem = False, exc.message
-        head = env.log.head() if env.log.path.exists() else None
-        state = head.get("state") if head and entry_hash(head) == head.get("hash") else None
-        warnings.append(f"audit integrity: {problem}")
         try:
-            controls = parse_controls(env.controls_path).values
-        except IntegrityFailure:
-            controls = state["controls"] if state else {}
+            head = env.log.head() if env.log.path.exists() else None
+            state = head.get("state") if head and entry_hash(head) == head.get("hash") else None
+        except (IntegrityFailure, ValueError):
+            head, state = None, None
+        warnings.append(f"audit integrity: {problem}")
+        controls = lenient_controls(env.controls_path).values
     meaning = describe_controls(Controls.from_mapping(controls)) if controls else {}
     if state is not None and valid:
         nxt = describe_next(env, state)
@@ -98,9 +104,16 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         done, ready, approvals = [], None, {}
     if controls and not kill_switch_engaged(controls.get(KILL_VAR)):
         warnings.append("the kill-switch is OFF: admitted jobs take the OpenAI path")
-    breakglass = env.controls_path.with_name(f"{env.name}.breakglass.jsonl")
-    if breakglass.exists():
-        warnings.append(f"break-glass rollbacks are recorded in {breakglass.name}")
+    journal = BreakGlassJournal(env)
+    folded = set(state.get("breakGlassFolded") or []) if state else set()
+    glass = [{"log": str(path), "seq": e.get("seq"), "ts": e.get("ts"), "operator": e.get("operator"),
+              "reason": e.get("reason"), "problem": (e.get("details") or {}).get("problem"),
+              "folded": e.get("hash") in folded} for path, e in journal.entries()]
+    unfolded = [g for g in glass if not g["folded"]]
+    if unfolded:
+        warnings.append(f"{len(unfolded)} break-glass rollback(s) not yet in the audit log (latest: "
+                        f"{unfolded[-1]['ts']} by {unfolded[-1]['operator'] or 'unidentified'}); "
+                        f"'slotgen audit repair --env {env.name}' folds them in")
     doc = {
         "env": env.name,
         "controls": controls,
@@ -114,9 +127,30 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         "approvals": approvals,
         "soakReadyAt": ready.strftime("%Y-%m-%dT%H:%M:%SZ") if ready else None,
         "verificationPassing": state.get("verificationPassing") if state else None,
+        "breakGlass": glass,
         "warnings": warnings,
     }
     return doc, valid
+
+
+def _settle(env: Environment, warnings: list[str]):
+    """The snapshot; an interrupted change found here is closed fail closed at once (and said)."""
+    from .authority import Actor, resolve_actor
+    from .changes import _settled
+
+    snap = env.snapshot()
+    if not snap.needs_reconcile:
+        return snap
+    try:
+        try:
+            actor = resolve_actor(env.workspace.roster, None)
+        except BadInput:
+            actor = Actor(None, None)
+        snap, notes = _settled(env, actor.unidentified() if actor.operator is None else actor, dry_run=False)
+        warnings.extend(notes)
+    except (IntegrityFailure, OSError) as exc:
+        warnings.append(f"could not close the interrupted change here ({exc}); the next change will")
+    return snap
 
 
 def _brief(entry: dict[str, Any]) -> dict[str, Any]:
@@ -149,10 +183,25 @@ def audit_verify(env: Environment) -> dict[str, Any]:
             env.snapshot()
         except IntegrityFailure as exc:
             problems.append(exc.message)
+    from .breakglass import BreakGlassJournal
+
+    journal = BreakGlassJournal(env)
+    glass = journal.verify()
+    for item in glass:
+        if not item["valid"]:
+            problems.append(f"break-glass journal {item['path']} fails at seq {item['firstBad']}: {item['reason']}")
     valid = report.valid and not problems
     if reason is None and problems:
         reason = problems[0]
-    return {"env": env.name, "valid": valid, "entries": report.entries, "firstBad": first_bad, "reason": reason}
+    unfolded = 0
+    if report.valid:
+        try:
+            head = env.log.head()
+            unfolded = len(journal.unfolded(head["state"])) if head else len(journal.entries())
+        except (IntegrityFailure, KeyError, TypeError):
+            unfolded = len(journal.entries())
+    return {"env": env.name, "valid": valid, "entries": report.entries, "firstBad": first_bad, "reason": reason,
+            "breakGlass": {"journals": glass, "unfolded": unfolded}}
 
 
 def _replay_checker():

@@ -41,8 +41,9 @@ class Step(_Strict):
     requires: tuple[Requirement, ...]
 
     @property
-    def number(self) -> int:
-        return STEP_ORDER.index(self.id) + 1
+    def number(self) -> int | None:
+        """The step's number in the plan (None for a step down, which is not one of the seven)."""
+        return STEP_ORDER.index(self.id) + 1 if self.id in STEP_ORDER else None
 
 
 class MinimalCohort(_Strict):
@@ -217,6 +218,50 @@ def normalise_value(control: str, value: str) -> str:
     raise BadInput(f"{control!r} is not a control (one of {KILL_VAR}, {FEATURE_VAR}, {ROLLOUT_VAR}, {ALLOWLIST_VAR})")
 
 
+REDUCE = "reduce-exposure"
+
+
+def reduce_step(control: str, value: str) -> Step:
+    """Reducing exposure (SPEC section 6): always an allowed, recorded change, not a plan step."""
+    return Step(id=REDUCE, title="Reduce exposure", control=control, value=value, requires=())
+
+
+def needs_approval(step: Step, state: dict[str, Any]) -> bool:
+    """Rollout increases need an approval; so does turning the kill-switch off after a rollback
+    (SPEC section 6: it re-exposes the current rung)."""
+    return "approval" in step.requires or (step.id == "kill-switch-off" and bool(state.get("rolledBack")))
+
+
+def _reduction(state: dict[str, Any], runbook: Runbook, control: str, value: str) -> Judgement | None:
+    """A change that reduces exposure, judged; None if the change does not reduce exposure."""
+    controls = state["controls"]
+    engaged = kill_switch_engaged(controls[KILL_VAR])
+    step = reduce_step(control, value)
+    if control == ROLLOUT_VAR:
+        current = rollout_percent(controls[ROLLOUT_VAR]) or 0
+        wanted = int(value)
+        if not 0 < wanted < current:
+            return None
+        lower = [rung for rung in runbook.ladder if rung < current]
+        if current in runbook.ladder and lower and wanted == lower[-1]:
+            return Judgement(step)
+        if not lower:
+            return Judgement(step, f"{current} -> {wanted} is not a rung of the ladder {list(runbook.ladder)}",
+                             "not-a-step")
+        return Judgement(step, f"the rollout steps down one rung at a time: from {current} the next rung down is "
+                         f"{lower[-1]}, not {wanted}", "ladder-jump")
+    if control == FEATURE_VAR and value == "false" and controls[FEATURE_VAR] == "true":
+        what = "the feature flag off"
+    elif control == ALLOWLIST_VAR and value == "" and controls[ALLOWLIST_VAR]:
+        what = "the allowlist off"
+    else:
+        return None
+    if not engaged:
+        return Judgement(step, f"turning {what} needs the kill-switch engaged first: run 'slotgen rollback', "
+                         f"then turn {what}", "precondition")
+    return Judgement(step)
+
+
 def step_for_change(state: dict[str, Any], runbook: Runbook, control: str, value: str) -> Step | None:
     """Which runbook step a change to `control` = `value` would be, if any."""
     current = state["controls"]
@@ -241,9 +286,13 @@ def judge(state: dict[str, Any], runbook: Runbook, env: str, control: str, value
     if control == ROLLOUT_VAR and value == "0" and not kill_switch_engaged(controls[KILL_VAR]):
         return Judgement(step, "a rollout of 0 while the kill-switch is off would admit every allowlisted job "
                          "(0 disables the rollout gate)", "rollout-zero-live")
+    reduction = _reduction(state, runbook, control, value)
+    if reduction is not None:
+        return reduction
     if nxt.step is None:
         return Judgement(step, "Beta is live at the top of the ladder; the runbook has no further step "
-                         "(to reduce exposure use 'slotgen rollback')", "done")
+                         f"(to reduce exposure: one rung down, {ROLLOUT_VAR}={_rung_below(runbook, controls)}, "
+                         "or 'slotgen rollback')", "done")
     if control == ROLLOUT_VAR:
         current = rollout_percent(controls[ROLLOUT_VAR]) or 0
         wanted = int(value)
@@ -255,8 +304,9 @@ def judge(state: dict[str, Any], runbook: Runbook, env: str, control: str, value
             return Judgement(None, f"{control}=0 is not a runbook step (the rollout is already 0; the canary sets "
                              f"{runbook.ladder[0]})", "not-a-step")
         if wanted < current:
-            return Judgement(step, f"the rollout only rises, one rung at a time ({current} -> {value} lowers it); "
-                             "to reduce exposure use 'slotgen rollback'", "not-a-step")
+            return Judgement(step, f"{current} -> {value} would admit every allowlisted job (0 disables the "
+                             "rollout gate); to reduce exposure step down one rung or use 'slotgen rollback'",
+                             "not-a-step")
     if step is None:
         return Judgement(None, f"{control}={value or '(unset)'} is not a runbook step "
                          "(to switch the AI path off use 'slotgen rollback')", "not-a-step")
@@ -277,6 +327,12 @@ def judge(state: dict[str, Any], runbook: Runbook, env: str, control: str, value
     if unmet is not None:
         return Judgement(step, unmet, "precondition")
     return Judgement(step)
+
+
+def _rung_below(runbook: Runbook, controls: dict[str, Any]) -> str:
+    current = rollout_percent(controls[ROLLOUT_VAR]) or 0
+    lower = [rung for rung in runbook.ladder if rung < current]
+    return str(lower[-1]) if lower else "(none)"
 
 
 def unmet_requirement(step: Step, state: dict[str, Any], runbook: Runbook, env: str, now: datetime,

@@ -55,3 +55,21 @@ def shadow_exposure(jobs: Sequence[Any], controls: Mapping[str, str | None], all
            if decide(job, shadow_controls, allowlist).path == PATH_OPENAI]
     now = sum(1 for d in decisions if d.path == PATH_OPENAI)
     return {"jobs": ids, "count": len(ids), "now": now, "more": len(ids) - now}
+
+
+def decision_digest(jobs: Sequence[Any], decisions: Sequence[Decision]) -> str:
+    """A digest of (jobId, path, code) over the samples: what a verification ran under."""
+    import hashlib
+
+    rows = [[job_label(job, i), d.path, d.code] for i, (job, d) in enumerate(zip(jobs, decisions))]
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+
+
+def decision_digest_for(env: Any, controls: Mapping[str, str | None]) -> str:
+    """`decision_digest` of the runbook's samples under `controls`, files read now."""
+    from ..runtime.allowlist_file import load_allowlist
+
+    jobs = load_sample_jobs(env.workspace.runbook.sample_jobs_path)
+    parsed = Controls.from_mapping(dict(controls))
+    allowlist = load_allowlist(parsed.allowlist_path, base=env.workspace.root)
+    return decision_digest(jobs, [decide(job, parsed, allowlist) for job in jobs])

@@ -37,6 +37,8 @@ def initial_state() -> dict[str, Any]:
         "verificationPassing": None,  # the latest verification's result; None: none since the last change
         "lastChangeAt": None,         # ts of the last applied control change (soak)
         "approvals": {},              # outstanding approvals by id
+        "rolledBack": False,          # a rollback since the kill-switch was last turned off (re-entry needs approval)
+        "breakGlassFolded": [],       # hashes of break-glass journal entries folded into this log
     }
 
 
@@ -56,7 +58,11 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
         new["controls"][entry["control"]] = entry["new"]
         new["lastChangeAt"] = ts
         new["stepVerified"] = False
-        new["verificationPassing"] = None
+        # A change is verified before it is committed; its entry carries that verification.
+        verification = entry.get("verification")
+        new["verificationPassing"] = bool(verification.get("passed")) if isinstance(verification, dict) else None
+        if entry["control"] == KILL_VAR and entry["new"] == "false":
+            new["rolledBack"] = False
         if entry.get("step") == "kill-switch-on":
             new["killConfirmed"] = True
         if entry.get("approvalId"):
@@ -67,7 +73,13 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
         new["stepVerified"] = False
         new["verificationPassing"] = None
         new["lastChangeAt"] = ts
+        new["rolledBack"] = True
+        folded = (entry.get("details") or {}).get("breakGlassHash")
+        if isinstance(folded, str):
+            new["breakGlassFolded"] = [*state.get("breakGlassFolded", []), folded]
     elif action == VERIFY:
+        if (entry.get("details") or {}).get("superseded"):
+            return _expire(new, ts)  # a verification overtaken by another change changes nothing
         passed = bool((entry.get("verification") or {}).get("passed"))
         new["verificationPassing"] = passed
         if passed and entry.get("step") == "verify":
@@ -77,6 +89,10 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
         if isinstance(approval, dict) and entry.get("approvalId"):
             new["approvals"][entry["approvalId"]] = approval
     # REFUSED, RECOVER, REPAIR change nothing.
+    return _expire(new, ts)
+
+
+def _expire(new: dict[str, Any], ts: Any) -> dict[str, Any]:
     if ts is not None and new["approvals"]:
         new["approvals"] = {k: v for k, v in new["approvals"].items() if v.get("expiresAt", "") > ts}
     return new

@@ -43,7 +43,7 @@ from ..runtime.executor import OPENAI_CODES, OUTCOME_COMPLETED, OUTCOME_FAILED, 
 from ..runtime.schemas import schema_errors
 from ..runtime.telemetry import JsonlTelemetrySink, MemoryTelemetrySink
 from .runbook import CHECK_NAMES
-from .samples import job_label, load_sample_jobs, shadow_exposure
+from .samples import decision_digest, job_label, load_sample_jobs, shadow_exposure
 from .workspace import validation_summary
 
 Progress = Callable[[int, int], None]
@@ -156,7 +156,7 @@ def run_verification(env: Any, controls: Mapping[str, str | None], *,
     bound = runbook.latency_bound_ms(rollout if rollout is not None else 0)
     expected_codes = Counter(d.code or OUTCOME_COMPLETED for d in decisions)
     base = {"shadowExposure": shadow, "samples": len(jobs), "expectedCodes": dict(sorted(expected_codes.items())),
-            "latencyBoundMs": int(bound), "rollout": rollout}
+            "latencyBoundMs": int(bound), "rollout": rollout, "decisionDigest": decision_digest(jobs, decisions)}
     try:
         config = executor_config_for(env)
     except ValidationError as exc:  # a bad promptTemplate, say: fail the checks, never crash mid-change

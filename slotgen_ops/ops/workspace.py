@@ -170,6 +170,26 @@ class Workspace:
     def allowlists_dir(self) -> Path:
         return self.root / "allowlists"
 
+    def environment_for_rollback(self, name: str):  # -> Environment
+        """The environment even when slotgen.yaml cannot be read: rollback must work regardless.
+
+        The name must be a well-formed environment name whose files exist (or that
+        slotgen.yaml lists); its configuration is None when it cannot be read.
+        """
+        from .environment import Environment
+
+        try:
+            return self.environment(name)
+        except BadInput as exc:
+            problem = exc.message
+        if not ENV_NAME_RE.match(name):
+            raise BadInput(f"{name!r} is not an environment name")
+        present = [p for p in (self.environments_dir / f"{name}.env", self.environments_dir / f"{name}.audit.jsonl")
+                   if p.exists() or p.is_symlink()]
+        if not present:
+            raise BadInput(f"unknown environment {name!r}: no environments/{name}.env here, and {problem}")
+        return Environment(self, name, None)
+
     def environment(self, name: str):  # -> Environment
         from .environment import Environment
 

@@ -6,6 +6,7 @@ API, in one of these modes:
 - `ok`: a result valid against the result schema, echoing the prompt's jobId;
 - `http500`: HTTP 500 with an OpenAI-style error body;
 - `slow`: waits `delay_s` seconds, then answers like `ok`;
+- `hung`: never answers a completion (until the server stops): the client's timeout decides;
 - `nonjson`: message content that is not JSON;
 - `schema_invalid`: JSON content that breaks the result schema.
 
@@ -30,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MODES: tuple[str, ...] = ("ok", "http500", "slow", "nonjson", "schema_invalid")
+MODES: tuple[str, ...] = ("ok", "http500", "slow", "nonjson", "schema_invalid", "hung")
 COMPLETION_PATHS = frozenset(("/v1/chat/completions", "/chat/completions"))
 _JOB_ID_RE = re.compile(r"""jobId["']?\s*[:=]\s*["']?([^\s"',;}]+)""")
 _MAX_BODY = 10 * 1024 * 1024
@@ -49,6 +50,7 @@ class FakeOpenAIServer:
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.fake = self
         self._thread: threading.Thread | None = None
+        self.stopping = threading.Event()  # releases the `hung` answers when the server stops
 
     @property
     def port(self) -> int:
@@ -97,6 +99,7 @@ class FakeOpenAIServer:
 
     def stop(self) -> None:
         """Stop serving and release the port."""
+        self.stopping.set()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -199,6 +202,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "slow":
             time.sleep(delay_s)
+        if mode == "hung":
+            self.server.fake.stopping.wait()
+            return
         content = completion_content(mode, find_job_id(body))
         self._json(
             200,

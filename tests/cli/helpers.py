@@ -21,11 +21,26 @@ class Run:
         return json.loads(self.stdout)
 
 
-def slotgen(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None) -> Run:
+FAULTWRAP = str(Path(__file__).resolve().parent.parent / "faultwrap.py")
+
+
+def command(*args: str, fault: list[str] | None = None) -> list[str]:
+    """The argv of a real `slotgen` run; with `fault`, through the test-only fault launcher."""
+    if fault is not None:
+        return [sys.executable, FAULTWRAP, *fault, "--", *args]
+    return [sys.executable, "-m", "slotgen_ops", *args]
+
+
+def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTGEN_", "FEATURE_SLOTGEN", "OPENAI_"))}
     full_env.update({"NO_COLOR": "1", "COLUMNS": "120"})
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "slotgen_ops", *args], cwd=cwd, env=full_env, capture_output=True,
+    return full_env
+
+
+def slotgen(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None,
+            fault: list[str] | None = None) -> Run:
+    proc = subprocess.run(command(*args, fault=fault), cwd=cwd, env=clean_env(env), capture_output=True,
                           text=True, input=stdin if stdin is not None else "", timeout=120)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 

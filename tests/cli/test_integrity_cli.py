@@ -20,8 +20,8 @@ def ws(tmp_path: Path) -> Path:
     return root
 
 
-def step(ws: Path, *args: str, env: dict | None = None):
-    return slotgen(*args, "--workspace", str(ws), env=env)
+def step(ws: Path, *args: str, env: dict | None = None, fault: list[str] | None = None):
+    return slotgen(*args, "--workspace", str(ws), env=env, fault=fault)
 
 
 def snapshot(ws: Path) -> dict[str, bytes]:
@@ -78,25 +78,32 @@ def test_truncated_log_is_detected_against_the_controls_head(ws):
                                *DR, "--operator", "owner", "--yes"), 4)
 
 
-@pytest.mark.parametrize("point", ["after-audit-append", "after-temp-write", "after-rename"])
-def test_crash_at_each_point_then_next_command_finishes_it(ws, point):
+@pytest.mark.parametrize("point", ["after-audit-append", "controls-after-temp-write", "controls-before-rename",
+                                   "controls-after-rename"])
+def test_crash_at_each_point_then_next_command_closes_it_fail_closed(ws, point):
     first_steps(ws)
     before = snapshot(ws)
     run = step(ws, "set", "--env", "staging", "SLOTGEN_AI_ALLOWLIST_PATH=allowlists/slot-generation-allowlist.v1.json",
-               *DR, "--operator", "owner", "--yes", env={"SLOTGEN_FAULT": point})
+               *DR, "--operator", "owner", "--yes", fault=["--at", point, "--do", "kill"])
     assert run.code == -signal.SIGKILL, (run.code, run.stderr)
     log = ws / "environments" / "staging.audit.jsonl"
     assert len(log.read_text().splitlines()) == len(before["staging.audit.jsonl"].decode().splitlines()) + 1
-    # Reading commands see the recorded change (the log is the commit point) and say what is pending.
+    # The next command, even `status`, closes an interrupted change fail closed, records it and says so.
     status = step(ws, "status", "--env", "staging", "--json")
     assert status.code == 0, status.stderr
-    assert status.json()["controls"]["SLOTGEN_AI_ALLOWLIST_PATH"] in (None, "allowlists/slot-generation-allowlist.v1.json")
-    # The next writer finishes the interrupted entry; nothing is lost and everything agrees.
-    verify = step(ws, "verify", "--env", "staging", *DR, "--operator", "oncall", "--json")
-    assert verify.code in (0, 1), verify.stderr
-    assert "SLOTGEN_AI_ALLOWLIST_PATH=allowlists/slot-generation-allowlist.v1.json" in (ws / "environments" / "staging.env").read_text()
+    doc = status.json()
+    assert doc["controls"]["SLOTGEN_AI_KILL"] == "true"
+    assert doc["controls"]["SLOTGEN_AI_ALLOWLIST_PATH"] == "allowlists/slot-generation-allowlist.v1.json"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    if point in ("after-audit-append", "controls-after-temp-write", "controls-before-rename"):
+        assert entries[-1]["action"] == "rollback" and entries[-1]["details"]["trigger"] == "recover"
+        assert any("interrupted" in w for w in doc["warnings"]), doc["warnings"]
+    else:  # the rename happened: the change is whole, nothing to close
+        assert entries[-1]["action"] == "set"
     audit = step(ws, "audit", "verify", "--env", "staging", "--json")
     assert audit.code == 0 and audit.json()["valid"] is True, audit.stdout
+    verify = step(ws, "verify", "--env", "staging", *DR, "--operator", "oncall", "--json")
+    assert verify.code == 0, verify.stderr
     assert not list((ws / "environments").glob(".*.tmp-*"))
 
 

@@ -18,11 +18,16 @@ from slotgen_ops.ops.atomic import atomic_write, clean_stale_temps, fault_point,
 OLD = b"old\n" * 50_000  # 200 kB: a torn write would show
 NEW = b"NEW!\n" * 60_000
 
+# The fault is installed as a hook by the test's own child code: the package reads no variable for it.
 WRITER = """
-import sys
+import os, signal, sys
 from pathlib import Path
+from slotgen_ops.ops import hooks
 from slotgen_ops.ops.atomic import atomic_write
-prefix = sys.argv[3] if len(sys.argv) > 3 else None
+fault = sys.argv[3]
+if fault:
+    hooks.install(lambda name: os.kill(os.getpid(), signal.SIGKILL) if name == fault else None)
+prefix = sys.argv[4] if len(sys.argv) > 4 else None
 atomic_write(Path(sys.argv[1]), Path(sys.argv[2]).read_bytes(), fault_prefix=prefix)
 """
 
@@ -30,12 +35,9 @@ atomic_write(Path(sys.argv[1]), Path(sys.argv[2]).read_bytes(), fault_prefix=pre
 def run_writer(target: Path, data: bytes, fault: str | None, *prefix: str) -> subprocess.CompletedProcess[bytes]:
     payload = target.parent / "payload.bin"
     payload.write_bytes(data)
-    env = {k: v for k, v in os.environ.items() if k != "SLOTGEN_FAULT"}
-    if fault:
-        env["SLOTGEN_FAULT"] = fault
     return subprocess.run(
-        [sys.executable, "-c", WRITER, str(target), str(payload), *prefix],
-        env=env, capture_output=True, timeout=60, check=False,
+        [sys.executable, "-c", WRITER, str(target), str(payload), fault or "", *prefix],
+        capture_output=True, timeout=60, check=False,
     )  # fmt: skip
 
 
@@ -95,10 +97,11 @@ def test_prefixed_fault_points_pick_one_write(tmp_path: Path) -> None:
     assert target.read_bytes() == NEW
 
 
-def test_no_fault_without_the_variable(tmp_path: Path) -> None:
+def test_no_fault_without_a_hook(tmp_path: Path, monkeypatch) -> None:
     result = run_writer(tmp_path / "f", NEW, None)
     assert result.returncode == 0, result.stderr
-    fault_point("after-rename")  # SLOTGEN_FAULT is not set in this process: a no-op
+    monkeypatch.setenv("SLOTGEN_FAULT", "after-rename")  # the variable of old: the package no longer reads it
+    fault_point("after-rename")  # no hook installed in this process: a no-op
 
 
 def test_clean_stale_temps_spares_live_writers_and_other_files(tmp_path: Path) -> None:

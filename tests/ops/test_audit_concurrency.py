@@ -1,7 +1,7 @@
 """Eight real processes appending to one audit log at once.
 
 With the lock, every append lands exactly once and the chain holds. With the
-lock disabled (the UNSAFE test hook) the same workload must visibly break the
+lock replaced by nothing (tests/faultwrap.py; the package has no switch for it) the same workload must visibly break the
 log: that is what shows the first test could have failed, i.e. that the lock
 is what keeps the log whole.
 """
@@ -27,6 +27,11 @@ APPENDS = 50
 WRITER = """
 import sys, time
 from pathlib import Path
+if len(sys.argv) > 5 and sys.argv[5] == "no-lock":  # test-only: the package itself has no such switch
+    sys.path.insert(0, sys.argv[6])
+    import faultwrap
+    faultwrap.disable_lock()
+    faultwrap.install([], widen_race=True)
 from slotgen_ops.ops.audit import AuditLog
 log, writer, count, start = AuditLog(Path(sys.argv[1])), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 deadline = time.monotonic() + 60
@@ -43,13 +48,17 @@ print(failures)
 """
 
 
-def run_writers(tmp_path: Path, extra_env: dict[str, str]) -> tuple[AuditLog, int]:
+TESTS = str(Path(__file__).resolve().parent.parent)
+
+
+def run_writers(tmp_path: Path, no_lock: bool) -> tuple[AuditLog, int]:
     """Run the writers to completion; return the log and the number of failed appends."""
     path, start = tmp_path / "staging.audit.jsonl", tmp_path / "start"
-    env = {**os.environ, **extra_env}
+    env = dict(os.environ)
+    extra = ["no-lock", TESTS] if no_lock else []
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), f"w{n}", str(APPENDS), str(start)],
+            [sys.executable, "-c", WRITER, str(path), f"w{n}", str(APPENDS), str(start), *extra],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         for n in range(WRITERS)
@@ -65,7 +74,7 @@ def run_writers(tmp_path: Path, extra_env: dict[str, str]) -> tuple[AuditLog, in
 
 
 def test_locked_appends_from_eight_processes(tmp_path: Path) -> None:
-    log, failures = run_writers(tmp_path, {})
+    log, failures = run_writers(tmp_path, no_lock=False)
     assert failures == 0
     entries = list(log.entries())
     assert len(entries) == WRITERS * APPENDS
@@ -79,12 +88,10 @@ def test_locked_appends_from_eight_processes(tmp_path: Path) -> None:
 
 
 def test_without_the_lock_the_race_is_visible(tmp_path: Path) -> None:
-    # SLOTGEN_UNSAFE_DISABLE_LOCK turns locked() into a no-op; the widen-race
+    # The test-only launcher replaces the lock with nothing; the widen-race
     # hook sleeps between reading the head and writing, so that the race shows
     # on every run instead of now and then.
-    log, failures = run_writers(
-        tmp_path, {"SLOTGEN_UNSAFE_DISABLE_LOCK": "1", "SLOTGEN_FAULT_WIDEN_RACE": "1"}
-    )
+    log, failures = run_writers(tmp_path, no_lock=True)
     report = log.verify(env="staging")
     try:
         seqs = [e["seq"] for e in log.entries()]

@@ -176,13 +176,13 @@ def test_walk_staging_from_init_to_live_at_5(ws):
         if control is not None:
             assert result.change == {"control": control, "old": old, "new": new}
             expected[control] = new
-            # set -> after-change verify: the set is the entry before the Result's verify entry.
-            change_entry, verify_entry = log[-2], log[-1]
+            # Verified before the commit: one entry carries the change and its passing verification.
+            change_entry = log[-1]
             assert change_entry["action"] == "set" and change_entry["step"] == step
             assert (change_entry["control"], change_entry["old"], change_entry["new"]) == (control, old, new)
-            assert verify_entry["action"] == "verify" and verify_entry["verification"]["passed"] is True
-            assert verify_entry["details"] == {"trigger": "after-change", "afterSeq": change_entry["seq"]}
-            assert verifier.calls[-1] == expected
+            assert change_entry["verification"]["passed"] is True
+            assert change_entry["state"]["verificationPassing"] is True
+            assert verifier.calls[-1] == expected  # the would-be controls, verified before they were applied
         assert controls(ws) == expected
         assert head(ws)["state"]["controls"] == expected
 
@@ -201,7 +201,7 @@ def test_walk_staging_from_init_to_live_at_5(ws):
     assert controls(ws) == expected  # an approval changes no control
     r = do_set(ws, f"{ROLLOUT_VAR}=1", operator="oncall", dr="DR-4", approval=a.approval_id, verifier=verifier)
     check(r, "rollout-canary", ROLLOUT_VAR, "0", "1")
-    assert entries(ws)[-2]["approvalId"] == a.approval_id
+    assert entries(ws)[-1]["approvalId"] == a.approval_id
     assert a.approval_id not in head(ws)["state"]["approvals"]  # used up
 
     r = do_verify(ws, operator="owner", dr="DR-5", verifier=verifier)
@@ -222,8 +222,8 @@ def test_walk_staging_from_init_to_live_at_5(ws):
 
     log = entries(ws)
     assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
-    assert [e["action"] for e in log] == ["init", "set", "verify", "set", "verify", "set", "verify", "approve",
-                                          "set", "verify", "verify", "set", "verify", "approve", "set", "verify"]
+    assert [e["action"] for e in log] == ["init", "set", "set", "set", "approve", "set", "verify", "set",
+                                          "approve", "set"]
     assert all(e["operator"] in ("owner", "oncall", "approver") for e in log)
     # The state rebuilds from the log alone, the chain and the anchor hold.
     assert replay(AuditLog(env.log.path).entries()) == log[-1]["state"]
@@ -280,7 +280,7 @@ def test_no_operator_refused_and_recorded(ws):
 def test_operator_from_environment_variable(ws, monkeypatch):
     monkeypatch.setenv("SLOTGEN_OPERATOR", "oncall")
     result = do_set(ws, f"{KILL_VAR}=true", operator=None)
-    assert result.ok and entries(ws)[-2]["operator"] == "oncall"
+    assert result.ok and entries(ws)[-1]["operator"] == "oncall"
 
 
 def test_missing_role_refused_and_recorded(ws):
@@ -289,7 +289,6 @@ def test_missing_role_refused_and_recorded(ws):
     walk_to(ws, 3)
     assert_refused_and_recorded(ws, lambda: do_approve(ws, f"{ROLLOUT_VAR}=1", operator="owner"),
                                 message="may not approve")
-    assert_refused_and_recorded(ws, lambda: do_rollback(ws, operator="approver"), message="may not roll back")
     assert_refused_and_recorded(ws, lambda: do_verify(ws, operator="approver"),
                                 message="may not record a verification")
 
@@ -313,7 +312,7 @@ def test_malformed_decision_record_is_bad_input_not_recorded(ws, dr):
 @pytest.mark.parametrize("dr", ["DR-123", "https://decisions.example.com/beta/42"])
 def test_well_formed_decision_records(ws, dr):
     assert do_set(ws, f"{KILL_VAR}=true", dr=dr).ok
-    assert entries(ws)[-2]["decisionRecord"] == dr
+    assert entries(ws)[-1]["decisionRecord"] == dr
 
 
 def test_combined_change_refused_and_recorded(ws):
@@ -565,16 +564,19 @@ def test_failing_verification_rolls_back(ws, upto, item):
     assert result.rollback is not None and result.rollback["engaged"] is True
     assert controls(ws)[KILL_VAR] == "true"
     new = entries(ws)[before_seq:]
-    assert [e["action"] for e in new] == ["set", "verify", "rollback"]
-    assert new[1]["verification"]["passed"] is False and new[1]["verification"]["failed"] == ["path-behavior"]
-    assert new[2]["details"] == {"trigger": "verification-failed"}
-    assert new[2]["reason"].startswith("automatic: verification failed")
-    assert result.audit_seq == new[2]["seq"] == head(ws)["seq"]
-    # The change itself stays recorded; only the kill-switch is engaged on top of it.
+    # Verified before the commit: the failed verification is recorded with the change it was for,
+    # the change is never applied, and the kill-switch is engaged on top.
+    assert [e["action"] for e in new] == ["verify", "rollback"]
     control, _, value = item.partition("=")
-    if control != KILL_VAR:
-        assert controls(ws)[control] == value
-    assert new[2]["state"]["stepVerified"] is False
+    assert new[0]["verification"]["passed"] is False and new[0]["verification"]["failed"] == ["path-behavior"]
+    assert new[0]["details"]["trigger"] == "before-change"
+    assert new[0]["details"]["proposed"]["control"] == control and new[0]["details"]["proposed"]["new"] == value
+    assert new[1]["details"] == {"trigger": "verification-failed"}
+    assert new[1]["reason"].startswith("automatic: verification failed")
+    assert result.audit_seq == new[1]["seq"] == head(ws)["seq"]
+    before = entries(ws)[before_seq - 1]["state"]["controls"]
+    assert controls(ws) == {**before, KILL_VAR: "true"}  # nothing else changed
+    assert new[1]["state"]["stepVerified"] is False and new[1]["state"]["rolledBack"] is True
     assert audit_verify(env_of(ws))["valid"] is True
 
 
@@ -635,9 +637,31 @@ def test_rollback_from_any_state(ws, upto):
     assert replay(entries(ws)) == head(ws)["state"]
 
 
-def test_rollback_needs_a_reason(ws):
-    with pytest.raises(BadInput):
-        do_rollback(ws, reason="  ")
+@pytest.mark.parametrize("reason", [None, "", "  "])
+def test_rollback_without_a_reason_is_recorded_as_none_given(ws, reason):
+    walk_to(ws, 6)
+    result = do_rollback(ws, reason=reason)
+    assert result.ok and controls(ws)[KILL_VAR] == "true"
+    assert head(ws)["action"] == "rollback" and head(ws)["reason"] == "(none given)"
+    assert any("no --reason" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("operator", [None, "mallory", "approver", ""])
+def test_rollback_is_never_refused_for_identity(ws, operator):
+    walk_to(ws, 6)
+    result = do_rollback(ws, operator=operator)
+    assert result.ok and controls(ws)[KILL_VAR] == "true"
+    entry = head(ws)
+    assert entry["action"] == "rollback" and entry["actor"]["identity"] == "unidentified"
+    assert entry["operator"] == (operator or None) and entry["roles"] == []
+    assert entry["actor"]["os"]["uid"] == __import__("os").getuid()
+    assert audit_verify(env_of(ws))["valid"] is True
+
+
+def test_rollback_by_an_allowed_operator_is_declared(ws):
+    walk_to(ws, 6)
+    assert do_rollback(ws, operator="oncall").ok
+    assert head(ws)["actor"]["identity"] == "declared" and head(ws)["roles"] == ["on-call"]
 
 
 def test_rollback_failing_verification_after_it_exits_1(ws):
@@ -657,6 +681,7 @@ def _hand_edit(ws: Workspace, old: str, new: str) -> None:
 def test_rollback_with_hand_edited_controls_is_break_glass(ws):
     walk_to(ws, 3)
     _hand_edit(ws, f"{KILL_VAR}=true", f"{KILL_VAR}=false")  # someone switched the AI path on by hand
+    _hand_edit(ws, f"{ROLLOUT_VAR}=0", f"{ROLLOUT_VAR}=1")   # ... and moved the rollout
     seq_before = head(ws)["seq"]
     result = do_rollback(ws, reason="hand edit found", verifier=passing)
     assert result.ok and result.exit_code == EXIT_OK
@@ -672,6 +697,15 @@ def test_rollback_with_hand_edited_controls_is_break_glass(ws):
     assert glass[0]["details"]["breakGlass"] is True and glass[0]["reason"] == "hand edit found"
     # The main audit log was not extended: it is the thing under doubt.
     assert head(ws)["seq"] == seq_before
+
+
+def test_rollback_after_a_hand_edit_of_the_kill_switch_only_heals_it(ws):
+    walk_to(ws, 3)
+    _hand_edit(ws, f"{KILL_VAR}=true", f"{KILL_VAR}=false")
+    result = do_rollback(ws, reason="hand edit found")
+    # Engaging the kill-switch undid the only difference, so the audit log takes the rollback.
+    assert result.ok and not result.extra.get("breakGlass") and head(ws)["action"] == "rollback"
+    assert audit_verify(env_of(ws))["valid"] is True
 
 
 def test_set_refused_as_integrity_failure_when_controls_hand_edited(ws):
@@ -717,7 +751,10 @@ def test_replay_and_audit_verify_after_refusals_and_rollbacks(ws):
         do_set(ws, f"{FEATURE_VAR}=true", operator="mallory")
     do_rollback(ws)
     do_verify(ws)
-    assert do_set(ws, f"{KILL_VAR}=false").ok
+    with pytest.raises(Refused, match="needs an approval"):  # re-entry after a rollback (SPEC section 6)
+        do_set(ws, f"{KILL_VAR}=false")
+    approval = do_approve(ws, f"{KILL_VAR}=false").approval_id
+    assert do_set(ws, f"{KILL_VAR}=false", approval=approval).ok
     env = env_of(ws)
     log = list(AuditLog(env.log.path).entries())
     assert replay(log) == log[-1]["state"]

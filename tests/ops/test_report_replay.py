@@ -3,6 +3,7 @@ recorded `state` was forged (with a valid hash chain and a matching controls hea
 
 from __future__ import annotations
 
+from slotgen_ops.ops.authority import resolve_actor
 from slotgen_ops.ops.authority import Actor
 from slotgen_ops.ops.init import init_workspace
 from slotgen_ops.ops.report import audit_verify, chain_report
@@ -15,7 +16,7 @@ def test_forged_state_with_a_valid_chain_is_the_first_bad_entry(tmp_path):
     env = Workspace(tmp_path / "ws").environment("staging")
     head = env.log.head()
     forged = dict(head["state"], controls={**head["state"]["controls"], "SLOTGEN_AI_KILL": "false"})
-    with env.writer() as writer:  # a "refusal" that claims to have switched the kill-switch off
+    with env.writer(resolve_actor(None, "owner")) as writer:  # a "refusal" that claims to have switched the kill-switch off
         entry = writer.record({"env": "staging", "action": REFUSED, "operator": "mallory", "state": forged})
         writer.record({"env": "staging", "action": REFUSED, "operator": "mallory", "state": forged})
     assert env.log.verify().valid  # the hash chain alone cannot see it

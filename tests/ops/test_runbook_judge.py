@@ -161,6 +161,8 @@ REORDER_EXCEPTIONS = {
     (6, "kill-switch-on"): "not-a-step",
 }
 CANARY_REPEATS = {(4, "rollout-canary"), (5, "rollout-canary"), (6, "rollout-canary")}
+# Live at 5, "ROLLOUT=1" is one rung down: reducing exposure, allowed (SPEC section 6).
+STEP_DOWNS = {(7, "rollout-canary")}
 
 
 @pytest.mark.parametrize(("index", "attempt"), list(_done_attempts()))
@@ -168,6 +170,9 @@ def test_every_done_step_attempted_again_is_refused(walk, index, attempt):
     _, states = walk
     control, value = STEP_CHANGE[attempt]
     verdict = j(states[index], control, value)
+    if (index, attempt) in STEP_DOWNS:
+        assert verdict.allowed and verdict.step.id == "reduce-exposure", verdict
+        return
     assert not verdict.allowed
     if index == 7:
         assert verdict.kind == "done"
@@ -221,21 +226,37 @@ def test_rollout_zero_while_live_is_refused(walk, index):
     assert "0 disables the rollout gate" in verdict.refusal
 
 
-def test_rollout_decrease_while_live_is_refused():
-    # A three-rung ladder so that a decrease live is neither 0 nor at the top.
+def test_rollout_one_rung_down_while_live_is_allowed():
+    # A three-rung ladder so that a step down live is neither 0 nor from the top.
     runbook = shipped_runbook().model_copy(update={"ladder": (1, 5, 10)})
     _, states = happy_walk(ENV)
     live_at_5 = states[7]
     assert next_step(live_at_5, runbook).value == "10"
     verdict = judge(live_at_5, runbook, ENV, ROLLOUT_VAR, "1", at(live_at_5))
-    assert not verdict.allowed and verdict.kind == "not-a-step"
-    assert "only rises" in verdict.refusal
+    assert verdict.allowed and verdict.step.id == "reduce-exposure" and verdict.step.number is None
 
 
-def test_rollout_decrease_at_the_top_is_refused(walk):
+def test_rollout_two_rungs_down_is_a_ladder_jump():
+    runbook = shipped_runbook().model_copy(update={"ladder": (1, 5, 10)})
+    _, states = happy_walk(ENV)
+    live_at_5 = states[7]
+    at_10 = {**live_at_5, "controls": {**live_at_5["controls"], ROLLOUT_VAR: "10"}}
+    verdict = judge(at_10, runbook, ENV, ROLLOUT_VAR, "1", at(at_10))
+    assert not verdict.allowed and verdict.kind == "ladder-jump"
+    assert "next rung down is 5" in verdict.refusal
+    assert judge(at_10, runbook, ENV, ROLLOUT_VAR, "5", at(at_10)).allowed
+
+
+def test_rollout_one_rung_down_from_the_top_is_allowed(walk):
     _, states = walk
     verdict = j(states[7], ROLLOUT_VAR, "1")
-    assert not verdict.allowed and verdict.kind == "done"
+    assert verdict.allowed and verdict.step.id == "reduce-exposure"
+
+
+def test_rollout_one_rung_down_with_the_kill_switch_engaged_is_allowed(walk):
+    _, states = walk
+    at_5_engaged = {**states[7], "controls": {**states[7]["controls"], KILL_VAR: "true"}}
+    assert j(at_5_engaged, ROLLOUT_VAR, "1").allowed
 
 
 @pytest.mark.parametrize("index", [4, 5])
@@ -245,31 +266,32 @@ def test_rollout_decrease_with_kill_switch_on_is_refused(walk, index):
 
 
 @pytest.mark.parametrize("index", [4, 5])
-def test_rollout_decrease_with_kill_switch_on_says_decrease(walk, index):
+def test_rollout_to_zero_says_it_admits_everyone(walk, index):
     # Regression: this was reported as "skipped: step 7 (rollout-progression) skips step 5 (verify)".
     _, states = walk
     verdict = j(states[index], ROLLOUT_VAR, "0")
-    assert verdict.kind == "not-a-step" and "only rises" in verdict.refusal, verdict
+    assert verdict.kind == "not-a-step" and "0 disables the rollout gate" in verdict.refusal, verdict
 
 
 # -- not a step ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("index", range(7))
-@pytest.mark.parametrize(("control", "value"), [(FEATURE_VAR, "false"), (ALLOWLIST_VAR, "")])
-def test_feature_off_and_allowlist_unset_are_not_steps(walk, index, control, value):
+# Which states have the control on to turn off (feature from step 2, allowlist from step 3), kill engaged (< 6).
+@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize(("control", "value", "on_from"), [(FEATURE_VAR, "false", 2), (ALLOWLIST_VAR, "", 3)])
+def test_feature_off_and_allowlist_unset(walk, index, control, value, on_from):
+    """SPEC section 6: with the kill-switch engaged, turning them off reduces exposure and is allowed;
+    live, it needs a rollback first; when already off it is no step at all."""
     _, states = walk
     verdict = j(states[index], control, value)
-    assert not verdict.allowed and verdict.kind == "not-a-step", verdict
-    assert verdict.step is None
-    assert "slotgen rollback" in verdict.refusal
-
-
-@pytest.mark.parametrize(("control", "value"), [(FEATURE_VAR, "false"), (ALLOWLIST_VAR, "")])
-def test_feature_off_and_allowlist_unset_at_the_top_are_refused(walk, control, value):
-    _, states = walk
-    verdict = j(states[7], control, value)
-    assert not verdict.allowed and verdict.kind == "done"
+    if index < on_from:
+        assert not verdict.allowed and verdict.kind == "not-a-step" and verdict.step is None, verdict
+        assert "slotgen rollback" in verdict.refusal
+    elif index < 6:
+        assert verdict.allowed and verdict.step.id == "reduce-exposure", verdict
+    else:
+        assert not verdict.allowed and verdict.kind == "precondition", verdict
+        assert "kill-switch engaged first" in verdict.refusal and "slotgen rollback" in verdict.refusal
 
 
 def test_kill_switch_on_while_live_below_top_is_not_a_step(walk):
@@ -392,7 +414,10 @@ def test_progression_refused_without_a_verification_since_the_change(walk):
 def test_nothing_after_the_ladder_top(walk, control, value):
     _, states = walk
     verdict = j(states[7], control, value)
-    assert not verdict.allowed and verdict.kind == "done"
+    if (control, value) == (ROLLOUT_VAR, "1"):  # one rung down: allowed (tested above)
+        assert verdict.allowed
+        return
+    assert not verdict.allowed and verdict.kind in ("done", "precondition")
     assert "rollback" in verdict.refusal
 
 

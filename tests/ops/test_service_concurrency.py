@@ -19,9 +19,14 @@ OPS = 50
 
 
 def _worker(root: str, index: int, disable_lock: bool, queue) -> None:
-    if disable_lock:
-        os.environ["SLOTGEN_UNSAFE_DISABLE_LOCK"] = "1"
-        os.environ["SLOTGEN_FAULT_WIDEN_RACE"] = "1"
+    if disable_lock:  # test-only: the package itself has no switch for this
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        import faultwrap
+
+        faultwrap.disable_lock()
+        faultwrap.install([], widen_race=True)
     from slotgen_ops.errors import SlotgenError
     from slotgen_ops.ops.authority import resolve_actor
     from slotgen_ops.ops.changes import approve, set_control

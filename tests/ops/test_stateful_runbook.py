@@ -3,8 +3,11 @@
 state.apply + runbook.judge + authority.{require_role, check_decision_record,
 check_approval, approval_record}, driven the way changes.py drives them: a
 change is judged, its roles, decision record and approval are checked, then it
-is recorded (set, then the verification after it, then a rollback if that
-failed); a refusal is recorded and changes nothing. The audit log is a list of
+is verified *before* it is committed: a passing change is recorded as one
+entry carrying its verification; a failing one records the verification and a
+rollback, and the change is never applied; a refusal is recorded and changes
+nothing. Steps down (SPEC section 6) and re-entry after a rollback (which
+needs an approval for SLOTGEN_AI_KILL=false) are part of the model. The audit log is a list of
 entries carrying seq, prevHash, hash and the state after them; time is a
 simulated clock that only moves forward.
 
@@ -34,7 +37,7 @@ from slotgen_ops.ops.authority import (
     require_role,
     resolve_actor,
 )
-from slotgen_ops.ops.runbook import judge, next_step, normalise_value, parse_ts
+from slotgen_ops.ops.runbook import REDUCE, judge, needs_approval, next_step, normalise_value, parse_ts
 from slotgen_ops.ops.audit_review import GENESIS_HASH
 from slotgen_ops.ops.canonical import entry_hash
 from slotgen_ops.ops.state import APPROVE, INIT, REFUSED, ROLLBACK, SAFE_CONTROLS, SET, VERIFY, apply, replay
@@ -100,17 +103,6 @@ class RunbookModel(RuleBasedStateMachine):
         assert entry["state"]["controls"] == before
         REACHED[self.ENV]["refused"] += 1
 
-    def verify_after(self, operator: str, change: dict[str, Any], passed: bool) -> None:
-        """The verification after a change; a failure engages the kill-switch at once."""
-        ventry = self.record(operator, action=VERIFY, verification=summary(passed),
-                             details={"trigger": "after-change", "afterSeq": change["seq"]})
-        if not passed:
-            self.do_rollback_entry(operator, reason="automatic: verification failed",
-                                   dr=change.get("decisionRecord"), trigger="verification-failed")
-            assert [e["action"] for e in self.log.entries[-3:]] == [change["action"], VERIFY, ROLLBACK]
-            assert ventry["state"]["verificationPassing"] is False
-            REACHED[self.ENV]["auto-rollback"] += 1
-
     def do_rollback_entry(self, operator: str, reason: str, dr: str | None, trigger: str) -> None:
         old = self.state["controls"][KILL_VAR]
         self.record(operator, action=ROLLBACK, control=KILL_VAR, old=old, new="true", decisionRecord=dr,
@@ -136,43 +128,57 @@ class RunbookModel(RuleBasedStateMachine):
             if not verdict.allowed:
                 raise Refused(f"{verdict.kind}: {verdict.refusal}")
             step = verdict.step
-            if control == ALLOWLIST_VAR and value != APPROVED_ALLOWLIST:
+            if control == ALLOWLIST_VAR and step.id != REDUCE and value != APPROVED_ALLOWLIST:
                 raise Refused(f"{value!r} is not an approved allowlist")
-            if "approval" in step.requires:
+            if needs_approval(step, state):
                 check_approval(state["approvals"], approval, self.ENV, control, value, ref, operator, now)
         except BadInput:
             return  # a malformed decision record: not recorded
         except Refused as exc:
             self.refuse(operator, exc, control, value, dr, approval)
             return
-        # Allowed: it is exactly the next step, with its value.
         nxt = next_step(state, RUNBOOK)
-        assert step.id == nxt.id and step.control == control
-        if nxt.value is not None:
-            assert value == nxt.value
+        if step.id == REDUCE:
+            REACHED[self.ENV]["reduce-exposure"] += 1
+        else:  # Allowed: it is exactly the next step, with its value.
+            assert step.id == nxt.id and step.control == control
+            if nxt.value is not None:
+                assert value == nxt.value
         old = state["controls"][control]
-        entry = self.record(operator, action=SET, control=control, old=old, new=value, decisionRecord=ref,
-                            step=step.id, approvalId=approval if "approval" in step.requires else None)
+        if not passed:  # verified before the commit: the change is never applied
+            self.record(operator, action=VERIFY, verification=summary(False), decisionRecord=ref,
+                        details={"trigger": "before-change", "proposed": {"control": control, "old": old,
+                                                                          "new": value}})
+            self.do_rollback_entry(operator, reason="automatic: verification failed", dr=ref,
+                                   trigger="verification-failed")
+            assert [e["action"] for e in self.log.entries[-2:]] == [VERIFY, ROLLBACK]
+            REACHED[self.ENV]["auto-rollback"] += 1
+            return
+        reentry = step.id == "kill-switch-off" and state.get("rolledBack")
+        self.record(operator, action=SET, control=control, old=old, new=value, decisionRecord=ref,
+                    step=step.id, approvalId=approval if needs_approval(step, state) else None,
+                    verification=summary(True))
         self.shadow[control] = value
         self.applied_sets += 1
         REACHED[self.ENV][step.id] += 1
-        self.verify_after(operator, entry, passed)
+        if reentry:
+            REACHED[self.ENV]["re-entry"] += 1
 
-    def attempt_approve(self, operator: str, value: str, dr: str | None) -> str | None:
+    def attempt_approve(self, operator: str, value: str, dr: str | None, control: str = ROLLOUT_VAR) -> str | None:
         try:
             actor = resolve_actor(ROSTER, operator)
-            require_role(actor, (APPROVER_ROLE,), "approve rollout increases")
+            require_role(actor, (APPROVER_ROLE,), "approve changes")
             ref = check_decision_record(dr, DEFAULT_DR_PATTERN)
-            if int(value) not in LADDER:
+            if control == ROLLOUT_VAR and int(value) not in LADDER:
                 raise Refused(f"{ROLLOUT_VAR}={value} is not a rung of the ladder")
         except BadInput:
             return None
         except Refused as exc:
-            self.refuse(operator, exc, ROLLOUT_VAR, value, dr)
+            self.refuse(operator, exc, control, value, dr)
             return None
         approval_id = f"apv-{len(self.issued):010x}"
-        record = approval_record(self.ENV, ROLLOUT_VAR, value, ref, operator, RUNBOOK.approvals.ttlHours, self.clock)
-        self.record(operator, action=APPROVE, control=ROLLOUT_VAR, old=self.state["controls"][ROLLOUT_VAR],
+        record = approval_record(self.ENV, control, value, ref, operator, RUNBOOK.approvals.ttlHours, self.clock)
+        self.record(operator, action=APPROVE, control=control, old=self.state["controls"][control],
                     new=value, decisionRecord=ref, approvalId=approval_id, details={"approval": record})
         self.issued.append(approval_id)
         return approval_id
@@ -248,6 +254,18 @@ class RunbookModel(RuleBasedStateMachine):
         approval = self.attempt_approve("approver", value, "DR-8")
         self.attempt_set(operator, ROLLOUT_VAR, value, "DR-8", approval, passed)
 
+    @rule(operator=st.sampled_from(["owner", "oncall"]), which=st.sampled_from([ROLLOUT_VAR, FEATURE_VAR, ALLOWLIST_VAR]),
+          passed=PASSES)
+    def step_down(self, operator, which, passed):
+        """Reduce exposure (SPEC section 6): one rung down, or with the kill-switch engaged the flag or allowlist off."""
+        current = self.state["controls"]
+        if which == ROLLOUT_VAR:
+            lower = [r for r in LADDER if r < int(current[ROLLOUT_VAR])]
+            value = str(lower[-1]) if lower else "0"
+        else:
+            value = "false" if which == FEATURE_VAR else ""
+        self.attempt_set(operator, which, value, "DR-9", None, passed)
+
     @rule(delta=ADVANCE)
     def advance_clock(self, delta):
         self.clock += delta
@@ -262,8 +280,8 @@ class RunbookModel(RuleBasedStateMachine):
             return
         value = APPROVED_ALLOWLIST if nxt.step.control == ALLOWLIST_VAR else nxt.value
         approval = None
-        if "approval" in nxt.step.requires:
-            approval = self.attempt_approve("approver", value, "DR-7")
+        if needs_approval(nxt.step, self.state):
+            approval = self.attempt_approve("approver", value, "DR-7", control=nxt.step.control)
         self.attempt_set(operator, nxt.step.control, value, "DR-7", approval, passed)
 
     @rule(passed=PASSES, operator=st.sampled_from(["owner", "oncall", "boss"]))
@@ -299,13 +317,13 @@ class RunbookModel(RuleBasedStateMachine):
     @invariant()
     def every_applied_change_is_recorded(self) -> None:
         assert self.state["controls"] == self.shadow
-        assert self.log.entries[-1]["action"] != SET  # a change is always followed by its verification
 
     @invariant()
     def new_entries_keep_every_rule(self) -> None:
         if not hasattr(self, "_scan"):
             self._scan = {"pos": 0, "prev_hash": GENESIS_HASH, "replayed": None, "last_change_ts": None,
-                          "verified": False, "issued": {}, "used": set(), "sets": 0, "rollbacks": 0}
+                          "verified": False, "issued": {}, "used": set(), "sets": 0, "rollbacks": 0,
+                          "rolled_back": False}
         scan = self._scan
         soak = timedelta(minutes=RUNBOOK.soak_minutes(self.ENV))
         entries = self.log.entries
@@ -317,8 +335,8 @@ class RunbookModel(RuleBasedStateMachine):
             assert entry_hash(entry) == entry["hash"]
             if pos:
                 assert entries[pos - 1]["ts"] < entry["ts"]
-                if entries[pos - 1]["action"] == SET:
-                    assert action == VERIFY, "every change is verified right after it"
+            if action == SET:  # every applied change was verified before it was committed
+                assert entry["verification"]["passed"] is True and entry["state"]["verificationPassing"] is True
             # The recorded state is what the action yields from the previous one (replay).
             bare = {k: v for k, v in entry.items() if k not in ("state", "hash")}
             scan["replayed"] = apply(scan["replayed"], bare)
@@ -334,10 +352,17 @@ class RunbookModel(RuleBasedStateMachine):
                 assert set(entry["roles"]) & set(CHANGE_ROLES)
                 if entry["control"] == KILL_VAR and entry["new"] == "false":
                     assert scan["verified"], f"kill-switch off at seq {entry['seq']} without a passing step 5"
+                    if scan["rolled_back"]:
+                        assert entry["approvalId"], "kill-switch off again after a rollback without an approval"
                 if entry["control"] == ROLLOUT_VAR:
-                    old = int(entry["old"])
-                    assert int(entry["new"]) == min(r for r in LADDER if r > old), "one rung at a time"
-                    assert entry["approvalId"], "a rollout increase without an approval"
+                    old, new = int(entry["old"]), int(entry["new"])
+                    if new > old:
+                        assert new == min(r for r in LADDER if r > old), "one rung at a time"
+                        assert entry["approvalId"], "a rollout increase without an approval"
+                    else:
+                        assert entry["step"] == REDUCE and new == max(r for r in LADDER if r < old), "one rung down"
+                if entry["step"] == REDUCE and entry["control"] != ROLLOUT_VAR:
+                    assert entries[pos - 1]["state"]["controls"][KILL_VAR] == "true", "turned off while live"
                 if entry["step"] == "rollout-progression":
                     # judged at `now`, recorded 1 ms later
                     assert parse_ts(entry["ts"]) - timedelta(milliseconds=1) >= scan["last_change_ts"] + soak
@@ -351,9 +376,12 @@ class RunbookModel(RuleBasedStateMachine):
                     assert record["approver"] != entry["operator"], "an approver used their own approval"
                     assert record["expiresAt"] > entries[pos - 1]["ts"], "an expired approval was used"
             if action == ROLLBACK:
+                scan["rolled_back"] = True
                 scan["rollbacks"] += 1
                 assert entry["state"]["controls"][KILL_VAR] == "true"
             # Running facts for the next entries.
+            if action == SET and entry["control"] == KILL_VAR and entry["new"] == "false":
+                scan["rolled_back"] = False
             if action in (INIT, SET, ROLLBACK):
                 scan["last_change_ts"] = parse_ts(entry["ts"])
                 scan["verified"] = False
@@ -395,5 +423,5 @@ def test_the_model_reaches_the_interesting_states(model, env):
     run_state_machine_as_test(model, settings=settings(SETTINGS, max_examples=40, derandomize=True))
     reached = REACHED[env]
     for key in ("kill-switch-off", "rollout-progression", "live-top", "auto-rollback", "rollback-from-live",
-                "refused", "verify"):
+                "refused", "verify", "reduce-exposure", "re-entry"):
         assert reached[key] > 0, (key, dict(reached))

@@ -120,4 +120,4 @@ def test_runs_as_a_quiet_process_controlled_over_http(tmp_path: Path):
 
 
 def test_every_mode_is_known():
-    assert MODES == ("ok", "http500", "slow", "nonjson", "schema_invalid")
+    assert MODES == ("ok", "http500", "slow", "nonjson", "schema_invalid", "hung")
