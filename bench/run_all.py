@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/run_all.py            # all of them (what `make bench` runs)
     .venv/bin/python bench/run_all.py --quick    # smaller sizes and fewer repeats: a smoke run
-    .venv/bin/python bench/run_all.py decide peers   # only these (names: decide peers exposure startup verify)
+    .venv/bin/python bench/run_all.py decide peers   # only these (names: decide peers exposure startup verify rollback)
 
 Each benchmark runs as its own process (its output is shown as it comes) and
 hands its key figures back through the file named by $BENCH_SUMMARY_FILE.
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-ORDER = ("decide", "peers", "exposure", "startup", "verify")
+ORDER = ("decide", "peers", "exposure", "startup", "verify", "rollback")
 
 
 def main(argv: list[str]) -> int:

@@ -4,7 +4,12 @@ The library core is useful without the CLI: `decide` answers, for one job under
 given controls, STUB or OpenAI and why.
 """
 
-from .contract import (
+import time as _time
+
+#: When the package was first imported: what a rollback's "engaged in N ms" counts from.
+STARTED = _time.perf_counter()
+
+from .contract import (  # noqa: E402
     Allowlist,
     AllowlistUnavailable,
     Controls,

@@ -1,5 +1,5 @@
 """`python -m slotgen_ops` runs the slotgen CLI."""
 
-from .cli.app import main
+from .cli.entry import main
 
 main()

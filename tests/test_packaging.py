@@ -33,4 +33,4 @@ def test_wheel_carries_the_data(tmp_path):
     missing = [name for name in NEEDED if name not in names]
     assert not missing, missing
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "slotgen = slotgen_ops.cli.app:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "slotgen = slotgen_ops.cli.entry:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

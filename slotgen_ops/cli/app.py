@@ -14,11 +14,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from typing import Any
 
-#: When this process started, for the rollback's "engaged in N ms" (set by main()).
-STARTED = time.perf_counter()
+#: What the entry point's early rollback did (None: not a rollback, or not run).
+EARLY: dict[str, Any] | None = None
 
 import typer
 from typer.core import TyperGroup
@@ -55,6 +54,9 @@ class SlotgenGroup(TyperGroup):
             sys.exit(EXIT_BAD_INPUT)
         except UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            if EARLY is not None and EARLY.get("engaged"):
+                hint += ("; the kill-switch WAS engaged (SLOTGEN_AI_KILL=true) before the command line was read: "
+                         "the next slotgen command records it")
             _fail(" ".join(exc.format_message().split()) + hint, EXIT_BAD_INPUT)
         except ClickException as exc:
             _fail(" ".join(exc.format_message().split()), exc.exit_code)
@@ -103,15 +105,15 @@ def _wait_notice(message: str) -> None:
     sys.stderr.flush()
 
 
-def main() -> None:
-    """Console-script entry point.
+def main(early: dict[str, Any] | None = None) -> None:
+    """The CLI (`entry.main` engages a rollback's kill-switch first, then calls this).
 
     SIGTERM and SIGHUP (a dropped SSH session) behave like SIGINT: an
     interrupted command stops where it is, and a change is either committed
     whole or not at all (the critical section defers these signals).
     """
-    global STARTED
-    STARTED = time.perf_counter()
+    global EARLY
+    EARLY = early
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     from ..ops.locking import set_wait_notice

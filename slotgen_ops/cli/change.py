@@ -160,6 +160,7 @@ def rollback(
     """
     from ..ops.authority import Actor, resolve_actor
     from ..ops.changes import rollback as do_rollback
+    from .. import STARTED
     from ..ops.workspace import Workspace
     from . import app as app_module
 
@@ -170,7 +171,8 @@ def rollback(
         actor = resolve_actor(None, operator)
         actor = Actor(claimed=actor.claimed, operator=None)
     result = do_rollback(environment, actor=actor, reason=reason, decision_record=decision_record,
-                         dry_run=dry_run, verifier=verifier_with_progress(json_out), start=app_module.STARTED)
+                         dry_run=dry_run, verifier=verifier_with_progress(json_out), start=STARTED,
+                         early=app_module.EARLY)
     return _finish(result, json_out)
 
 

@@ -155,18 +155,22 @@ class AuditLog:
             entry["hash"] = hashlib.sha256(body).hexdigest()
             line = _dumps(entry) + b"\n"
             hooks.point("audit-before-write")
+            size_before = os.fstat(fd).st_size
             try:
                 written = os.write(fd, line)  # one write: O_APPEND keeps it whole
                 os.fsync(fd)
             except OSError as exc:
-                raise IntegrityFailure(
-                    f"audit log {self.path}: write failed ({exc.strerror}); "
-                    f"if `slotgen audit verify` reports a torn line, {REPAIR_HINT}"
-                ) from None
+                _undo_partial(fd, size_before)
+                failure = IntegrityFailure(
+                    f"audit log {self.path}: write failed ({exc.strerror}); nothing was recorded"
+                )
+                failure.errno = exc.errno  # type: ignore[attr-defined]
+                raise failure from None
             if written != len(line):
+                undone = _undo_partial(fd, size_before)
                 raise IntegrityFailure(
                     f"audit log {self.path}: short write ({written} of {len(line)} bytes); "
-                    + REPAIR_HINT
+                    + ("nothing was recorded" if undone else REPAIR_HINT)
                 )
         finally:
             os.close(fd)
@@ -203,9 +207,10 @@ class AuditLog:
                 intact = _Tail(tail.torn_at)
                 intact.entry = tail.entry
                 self._checked_head(intact)  # refuse before cutting, not after
-                digest = hashlib.sha256(tail.torn).hexdigest()
+                cut = _pread_all(fd, tail.size - tail.torn_at, tail.torn_at)
+                digest = hashlib.sha256(cut).hexdigest()
                 evidence = self.path.with_name(f"{self.path.name}.cut-{digest[:12]}")
-                atomic_write(evidence, tail.torn)
+                atomic_write(evidence, cut)
                 os.ftruncate(fd, tail.torn_at)
                 os.fsync(fd)
             finally:
@@ -218,13 +223,15 @@ class AuditLog:
                     "env": env,
                     "actor": actor,
                     "details": {
-                        "cutBytes": len(tail.torn),
+                        "cutBytes": len(cut),
                         "cutSha256": digest,
-                        "cutText": tail.torn.decode("utf-8", errors="replace"),
+                        "cutText": cut[:4096].decode("utf-8", errors="replace"),
+                        "cutSavedAs": evidence.name if len(cut) > 4096 else None,
                     },
                 }
             )
-            evidence.unlink(missing_ok=True)
+            if len(cut) <= 4096:  # all of it is in the entry; a longer cut stays beside the log
+                evidence.unlink(missing_ok=True)
             return entry
 
     # -- reading -------------------------------------------------------------
@@ -361,20 +368,32 @@ class AuditLog:
         if tail.size == 0:
             return tail
         last_start = _line_start(fd, tail.size)
-        if tail.size - last_start > MAX_LINE:
-            tail.torn, tail.torn_at = b"<a line of %d bytes>" % (tail.size - last_start), last_start
-            return tail
-        last = _pread_all(fd, tail.size - last_start, last_start)
-        entry = _as_entry(last)
+        if tail.size - last_start > MAX_LINE:  # never read into memory: damage, not an entry
+            last = b"<a line of %d bytes>" % (tail.size - last_start)
+            entry = None
+        else:
+            last = _pread_all(fd, tail.size - last_start, last_start)
+            entry = _as_entry(last)
         if entry is not None:
             tail.entry = entry
             return tail
         tail.torn, tail.torn_at = last, last_start
         if last_start > 0:
             prev_start = _line_start(fd, last_start)
-            tail.entry = _as_entry(_pread_all(fd, last_start - prev_start, prev_start))
+            if last_start - prev_start <= MAX_LINE:
+                tail.entry = _as_entry(_pread_all(fd, last_start - prev_start, prev_start))
             tail.damaged_before = tail.entry is None
         return tail
+
+
+def _undo_partial(fd: int, size: int) -> bool:
+    """Cut a partly written line back off (truncating never needs space); True if that worked."""
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+        return True
+    except OSError:
+        return False
 
 
 def _as_entry(line: bytes) -> dict[str, Any] | None:
@@ -394,13 +413,13 @@ def _line_start(fd: int, end: int) -> int:
     """Offset where the line ending at ``end`` (exclusive) starts."""
     # The line's own terminator is at end-1; search strictly before it.
     hi = end - 1
-    while hi > 0 and end - hi <= MAX_LINE:
+    while hi > 0:
         lo = max(0, hi - _TAIL_CHUNK)
         cut = _pread_all(fd, hi - lo, lo).rfind(b"\n")
         if cut >= 0:
             return lo + cut + 1
         hi = lo
-    return 0 if hi <= 0 else hi
+    return 0
 
 
 def _pread_all(fd: int, length: int, offset: int) -> bytes:

@@ -62,7 +62,7 @@ class BreakGlassJournal:
                 with log.locked():
                     return path, log.append(fields)
             except (OSError, IntegrityFailure) as exc:
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
                     from .controls_file import release_ballast
 
                     if release_ballast(self.env.dir):

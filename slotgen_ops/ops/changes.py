@@ -210,9 +210,15 @@ def verification_summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_NOT_A_MOVE = ("approvals", "breakGlassFolded")  # an approval recorded meanwhile supersedes nothing
+
+
 def _moved(before: Snapshot, after: Snapshot) -> bool:
-    """Did the environment's controls change between judging and committing (a rollback won)?"""
-    return before.state["controls"] != after.state["controls"] or before.controls.values != after.controls.values
+    """Did the environment move between judging and committing (a rollback, a change, a verification)?"""
+    def essence(snap: Snapshot) -> dict[str, Any]:
+        return {k: v for k, v in snap.state.items() if k not in _NOT_A_MOVE}
+
+    return essence(before) != essence(after) or before.controls.values != after.controls.values
 
 
 def _superseded(env: Environment, writer: ControlsWriter, actor: Actor, before: Snapshot, summary: dict[str, Any],
@@ -442,14 +448,15 @@ ROLLBACK_LOCK_WAIT_S = 1.0
 
 
 def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_record: str | None, dry_run: bool,
-             verifier: Verifier | None, start: float | None = None) -> Result:
+             verifier: Verifier | None, start: float | None = None, early: dict[str, Any] | None = None) -> Result:
     """Engage the kill-switch in one action, from any state (SPEC sections 2 and 6).
 
     Never refused and never waits: the kill-switch is written first, without
     the lock, and read back as the runtime reads it; then the act is recorded
     in the audit log if the lock comes within a second and the log can take
     it, else in the break-glass journal. Exit 5 only if the controls cannot be
-    written.
+    written. `early`: what the entry point's kill-switch-first write did
+    (`cli.entry.early_rollback`); the kill-switch is written again here anyway.
     """
     from .controls_file import KillSwitchNotEngaged, engage_kill_switch, lenient_controls
     from .locking import LockBusy
@@ -474,29 +481,22 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
                       message="dry-run: would engage the kill-switch (SLOTGEN_AI_KILL=true) at once and record it; "
                       "nothing written")
     try:
-        values, how = engage_kill_switch(env.controls_path, env.name)
+        values, how, found_old = engage_kill_switch(env.controls_path, env.name)
     except KillSwitchNotEngaged as exc:
-        _journal_quietly(env, actor, old, reason, dr, f"KILL-SWITCH NOT ENGAGED: {exc}")
+        _journal_quietly(env, actor, old, reason, dr, f"KILL-SWITCH NOT ENGAGED: {exc}",
+                         {"trigger": "operator", "engaged": False})
         raise KillSwitchNotEngagedError(f"KILL-SWITCH NOT ENGAGED: {exc}") from None
     engaged_ms = round((time.perf_counter() - start) * 1000, 3)
+    if early is not None and early.get("engaged"):  # engaged before the CLI was even imported
+        old, how, engaged_ms = early["old"], early["written"], early["engagedMs"]
+    else:
+        old = found_old
+    change["old"] = old
     hooks.point("rollback-engaged")
     info: dict[str, Any] = {"auditSeq": None, "engaged": True, "old": old, "new": values[KILL_VAR],
                             "engagedMs": engaged_ms, "written": how, "reason": reason}
     details = {"trigger": "operator", "engagedMs": int(engaged_ms), "written": how}
-    problem = None
-    try:
-        with env.writer(actor, timeout=ROLLBACK_LOCK_WAIT_S, what="recording the rollback", reconcile=False) as w:
-            snap = w.reconcile(recover=False)
-            if snap.pending is not None:
-                details["closesInterruptedSeq"] = snap.pending["seq"]
-            entry = w.record(_entry(env, actor, snap.state, action=ROLLBACK, control=KILL_VAR, old=old, new="true",
-                                    decisionRecord=dr, reason=reason, details=details))
-            info["auditSeq"] = entry["seq"]
-            warnings.extend(w.notes)
-    except LockBusy as exc:
-        problem = f"the audit lock is held by {exc.holder}"
-    except (IntegrityFailure, BadInput, Superseded, OSError) as exc:
-        problem = getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
+    problem = _record_rollback(env, actor, old, reason, dr, details, info, warnings)
     result = Result(ok=True, change=change, audit_seq=info["auditSeq"], rollback=info, warnings=warnings)
     if problem is not None:
         glass = _journal_quietly(env, actor, old, reason, dr, problem, details)
@@ -505,7 +505,8 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
         if glass is not None:
             info.update(breakGlassSeq=glass[1]["seq"], breakGlassLog=str(glass[0]))
             warnings.append(f"recorded in the break-glass journal {glass[0]} seq {glass[1]['seq']} because {problem}; "
-                            f"'slotgen audit repair --env {env.name}' folds it into the audit log")
+                            f"the next change or 'slotgen audit repair --env {env.name}' folds it into the audit log "
+                            "once the log is sound")
         else:
             warnings.append(f"NOT RECORDED anywhere ({problem}); keep this line: operator="
                             f"{actor.claimed or '(none)'} reason={reason!r} at {utc(now_utc())}")
@@ -519,12 +520,51 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
     return result
 
 
+def _record_rollback(env: Environment, actor: Actor, old: Any, reason: str, dr: str | None, details: dict[str, Any],
+                     info: dict[str, Any], warnings: list[str]) -> str | None:
+    """Record an engaged rollback in the audit log; the problem that stopped it, or None.
+
+    Waits at most ROLLBACK_LOCK_WAIT_S for the lock (saying so at once). On a
+    full disk the reserve file is released once and the record tried again.
+    """
+    import errno
+
+    from .controls_file import release_ballast
+    from .locking import LockBusy
+
+    for attempt in (1, 2):
+        try:
+            with env.writer(actor, timeout=ROLLBACK_LOCK_WAIT_S, what="recording the rollback", reconcile=False,
+                            keep_reserve=False) as w:
+                snap = w.reconcile(recover=False)
+                if snap.pending is not None:
+                    details["closesInterruptedSeq"] = snap.pending["seq"]
+                entry = w.record(_entry(env, actor, snap.state, action=ROLLBACK, control=KILL_VAR, old=old,
+                                        new="true", decisionRecord=dr, reason=reason, details=details))
+                info["auditSeq"] = entry["seq"]
+                warnings.extend(w.notes)
+                return None
+        except LockBusy as exc:
+            return f"the audit lock is held by {exc.holder}"
+        except (IntegrityFailure, BadInput, Superseded, OSError) as exc:
+            space = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            if attempt == 1 and space and release_ballast(env.dir):
+                continue
+            return getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
+    return None
+
+
 def _verify_after_rollback(env: Environment, actor: Actor, result: Result, verifier: Verifier,
                            values: dict[str, Any]) -> None:
     """The verification after a rollback: outside the lock, recorded if the log takes it."""
     report = run_verifier(verifier, env, values)
     summary = verification_summary(report)
     result.verification = report
+    if [c["name"] for c in report.get("checks", [])] == ["verification"]:
+        # The workspace could not run it (broken runbook or samples): nothing was checked, nothing failed.
+        # The rollback stands; say so instead of reporting a failed check.
+        result.warnings.append(f"{report['checks'][0]['detail']}; the rollback stands")
+        return
     if result.audit_seq is not None:
         from .locking import LockBusy
 

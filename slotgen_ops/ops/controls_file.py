@@ -181,15 +181,16 @@ def write_controls(path: Path, data: bytes, *, expect: bytes | None) -> None:
     fsync_directory(target.parent)
 
 
-def engage_kill_switch(path: Path, env: str) -> tuple[dict[str, str | None], str]:
+def engage_kill_switch(path: Path, env: str) -> tuple[dict[str, str | None], str, str | None]:
     """Write the controls with SLOTGEN_AI_KILL=true, without any lock; return what the runtime now reads.
 
     Keeps the other values and the head line as found. Returns (values read
-    back, how: "replaced" or "in place"). KillSwitchNotEngaged if the file
-    cannot be written or does not read back engaged.
+    back, how: "replaced" or "in place", the kill-switch value found before).
+    KillSwitchNotEngaged if the file cannot be written or does not read back engaged.
     """
     target = target_of(path)
     found = lenient_controls(target)
+    old = runtime_values(found.raw)[KILL_VAR] if found.raw else found.values.get(KILL_VAR)
     values = dict(found.values)
     values[KILL_VAR] = "true"
     data = render_controls(env, values, found.head_seq, found.head_hash)
@@ -204,7 +205,7 @@ def engage_kill_switch(path: Path, env: str) -> tuple[dict[str, str | None], str
     read = runtime_values(back)
     if not kill_switch_engaged(read[KILL_VAR]):
         raise KillSwitchNotEngaged(f"{target}: read back SLOTGEN_AI_KILL={read[KILL_VAR]!r}")
-    return read, how
+    return read, how, old
 
 
 def _force(target: Path, data: bytes) -> str:

@@ -143,7 +143,7 @@ class Environment:
 
     @contextmanager
     def writer(self, actor: "Actor", timeout: float | None = None, what: str = "this change",
-               reconcile: bool = True) -> Iterator["ControlsWriter"]:
+               reconcile: bool = True, keep_reserve: bool = True) -> Iterator["ControlsWriter"]:
         """The only way to change this environment: a short critical section under the lock.
 
         Only local file operations run inside (never network I/O). Catchable
@@ -154,16 +154,19 @@ class Environment:
             hooks.point("writer-locked")
             try:
                 clean_stale_temps(target_of(self.controls_path).parent)
-                ensure_ballast(self.dir)
+                if keep_reserve:  # not for a rollback: it may just have freed the reserve to record itself
+                    ensure_ballast(self.dir)
                 writer = ControlsWriter(self, actor)
                 if reconcile:
                     writer.reconcile()
                 yield writer
             except OSError as exc:  # a full disk or a read-only directory, say: one line, fail closed
-                raise IntegrityFailure(
+                failure = IntegrityFailure(
                     f"{self.dir}: {exc.strerror or exc.__class__.__name__} while writing; if the change was recorded "
                     "but not applied, the next command closes it with the kill-switch engaged ('slotgen rollback' "
-                    "works regardless)") from None
+                    "works regardless)")
+                failure.errno = exc.errno  # type: ignore[attr-defined]
+                raise failure from None
 
 
 @contextmanager
@@ -194,20 +197,8 @@ class ControlsWriter:
         interrupted change (controls one entry behind) or a kill-switch engaged
         outside the log is recorded as a rollback. Never lowers safety.
         """
-        from .breakglass import BreakGlassJournal
-
         env = self._env
-        snap = env.snapshot()
-        for path, record in BreakGlassJournal(env).unfolded(snap.state):
-            snap = self._record_after(snap, _rollback_fields(
-                env, self._actor, snap.state, old=record.get("old"),
-                reason=f"break-glass rollback folded into the chain: {record.get('reason')}",
-                details={"trigger": "break-glass-fold", "breakGlassHash": record["hash"],
-                         "breakGlassSeq": record.get("seq"), "breakGlassLog": path.name,
-                         "breakGlassOperator": record.get("operator"), "breakGlassTs": record.get("ts"),
-                         "problem": (record.get("details") or {}).get("problem")}))
-            self.notes.append(f"folded break-glass rollback {path.name} seq {record.get('seq')} into the audit log "
-                              f"(seq {snap.head['seq']})")
+        snap = self._fold(env.snapshot())
         if recover and snap.needs_reconcile:
             if snap.pending is not None:
                 why = (f"the change recorded at seq {snap.pending['seq']} ({snap.pending.get('action')} "
@@ -220,6 +211,23 @@ class ControlsWriter:
                 details={"trigger": "recover", "pendingSeq": snap.pending["seq"] if snap.pending else None}))
             self.notes.append(f"{why}: recorded as rollback seq {snap.head['seq']}, kill-switch engaged")
         self.snapshot = snap
+        return snap
+
+    def _fold(self, snap: Snapshot) -> Snapshot:
+        """Fold every unfolded break-glass rollback into the chain (each engages the kill-switch)."""
+        from .breakglass import BreakGlassJournal
+
+        env = self._env
+        for path, record in BreakGlassJournal(env).unfolded(snap.state):
+            snap = self._record_after(snap, _rollback_fields(
+                env, self._actor, snap.state, old=record.get("old"),
+                reason=f"break-glass rollback folded into the chain: {record.get('reason')}",
+                details={"trigger": "break-glass-fold", "breakGlassHash": record["hash"],
+                         "breakGlassSeq": record.get("seq"), "breakGlassLog": path.name,
+                         "breakGlassOperator": record.get("operator"), "breakGlassTs": record.get("ts"),
+                         "problem": (record.get("details") or {}).get("problem")}))
+            self.notes.append(f"folded break-glass rollback {path.name} seq {record.get('seq')} into the audit log "
+                              f"(seq {snap.head['seq']})")
         return snap
 
     def record(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -260,11 +268,13 @@ class ControlsWriter:
             raise IntegrityFailure(f"{env.controls_path} changed under the lock, and not by a rollback; "
                                    "run 'slotgen audit verify'")
         snap = Snapshot(entry["state"], entry, found, None, True)
-        fields = _rollback_fields(env, self._actor, entry["state"], old=entry["state"]["controls"][KILL_VAR],
-                                  reason="a concurrent rollback engaged the kill-switch while seq "
-                                  f"{entry['seq']} was being applied; that change never reached the controls",
-                                  details={"trigger": "concurrent-rollback", "supersededSeq": entry["seq"]})
-        after = self._record_after(snap, fields)
+        after = self._fold(snap)  # the rollback that won, if it went to the break-glass journal
+        if after is snap:
+            fields = _rollback_fields(env, self._actor, entry["state"], old=entry["state"]["controls"][KILL_VAR],
+                                      reason="a concurrent rollback engaged the kill-switch while seq "
+                                      f"{entry['seq']} was being applied; that change never reached the controls",
+                                      details={"trigger": "concurrent-rollback", "supersededSeq": entry["seq"]})
+            after = self._record_after(snap, fields)
         raise Superseded(f"superseded: a rollback engaged the kill-switch while this change (seq {entry['seq']}) "
                          f"was being applied; recorded as seq {after.head['seq']}, nothing exposed",
                          audit_seq=after.head["seq"])

@@ -128,7 +128,7 @@ class EnvLock:
         except BlockingIOError:
             pass
         holder = describe_holders(self.directory)
-        if _notice is not None and mode == fcntl.LOCK_EX:
+        if _notice is not None:
             _notice(f"waiting for the lock on {self.directory} ({what}): held by {holder}")
         if timeout is None:
             fcntl.flock(fd, mode)

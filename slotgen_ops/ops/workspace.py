@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import BadInput
 
-WORKSPACE_FILE = "slotgen.yaml"
+from .paths import ENV_NAME_RE, WORKSPACE_FILE, workspace_root
+
 OPERATORS_FILE = "operators.yaml"
-ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 DEFAULT_DR_PATTERN = r"^(DR-[1-9][0-9]*|https://[^\s/$.?#][^\s]*)$"
 ROLES = ("engineering-owner", "on-call", "approver")
 
@@ -138,14 +138,12 @@ class Workspace:
         """--workspace DIR, else $SLOTGEN_WORKSPACE, else the nearest parent holding slotgen.yaml."""
         if explicit is None and os.environ.get("SLOTGEN_WORKSPACE"):
             explicit = Path(os.environ["SLOTGEN_WORKSPACE"])
+        root = workspace_root(explicit)
+        if root is not None:
+            return cls(root)
         if explicit is not None:
-            if not (explicit / WORKSPACE_FILE).is_file():
-                raise BadInput(f"{explicit}: not a slotgen workspace (no {WORKSPACE_FILE}; create one with 'slotgen init')")
-            return cls(explicit)
+            raise BadInput(f"{explicit}: not a slotgen workspace (no {WORKSPACE_FILE}; create one with 'slotgen init')")
         here = Path.cwd().resolve()
-        for folder in (here, *here.parents):
-            if (folder / WORKSPACE_FILE).is_file():
-                return cls(folder)
         raise BadInput(f"no slotgen workspace here or above {here} (use --workspace DIR, set SLOTGEN_WORKSPACE, or run 'slotgen init')")
 
     @cached_property

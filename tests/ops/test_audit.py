@@ -353,6 +353,7 @@ def test_append_refuses_after_torn_last_line_then_repair(log: AuditLog) -> None:
         "cutBytes": len(fragment),
         "cutSha256": hashlib.sha256(fragment).hexdigest(),
         "cutText": fragment.decode(),
+        "cutSavedAs": None,
     }
     assert not list(log.path.parent.glob("*.cut-*"))  # evidence file removed once recorded
     with log.locked():

@@ -1,0 +1,55 @@
+"""The `slotgen` entry point: for a rollback, the kill-switch before anything else.
+
+`slotgen rollback --env E` engages the kill-switch here, before the CLI
+framework, pydantic or any configuration is imported (SPEC section 6: kill-
+switch first). Only the environment's name and the workspace are read from
+the command line; nothing here can refuse or fail the command: if this early
+write cannot happen, the full command below tries again and reports (exit 5).
+The full command then runs as always: it writes the kill-switch again (a
+no-op), records who and why, and verifies.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def early_rollback(argv: list[str]) -> dict[str, Any] | None:
+    """Engage the kill-switch if `argv` is a plain `rollback --env E`; what happened, or None."""
+    if not argv or argv[0] != "rollback" or any(a in ("--dry-run", "--help", "-h") for a in argv):
+        return None
+    options: dict[str, str] = {}
+    args = iter(argv[1:])
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if name in ("--env", "-e", "--workspace", "-w"):
+            options[name.lstrip("-")[0]] = value if eq else next(args, "")
+    from slotgen_ops import STARTED
+    from slotgen_ops.ops.paths import ENV_NAME_RE, workspace_root
+
+    env = options.get("e", "")
+    root = workspace_root(Path(options["w"]) if options.get("w") else None)
+    if root is None or not ENV_NAME_RE.match(env):
+        return None
+    controls = root / "environments" / f"{env}.env"
+    if not (controls.exists() or controls.is_symlink()):
+        return None
+    from slotgen_ops.ops.controls_file import KillSwitchNotEngaged, engage_kill_switch
+
+    try:
+        values, how, old = engage_kill_switch(controls, env)
+    except (KillSwitchNotEngaged, OSError) as exc:
+        return {"engaged": False, "problem": str(exc)}
+    return {"engaged": True, "values": values, "written": how, "old": old,
+            "engagedMs": round((time.perf_counter() - STARTED) * 1000, 3)}
+
+
+def main() -> None:
+    """Console-script entry point."""
+    early = early_rollback(sys.argv[1:])
+    from .app import main as app_main
+
+    app_main(early)

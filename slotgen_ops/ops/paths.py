@@ -1,0 +1,23 @@
+"""Where a workspace and its environments live: names and paths only (stdlib, imported by the fast path)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+WORKSPACE_FILE = "slotgen.yaml"
+ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+def workspace_root(explicit: Path | None = None) -> Path | None:
+    """--workspace DIR, else $SLOTGEN_WORKSPACE, else the nearest parent holding slotgen.yaml (None: none)."""
+    if explicit is None and os.environ.get("SLOTGEN_WORKSPACE"):
+        explicit = Path(os.environ["SLOTGEN_WORKSPACE"])
+    if explicit is not None:
+        return explicit if (explicit / WORKSPACE_FILE).is_file() else None
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / WORKSPACE_FILE).is_file():
+            return folder
+    return None
