@@ -39,6 +39,11 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _interrupted() -> None:
+    _fail("interrupted (SIGINT, SIGTERM or SIGHUP); nothing half-applied: a change is either in the audit log "
+          "and the controls whole, or not at all ('slotgen status' shows which)", 130)
+
+
 class SlotgenGroup(TyperGroup):
     """A Typer group whose every error is one line on stderr with its exit code."""
 
@@ -63,7 +68,7 @@ class SlotgenGroup(TyperGroup):
         except typer.Abort:
             _fail("aborted, nothing changed", EXIT_BAD_INPUT)
         except KeyboardInterrupt:
-            _fail("interrupted (SIGINT, SIGTERM or SIGHUP); a change not yet committed was not applied", 130)
+            _interrupted()
         except BrokenPipeError:
             sys.exit(0)
         except Exception as exc:  # never a traceback for an operator
@@ -71,6 +76,8 @@ class SlotgenGroup(TyperGroup):
                 raise
             _fail(f"internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} "
                   "(set SLOTGEN_DEBUG=1 for details)", EXIT_BAD_INPUT)
+        if rv == 130:  # typer turns KeyboardInterrupt (SIGINT, and our SIGTERM/SIGHUP) into a silent Exit(130)
+            _interrupted()
         sys.stdout.flush()
         sys.exit(rv if isinstance(rv, int) else 0)
 
