@@ -105,11 +105,16 @@ def main(argv: list[str]) -> None:
     args = argv[i + 1:]
     install(rules, widen)
     if after_ms is not None:
-        timer = threading.Timer(after_ms / 1000, os.kill, (os.getpid(), SIGNALS[sig]))
-        timer.daemon = True
-        timer.start()
+        def fire() -> None:
+            # This thread blocks the signals, so the kernel delivers them to the main thread, which defers
+            # them inside a critical section exactly as it would a signal sent from outside.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+            time.sleep(after_ms / 1000)
+            os.kill(os.getpid(), SIGNALS[sig])
+
+        threading.Thread(target=fire, daemon=True).start()
     sys.argv = ["slotgen", *args]
-    from slotgen_ops.cli.app import main as slotgen_main
+    from slotgen_ops.cli.entry import main as slotgen_main
 
     slotgen_main()
 

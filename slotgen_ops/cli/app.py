@@ -126,4 +126,8 @@ def main(early: dict[str, Any] | None = None) -> None:
     from ..ops.locking import set_wait_notice
 
     set_wait_notice(_wait_notice)
-    typer.main.get_command(app).main(prog_name="slotgen")
+    try:
+        command = typer.main.get_command(app)
+    except KeyboardInterrupt:
+        _fail("interrupted (SIGINT, SIGTERM or SIGHUP) before the command started; nothing changed", 130)
+    command.main(prog_name="slotgen")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_INTEGRITY, BadInput
+from ..errors import EXIT_INTEGRITY, BadInput, SlotgenError
 from .common import escape, JsonOpt, WorkspaceOpt, console, emit_json
 from .options import OperatorOpt, RequiredEnvOpt
 
@@ -52,8 +52,9 @@ def show(
     environment = _environment(workspace, env)
     entries = filter_entries(environment.log.entries(), operator=operator, action=action,
                              since=_time(since, "--since"), until=_time(until, "--until"))
+    glass = _break_glass(environment, operator, action, since, until)
     if json_out:
-        emit_json({"env": env, "entries": list(entries)})
+        emit_json({"env": env, "entries": list(entries), "breakGlass": glass})
         return 0
     from rich.table import Table
 
@@ -68,7 +69,39 @@ def show(
                       str(e.get("action")), str(e.get("step") or ""), escape(change),
                       escape(str(e.get("decisionRecord") or "")), verdict, escape(str(e.get("reason") or "")))
     console().print(table)
+    if glass:
+        extra = Table(title="break-glass journal (rollbacks the audit log could not take)", show_edge=False,
+                      pad_edge=False)
+        for column in ("seq", "ts (UTC)", "operator", "change", "in the audit log", "reason", "problem"):
+            extra.add_column(column, overflow="fold")
+        for g in glass:
+            e = g["entry"]
+            extra.add_row(str(e.get("seq")), str(e.get("ts", ""))[:19], escape(str(e.get("operator") or "(none)")),
+                          escape(f"{e.get('control')}: {e.get('old')} -> {e.get('new')}"),
+                          "folded" if g["folded"] else "NOT YET", escape(str(e.get("reason") or "")),
+                          escape(str((e.get("details") or {}).get("problem") or "")))
+        console().print(extra)
     return 0
+
+
+def _break_glass(environment, operator, action, since, until) -> list[dict]:
+    """The break-glass journal's entries under the same filters, each marked folded or not."""
+    from ..ops.audit import filter_entries
+    from ..ops.breakglass import BreakGlassJournal
+
+    journal = BreakGlassJournal(environment)
+    found = journal.entries()
+    if not found:
+        return []
+    try:
+        head = environment.log.head()
+        folded = set((head or {}).get("state", {}).get("breakGlassFolded") or [])
+    except SlotgenError:
+        folded = set()
+    by_hash = {id(e): str(p) for p, e in found}
+    kept = filter_entries((e for _, e in found), operator=operator, action=action,
+                          since=_time(since, "--since"), until=_time(until, "--until"))
+    return [{"journal": by_hash.get(id(e)), "folded": e.get("hash") in folded, "entry": e} for e in kept]
 
 
 @audit_app.command("verify")

@@ -53,7 +53,7 @@ def demo(
         walk.say("Ask the tool what to do next. It always names one step and the exact command.")
         walk.run(["next", "--env", "staging"])
         walk.say("Step 1: confirm the kill-switch is on. Every change names its operator and decision record, "
-                 "is recorded in the audit log, and is verified right after.")
+                 "is verified before it is committed, and is recorded in the audit log with its verification.")
         walk.run(["set", "--env", "staging", "SLOTGEN_AI_KILL=true", "--decision-record", DR, "--operator", "owner", "--yes"])
         walk.say("Skipping ahead is refused (exit 3), recorded, and the refusal names the next allowed step.")
         walk.run(["set", "--env", "staging", "SLOTGEN_AI_KILL=false", "--decision-record", DR, "--operator", "owner",
@@ -83,8 +83,12 @@ def demo(
         server.set_mode("http500")
         walk.run(["verify", "--env", "staging", "--decision-record", DR, "--operator", "oncall"], expect=1)
         server.set_mode("ok")
-        walk.say("The environment is safe again, and 'next' shows the way back: verify, then kill-switch off.")
+        walk.say("The environment is safe again, and 'next' shows the way back: verify, then an approval to turn "
+                 "the kill-switch off (it re-exposes the rung).")
         walk.run(["next", "--env", "staging"])
+        walk.say("Reducing exposure is an ordinary recorded step, with no approval: one rung down (5 -> 1).")
+        walk.run(["set", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--decision-record", DR, "--operator",
+                  "oncall", "--yes"])
         walk.say("Finally an approver proves the audit log untouched: every entry hash-chained to the one before.")
         walk.run(["audit", "verify", "--env", "staging"])
         walk.run(["audit", "show", "--env", "staging", "--action", "rollback"])

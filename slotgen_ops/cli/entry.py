@@ -11,10 +11,13 @@ no-op), records who and why, and verifies.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+_DEFERRED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def early_rollback(argv: list[str]) -> dict[str, Any] | None:
@@ -39,17 +42,34 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
         return None
     from slotgen_ops.ops.controls_file import KillSwitchNotEngaged, engage_kill_switch
 
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)  # the three writes complete, or none starts
     try:
         values, how, old = engage_kill_switch(controls, env)
     except (KillSwitchNotEngaged, OSError) as exc:
         return {"engaged": False, "problem": str(exc)}
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return {"engaged": True, "values": values, "written": how, "old": old,
             "engagedMs": round((time.perf_counter() - STARTED) * 1000, 3)}
 
 
-def main() -> None:
-    """Console-script entry point."""
-    early = early_rollback(sys.argv[1:])
-    from .app import main as app_main
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
-    app_main(early)
+
+def main() -> None:
+    """Console-script entry point.
+
+    SIGTERM and SIGHUP (a dropped SSH session) behave like SIGINT from the first
+    instruction on; an interrupt at any moment ends in one line and exit 130.
+    """
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    try:
+        early = early_rollback(sys.argv[1:])
+        from .app import main as app_main
+
+        app_main(early)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted (SIGINT, SIGTERM or SIGHUP) before the command started; nothing changed\n")
+        sys.exit(130)

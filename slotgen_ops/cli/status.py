@@ -43,6 +43,8 @@ def next_(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: J
             out.print(f"{doc['env']}: next is none - {escape(nxt['summary'])}")
         else:
             out.print(f"{doc['env']}: next is step {nxt['number']} ({nxt['step']}): {escape(nxt.get('title') or '')}")
+            if nxt.get("position"):
+                out.print(f"  ({escape(nxt['position'])})", soft_wrap=True)
             if nxt.get("blockedBy"):
                 out.print(f"[yellow]not yet:[/] {escape(nxt['blockedBy'])}")
         for command in nxt.get("commands", []):

@@ -132,7 +132,7 @@ def next_hint(env: Environment, state: dict[str, Any]) -> str:
     return describe_next(env, state)["summary"]
 
 
-def _settled(env: Environment, actor: Actor, dry_run: bool) -> tuple[Snapshot, list[str]]:
+def _settled(env: Environment, actor: Actor, dry_run: bool, timeout: float | None = None) -> tuple[Snapshot, list[str]]:
     """The environment's snapshot, after closing what a crash or a lock-free rollback left open.
 
     Closing means recording a rollback (fail closed), so a dry-run only says it would.
@@ -145,7 +145,7 @@ def _settled(env: Environment, actor: Actor, dry_run: bool) -> tuple[Snapshot, l
     if dry_run:
         return snap, ["the environment has an interrupted change or an unrecorded rollback; the next change "
                       "records it and engages the kill-switch"]
-    with env.writer(actor, what="recovery") as writer:
+    with env.writer(actor, what="recovery", timeout=timeout) as writer:
         return writer.snapshot, list(writer.notes)  # type: ignore[return-value]
 
 

@@ -35,7 +35,7 @@ from .controls_file import (
     write_controls,
 )
 from .locking import EnvLock
-from .state import ROLLBACK, SET, apply
+from .state import REPAIR, ROLLBACK, SET, apply
 
 if TYPE_CHECKING:
     from .authority import Actor
@@ -131,7 +131,7 @@ class Environment:
                                    "them with the kill-switch engaged")
         if controls.head_seq == head["seq"] - 1 and controls.head_hash == head.get("prevHash"):
             before = dict(state["controls"])
-            if head.get("action") in (SET, ROLLBACK) and head.get("control") in before:
+            if head.get("action") in (SET, ROLLBACK, REPAIR) and head.get("control") in before:
                 before[head["control"]] = head.get("old")
             ok, forced = _agrees(controls.values, before)
             if ok:

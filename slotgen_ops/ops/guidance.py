@@ -18,7 +18,7 @@ def describe_next(env, state: dict[str, Any]) -> dict[str, Any]:
     if nxt.step is None:
         return {"step": None, "number": None, "title": "Beta is live at the top of the ladder", "control": None,
                 "value": None, "needsApproval": False, "blockedBy": None, "commands": [],
-                "summary": "none: Beta is live (to reduce exposure: slotgen rollback)"}
+                "summary": "none: Beta is live (to reduce exposure: one rung down with 'slotgen set', or 'slotgen rollback')"}
     step = nxt.step
     value = nxt.value
     if step.id == "allowlist-enable":

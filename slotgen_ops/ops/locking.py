@@ -96,8 +96,13 @@ class EnvLock:
             os.close(fd)  # closing releases the flock
 
     @contextmanager
-    def shared(self) -> Iterator[None]:
-        """Hold the reader lock, so a reader sees the controls and the log from one moment."""
+    def shared(self, timeout: float = 2.0) -> Iterator[None]:
+        """Hold the reader lock, so a reader sees the controls and the log from one moment.
+
+        A reader never hangs behind a stopped writer: after `timeout` it reads
+        without the lock (saying so). What it may then see mid-write (controls one
+        entry behind, or engaged ahead of the log) is what `snapshot` accepts anyway.
+        """
         if self._exclusive or self._shared:
             self._shared += 1
             try:
@@ -111,7 +116,11 @@ class EnvLock:
             fd = -1  # a directory we cannot open is reported by the reads themselves
         try:
             if fd >= 0:
-                self._acquire(fd, fcntl.LOCK_SH, None, "reading")
+                try:
+                    self._acquire(fd, fcntl.LOCK_SH, timeout, "reading")
+                except LockBusy as exc:
+                    if _notice is not None:
+                        _notice(f"reading without the lock: it is held by {exc.holder}")
             self._shared = 1
             try:
                 yield

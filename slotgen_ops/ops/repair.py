@@ -33,22 +33,35 @@ def repair_log(env, operator: str | None) -> dict[str, Any]:
     actor = resolve_actor(env.workspace.roster, operator)
     require_role(actor, CHANGE_ROLES, "repair the audit log")
     cut = _cut_torn_tail(env, actor)
-    restored = _restore_controls(env, actor, after_cut=cut is not None)
+    restored = _restore_controls(env, actor)
     with env.writer(actor, what="audit repair") as writer:
         folded = list(writer.notes)
     return {"cut": cut, "restored": restored, "folded": folded}
 
 
 def _cut_torn_tail(env, actor) -> dict[str, Any] | None:
-    with env.lock.exclusive(what="audit repair"):
+    """Cut a torn last line; the repair entry engages the kill-switch and the controls follow it.
+
+    One critical section, like any change: a crash after the entry leaves the
+    controls exactly one entry behind, which the next command closes.
+    """
+    from .controls_file import render_controls, write_controls
+
+    with env.writer(actor, what="audit repair", reconcile=False):
         head = env.log.head()
         found = lenient_controls(env.controls_path)
         intact = int(head["seq"]) if head else 0
-        if found.head_seq > intact and _has_torn_tail(env):
+        if not _has_torn_tail(env):
+            return None
+        if found.head_seq > intact:
             raise IntegrityFailure(f"the controls file records audit seq {found.head_seq}, beyond the last intact entry "
                                    f"(seq {intact}): the torn line may be that entry; not cutting it — restore the "
                                    "log from a backup (rollback still works meanwhile)")
-        return env.log.repair(env.name, actor.to_json(), extra=_extra(actor))
+        entry = env.log.repair(env.name, actor.to_json(), extra=_extra(actor, found.values.get(KILL_VAR)))
+        if entry is not None and isinstance(entry.get("state"), dict):
+            data = render_controls(env.name, entry["state"]["controls"], entry["seq"], entry["hash"])
+            write_controls(env.controls_path, data, expect=found.raw)
+        return entry
 
 
 def _has_torn_tail(env) -> bool:
@@ -64,19 +77,16 @@ def _has_torn_tail(env) -> bool:
         os.close(fd)
 
 
-def _restore_controls(env, actor, after_cut: bool) -> dict[str, Any] | None:
+def _restore_controls(env, actor) -> dict[str, Any] | None:
     from .report import chain_report
 
     chain = chain_report(env)  # the whole log, every time: only a sound log may be restored from
     if not chain["valid"]:
         raise IntegrityFailure(f"the audit log itself fails verification at seq {chain['firstBad']} "
                                f"({chain['reason']}); restore it from a backup, nothing was changed")
-    problem = None
     try:
-        snap = env.snapshot()
-        if not after_cut or KILL_VAR not in snap.state["controls"] or snap.state["controls"][KILL_VAR] == "true":
-            return None  # agreement (or a window any writer closes, engaging the kill-switch)
-        problem = "a torn line was cut; what it said is unknown, so the kill-switch is engaged"
+        env.snapshot()
+        return None  # agreement (or a window any writer closes, engaging the kill-switch)
     except IntegrityFailure as exc:
         problem = exc.message
     found = lenient_controls(env.controls_path)
@@ -97,14 +107,18 @@ def _restore_controls(env, actor, after_cut: bool) -> dict[str, Any] | None:
         return writer.record(fields)
 
 
-def _extra(actor):
-    """Fields the torn-line repair entry carries besides the log's own: who, and the unchanged state."""
+def _extra(actor, kill_in_file: str | None):
+    """Fields of the torn-line repair entry besides the log's own: who, and the state with the kill-switch engaged."""
 
     def fields(previous: dict[str, Any] | None) -> dict[str, Any]:
         state = previous.get("state") if previous else None
-        return {**actor.audit_fields(), "control": None, "old": None, "new": None, "decisionRecord": None,
-                "reason": "cut a torn last line", "step": None, "verification": None, "approvalId": None,
-                "state": state, "ts": utc(now_utc())}
+        old = state["controls"].get(KILL_VAR) if isinstance(state, dict) else kill_in_file
+        body: dict[str, Any] = {
+            **actor.audit_fields(), "control": KILL_VAR, "old": old, "new": "true", "decisionRecord": None,
+            "reason": "cut a torn last line; the kill-switch is engaged because what the line said is unknown",
+            "step": None, "verification": None, "approvalId": None, "ts": utc(now_utc())}
+        body["state"] = apply(state, {**body, "action": "audit-repair"}) if isinstance(state, dict) else None
+        return body
 
     return fields
 

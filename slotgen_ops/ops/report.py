@@ -139,6 +139,7 @@ def _settle(env: Environment, warnings: list[str]):
     """The snapshot; an interrupted change found here is closed fail closed at once (and said)."""
     from .authority import Actor, resolve_actor
     from .changes import _settled
+    from .locking import LockBusy
 
     from .breakglass import BreakGlassJournal
 
@@ -150,8 +151,11 @@ def _settle(env: Environment, warnings: list[str]):
             actor = resolve_actor(env.workspace.roster, None)
         except BadInput:
             actor = Actor(None, None)
-        snap, notes = _settled(env, actor.unidentified() if actor.operator is None else actor, dry_run=False)
+        snap, notes = _settled(env, actor.unidentified() if actor.operator is None else actor, dry_run=False,
+                               timeout=2.0)
         warnings.extend(notes)
+    except LockBusy as exc:
+        warnings.append(f"could not close what was found now: the lock is held by {exc.holder}; the next change will")
     except (IntegrityFailure, OSError) as exc:
         warnings.append(f"could not close the interrupted change here ({exc}); the next change will")
     return snap

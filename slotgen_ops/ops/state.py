@@ -67,7 +67,8 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
             new["killConfirmed"] = True
         if entry.get("approvalId"):
             new["approvals"].pop(entry["approvalId"], None)
-    elif action == ROLLBACK:
+    elif action == ROLLBACK or (action == REPAIR and entry.get("control") == KILL_VAR and entry.get("new") == "true"):
+        # A repair that cut a torn line engages the kill-switch in the same entry (what the line said is unknown).
         new["controls"][KILL_VAR] = "true"
         new["killConfirmed"] = True
         new["stepVerified"] = False

@@ -125,6 +125,10 @@ def test_rollback_wins_against_a_stopped_lock_holder(tmp_path, endpoint, point):
         assert f"held by pid {pid}" in run.stderr and "stopped" in run.stderr, run.stderr
         assert run.json()["rollback"]["breakGlass"] is True
         assert kill_as_runtime_reads(ws / "environments" / "staging.env") == "true"
+        # The break-glass act is in the review before it is folded (audit show reads no writer's lock).
+        shown = slotgen("audit", "show", "--env", "staging", "--json", "--workspace", str(ws))
+        glass = shown.json()["breakGlass"]
+        assert [g["folded"] for g in glass] == [False] and glass[0]["entry"]["reason"] == "incident"
     finally:
         os.kill(holder.pid, signal.SIGCONT)
     out, err = holder.communicate(timeout=60)

@@ -17,9 +17,8 @@ checked:
    and every `set` entry carries a passing verification;
 5. no temp file of a dead writer is left in environments/;
 6. a child stopped by a catchable signal printed no Python traceback;
-7. a catchable signal raised at a named point inside the critical section
-   is deferred to its end: it never separates the commit point from the
-   controls write (after `--after-ms` it can, see `check_invariants`; noted).
+7. a catchable signal inside the critical section is deferred to its end: it
+   never separates the commit point from the controls write.
 
 The plan is drawn from `random.Random(SEED)`: first a sweep of every command
 at every one of its named points (SIGKILL, and a catchable signal), then
@@ -370,19 +369,14 @@ def check_invariants(root: Path, outcome: Outcome) -> None:
         notes.append(f"status recorded {triggers}")
         pending_seq = [(e.get("details") or {}).get("pendingSeq") for e in added]
         pending_actions = {e.get("action") for e in before if e.get("seq") in pending_seq}
-        if pending_actions == {"audit-repair"}:
-            # `audit repair` records its cut without writing the controls (they keep the previous head), so a
-            # signal between the cut and repair's next write leaves that entry pending; no critical section.
-            notes.append(f"audit repair stopped between its cut (seq {pending_seq}) and its next write")
-        elif code != -signal.SIGKILL and any(s is not None for s in pending_seq):
-            # A catchable signal is deferred across the critical section, so it cannot separate the commit
-            # point from the controls write. Raised at a named point (in the main thread) that must hold.
-            # After --after-ms it may not: faultwrap's timer thread was started before the section blocked
-            # the signal, so it takes the signal and CPython runs the handler in the main thread anyway.
+        if code != -signal.SIGKILL and any(s is not None for s in pending_seq):
+            # A catchable signal is deferred across the critical section (audit repair's cut included), so
+            # it cannot separate the commit point from the controls write, whether raised at a named point
+            # or after a delay (faultwrap's timer thread blocks the signals itself, so the kernel hands them
+            # to the main thread, as it would a signal sent from outside).
             where = f"at {plan.point}#{plan.nth}" if plan.moment == "point" else f"after {plan.after_ms} ms"
-            message = (f"SIG{plan.signal.upper()} {where} interrupted the critical section (exit {code}): the entry "
-                       f"at seq {pending_seq} was committed but its controls not written")
-            (problems if plan.moment == "point" else notes).append(message)
+            problems.append(f"SIG{plan.signal.upper()} {where} interrupted the critical section (exit {code}): the "
+                            f"{pending_actions} entry at seq {pending_seq} was committed but its controls not written")
     if not valid:
         problems.append(f"status: audit integrity does not hold: {doc['audit']['problem']}")
 
