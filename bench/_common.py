@@ -53,7 +53,7 @@ def slotgen_cmd() -> list[str]:
     script = Path(PYTHON).with_name("slotgen")
     if script.exists():
         return [str(script)]
-    return [PYTHON, "-c", "from slotgen_ops.cli.app import main; main()"]
+    return [PYTHON, "-c", "from slotgen_ops.cli.entry import main; main()"]
 
 
 def clean_env(**extra: str | None) -> dict[str, str]:

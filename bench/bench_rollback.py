@@ -21,9 +21,9 @@ them alike:
        first reads SLOTGEN_AI_KILL engaged, in a file that is no longer the one
        found before exec. That is the earliest moment the runtime sees it.
      - engagedMs as the CLI reports it (`rollback.engagedMs` in its JSON: from
-       `slotgen_ops.cli.app.STARTED` to the write read back). main() resets
-       STARTED after the CLI's imports, so this leaves out the interpreter's
-       start and the imports; the gap to the external figure is that part.
+       `slotgen_ops.STARTED`, the package's first import, to the write read
+       back by the entry point, before the CLI is imported). It leaves out the
+       interpreter's start; the gap to the external figure is that part.
      - the whole process (the rollback's record and its verification included).
 3. busy: the same while another process is inside its verification against
    the shipped fake endpoint in `hung` mode (FakeOpenAIServer("hung") in a
@@ -84,7 +84,7 @@ AIM_FLOOR, AIM_BUSY = 1.5, 1.2
 class Sample:
     engaged_ms: float | None   # exec -> the controls file first reads engaged (polled); None: never seen while running
     whole_ms: float            # exec -> the process has exited
-    cli_engaged_ms: float      # rollback.engagedMs from its JSON (from main(), after the imports)
+    cli_engaged_ms: float      # rollback.engagedMs from its JSON (from the package's first import)
     cli_total_ms: float        # rollback.totalMs (engaged + recorded)
     polls: int
     doc: dict[str, Any]
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
     for case in (idle, busy_set, busy_verify):
         print(f"  {case.label}")
         print(row("  engaged from exec (external poll of controls file)", case.figures("engaged_ms"), fl))
-        print(row("  engagedMs as the CLI reports it (from main())", case.figures("cli_engaged_ms")))
+        print(row("  engagedMs as the CLI reports it (from import)", case.figures("cli_engaged_ms")))
         gap = [s.engaged_ms - s.cli_engaged_ms for s in case.samples if s.engaged_ms is not None]
         print(row("  external - CLI engagedMs (start + imports, +poll)", gap))
         print(row("  totalMs as the CLI reports it (engaged + recorded)", case.figures("cli_total_ms")))

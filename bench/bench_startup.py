@@ -103,11 +103,11 @@ def grow_log_with_library(root: Path, target: int) -> None:
 
     ws = Workspace.locate(root)
     env = ws.environment("staging")
-    fields = _refusal_fields(env.name, resolve_actor(ws.roster, "oncall"))
-    with env.writer() as writer:
+    actor = resolve_actor(ws.roster, "oncall")
+    fields = _refusal_fields(env.name, actor)
+    with env.writer(actor) as writer:
         while env.log.count() < target:
-            snap = env.snapshot()
-            writer.record({**fields, "state": snap.state})
+            writer.record({**fields, "state": writer.snapshot.state})
 
 
 def grow_log_fast(root: Path, target: int) -> None:
