@@ -159,7 +159,7 @@ def rollback(
     the controls file cannot be written.
     """
     from ..ops.authority import Actor, resolve_actor
-    from ..ops.changes import rollback as do_rollback
+    from ..ops.rollback import rollback as do_rollback
     from .. import STARTED
     from ..ops.workspace import Workspace
     from . import app as app_module

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import hooks
 
-__all__ = ["atomic_write", "clean_stale_temps", "fault_point", "temp_path_for"]
+__all__ = ["atomic_write", "clean_stale_temps", "fault_point", "temp_path_for", "unlink_quietly", "write_temp"]
 
 _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
 
@@ -51,8 +51,21 @@ def atomic_write(path: Path, data: bytes, fault_prefix: str | None = None) -> No
     """
     path = Path(path)
     tmp = temp_path_for(path)
+    write_temp(tmp, path, data)
+    _fault("after-temp-write", fault_prefix)
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    _fault("after-rename", fault_prefix)
+    fsync_directory(path.parent)
+
+
+def write_temp(tmp: Path, target: Path, data: bytes) -> None:
+    """Write `data` to the temp file `tmp` with `target`'s permission bits, fsynced; no temp left on failure."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         mode = 0o644
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
@@ -66,17 +79,9 @@ def atomic_write(path: Path, data: bytes, fault_prefix: str | None = None) -> No
         os.fsync(fd)
     except BaseException:
         os.close(fd)
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     os.close(fd)
-    _fault("after-temp-write", fault_prefix)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fault("after-rename", fault_prefix)
-    fsync_directory(path.parent)
 
 
 def fsync_directory(directory: Path) -> None:
@@ -106,7 +111,7 @@ def clean_stale_temps(directory: Path) -> list[Path]:
             continue
         candidate = Path(directory) / name
         if candidate.is_file() and not candidate.is_symlink():
-            _unlink_quietly(candidate)
+            unlink_quietly(candidate)
             removed.append(candidate)
     return removed
 
@@ -131,8 +136,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: Path) -> None:
+    """Remove `path` if it can be removed; a file that is gone or cannot go is not an error here."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         pass

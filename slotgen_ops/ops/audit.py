@@ -24,7 +24,6 @@ prints.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os

@@ -8,9 +8,9 @@ environment is read again; if it moved (a rollback won), the verification is
 recorded as superseded and nothing changes; otherwise the change and its
 verification are appended as one entry (the commit point) and the controls
 are written with a fenced replace and checked as the runtime reads them. A
-failed verification records itself and a rollback, and exits 1. A rollback
-engages the kill-switch before anything else, without the lock, and records
-after. The argument: README, "How a change is made safe".
+failed verification records itself and a rollback, and exits 1. The rollback
+(`rollback.py`) engages the kill-switch before anything else, without the
+lock, and records after. The argument: README, "How a change is made safe".
 
 This module never prints: it returns a `Result` or raises a SlotgenError.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..contract import ALLOWLIST_VAR, CONTROL_VARS, KILL_VAR, ROLLOUT_VAR, kill_switch_engaged
-from ..errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, KillSwitchNotEngagedError, Refused
+from ..errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
 from .authority import (
     APPROVER_ROLE,
     CHANGE_ROLES,
@@ -198,6 +198,15 @@ def run_verifier(verifier: Verifier, env: Environment, controls: dict[str, Any])
                 "samples": 0, "openaiCalls": 0, "p95Ms": 0}
 
 
+def _verify_unlocked(verifier: Verifier, env: Environment, controls: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                                         dict[str, Any]]:
+    """The verification of a change, run with no lock held: it may take as long as the endpoint does."""
+    hooks.point("before-verify")
+    report = run_verifier(verifier, env, controls)
+    hooks.point("after-verify")
+    return report, verification_summary(report)
+
+
 def verification_summary(report: dict[str, Any]) -> dict[str, Any]:
     """What the audit log keeps of a verification: integers and booleans only (no floats)."""
     return {
@@ -267,10 +276,7 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
         raise _refusal(env, actor, Refused("not confirmed: with no terminal a change needs --yes"), state,
                        request, dry_run=False)
     proposed = apply(state, {"action": SET, "control": control, "new": value})["controls"]
-    hooks.point("before-verify")
-    report = run_verifier(verifier, env, proposed)  # no lock held: may take as long as the endpoint does
-    hooks.point("after-verify")
-    summary = verification_summary(report)
+    report, summary = _verify_unlocked(verifier, env, proposed)
     with env.writer(actor) as writer:
         fresh = writer.snapshot
         assert fresh is not None
@@ -423,10 +429,7 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
         dr = check_decision_record(decision_record, ws.config.decisionRecordPattern)
     except Refused as exc:
         raise _refusal(env, actor, exc, snap.state, request, dry_run=False) from None
-    hooks.point("before-verify")
-    report = run_verifier(verifier, env, snap.controls.values)  # no lock held
-    hooks.point("after-verify")
-    summary = verification_summary(report)
+    report, summary = _verify_unlocked(verifier, env, snap.controls.values)
     with env.writer(actor) as writer:
         fresh = writer.snapshot
         assert fresh is not None
@@ -442,170 +445,3 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
             result.message = "every check passed" + ("; step 5 (verify) is done" if at_step else "")
             return result
         return _fail_closed(env, writer, actor, entry, result, summary, dr, "")
-
-
-ROLLBACK_LOCK_WAIT_S = 1.0
-
-
-def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_record: str | None, dry_run: bool,
-             verifier: Verifier | None, start: float | None = None, early: dict[str, Any] | None = None) -> Result:
-    """Engage the kill-switch in one action, from any state (SPEC sections 2 and 6).
-
-    Never refused and never waits: the kill-switch is written first, without
-    the lock, and read back as the runtime reads it; then the act is recorded
-    in the audit log if the lock comes within a second and the log can take
-    it, else in the break-glass journal. Exit 5 only if the controls cannot be
-    written. `early`: what the entry point's kill-switch-first write did
-    (`cli.entry.early_rollback`); the kill-switch is written again here anyway.
-    """
-    from .controls_file import KillSwitchNotEngaged, engage_kill_switch, lenient_controls
-    from .locking import LockBusy
-
-    start = time.perf_counter() if start is None else start
-    warnings: list[str] = []
-    if not reason or not reason.strip():
-        reason = "(none given)"
-        warnings.append("no --reason given: recorded as '(none given)'")
-    reason = reason.strip()
-    try:
-        require_role(actor, CHANGE_ROLES, "roll back")
-    except Refused as exc:
-        warnings.append(f"{exc.message}; the rollback proceeds, recorded as unidentified")
-        actor = actor.unidentified()
-    dr = _lenient_decision_record(env, decision_record, warnings)
-    found = lenient_controls(env.controls_path)
-    old = found.values.get(KILL_VAR)
-    change = {"control": KILL_VAR, "old": old, "new": "true"}
-    if dry_run:
-        return Result(ok=True, change=change, dry_run=True, warnings=warnings,
-                      message="dry-run: would engage the kill-switch (SLOTGEN_AI_KILL=true) at once and record it; "
-                      "nothing written")
-    try:
-        values, how, found_old = engage_kill_switch(env.controls_path, env.name)
-    except KillSwitchNotEngaged as exc:
-        _journal_quietly(env, actor, old, reason, dr, f"KILL-SWITCH NOT ENGAGED: {exc}",
-                         {"trigger": "operator", "engaged": False})
-        raise KillSwitchNotEngagedError(f"KILL-SWITCH NOT ENGAGED: {exc}") from None
-    engaged_ms = round((time.perf_counter() - start) * 1000, 3)
-    if early is not None and early.get("engaged"):  # engaged before the CLI was even imported
-        old, how, engaged_ms = early["old"], early["written"], early["engagedMs"]
-    else:
-        old = found_old
-    change["old"] = old
-    hooks.point("rollback-engaged")
-    info: dict[str, Any] = {"auditSeq": None, "engaged": True, "old": old, "new": values[KILL_VAR],
-                            "engagedMs": engaged_ms, "written": how, "reason": reason}
-    details = {"trigger": "operator", "engagedMs": int(engaged_ms), "written": how}
-    problem = _record_rollback(env, actor, old, reason, dr, details, info, warnings)
-    result = Result(ok=True, change=change, audit_seq=info["auditSeq"], rollback=info, warnings=warnings)
-    if problem is not None:
-        glass = _journal_quietly(env, actor, old, reason, dr, problem, details)
-        info.update(breakGlass=True, problem=problem)
-        result.extra["breakGlass"] = True
-        if glass is not None:
-            info.update(breakGlassSeq=glass[1]["seq"], breakGlassLog=str(glass[0]))
-            warnings.append(f"recorded in the break-glass journal {glass[0]} seq {glass[1]['seq']} because {problem}; "
-                            f"the next change or 'slotgen audit repair --env {env.name}' folds it into the audit log "
-                            "once the log is sound")
-        else:
-            warnings.append(f"NOT RECORDED anywhere ({problem}); keep this line: operator="
-                            f"{actor.claimed or '(none)'} reason={reason!r} at {utc(now_utc())}")
-    info["totalMs"] = round((time.perf_counter() - start) * 1000, 3)
-    result.message = f"kill-switch engaged and read back {engaged_ms:.0f} ms after start" + (
-        "" if info["auditSeq"] else " (recorded in the break-glass journal)")
-    if verifier is not None and env.config is not None:
-        _verify_after_rollback(env, actor, result, verifier, values)
-    elif verifier is not None:
-        warnings.append("verification after the rollback skipped: slotgen.yaml cannot be read")
-    return result
-
-
-def _record_rollback(env: Environment, actor: Actor, old: Any, reason: str, dr: str | None, details: dict[str, Any],
-                     info: dict[str, Any], warnings: list[str]) -> str | None:
-    """Record an engaged rollback in the audit log; the problem that stopped it, or None.
-
-    Waits at most ROLLBACK_LOCK_WAIT_S for the lock (saying so at once). On a
-    full disk the reserve file is released once and the record tried again.
-    """
-    import errno
-
-    from .controls_file import release_ballast
-    from .locking import LockBusy
-
-    for attempt in (1, 2):
-        try:
-            with env.writer(actor, timeout=ROLLBACK_LOCK_WAIT_S, what="recording the rollback", reconcile=False,
-                            keep_reserve=False) as w:
-                snap = w.reconcile(recover=False)
-                if snap.pending is not None:
-                    details["closesInterruptedSeq"] = snap.pending["seq"]
-                entry = w.record(_entry(env, actor, snap.state, action=ROLLBACK, control=KILL_VAR, old=old,
-                                        new="true", decisionRecord=dr, reason=reason, details=details))
-                info["auditSeq"] = entry["seq"]
-                warnings.extend(w.notes)
-                return None
-        except LockBusy as exc:
-            return f"the audit lock is held by {exc.holder}"
-        except (IntegrityFailure, BadInput, Superseded, OSError) as exc:
-            space = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
-            if attempt == 1 and space and release_ballast(env.dir):
-                continue
-            return getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
-    return None
-
-
-def _verify_after_rollback(env: Environment, actor: Actor, result: Result, verifier: Verifier,
-                           values: dict[str, Any]) -> None:
-    """The verification after a rollback: outside the lock, recorded if the log takes it."""
-    report = run_verifier(verifier, env, values)
-    summary = verification_summary(report)
-    result.verification = report
-    if [c["name"] for c in report.get("checks", [])] == ["verification"]:
-        # The workspace could not run it (broken runbook or samples): nothing was checked, nothing failed.
-        # The rollback stands; say so instead of reporting a failed check.
-        result.warnings.append(f"{report['checks'][0]['detail']}; the rollback stands")
-        return
-    if result.audit_seq is not None:
-        from .locking import LockBusy
-
-        try:
-            with env.writer(actor, timeout=ROLLBACK_LOCK_WAIT_S, what="recording the verification") as w:
-                assert w.snapshot is not None
-                ventry = w.record(_entry(env, actor, w.snapshot.state, action=VERIFY, verification=summary,
-                                         details={"trigger": "after-rollback", "afterSeq": result.audit_seq}))
-                result.audit_seq = ventry["seq"]
-        except (LockBusy, IntegrityFailure, Superseded, OSError):
-            result.warnings.append("the verification after the rollback could not be recorded")
-    if not summary["passed"]:
-        result.ok = False
-        result.exit_code = EXIT_VERIFICATION_FAILED
-        result.message += f"; verification after rollback failed ({', '.join(summary['failed'])})"
-
-
-def _lenient_decision_record(env: Environment, ref: str | None, warnings: list[str]) -> str | None:
-    """A rollback records the decision record it is given, well-formed or not (never refused)."""
-    from .workspace import DEFAULT_DR_PATTERN
-
-    try:
-        pattern = env.workspace.config.decisionRecordPattern
-    except BadInput:
-        pattern = DEFAULT_DR_PATTERN
-    try:
-        return check_decision_record(ref, pattern, required=False)
-    except BadInput as exc:
-        warnings.append(f"{exc.message}; recorded as given")
-        return ref.strip() if ref else None
-
-
-def _journal_quietly(env: Environment, actor: Actor, old: Any, reason: str, dr: str | None, problem: str,
-                     details: dict[str, Any] | None = None):
-    """Append a rollback to the break-glass journal; None if no journal could take it."""
-    from .breakglass import BreakGlassJournal
-
-    fields = {"env": env.name, **actor.audit_fields(), "action": ROLLBACK, "control": KILL_VAR, "old": old,
-              "new": "true", "decisionRecord": dr, "reason": reason, "step": None, "verification": None,
-              "approvalId": None, "details": {**(details or {}), "breakGlass": True, "problem": problem}}
-    try:
-        return BreakGlassJournal(env).append(fields)
-    except (IntegrityFailure, OSError, ValueError):
-        return None

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..contract import CONTROL_VARS, KILL_VAR, kill_switch_engaged
 from ..errors import IntegrityFailure
 from . import hooks
-from .atomic import fsync_directory, temp_path_for
+from .atomic import fsync_directory, temp_path_for, unlink_quietly, write_temp
 from .state import CONTROL_ORDER, SAFE_CONTROLS
 
 _HEAD_RE = re.compile(r"^# slotgen-head: seq=([0-9]+) hash=([0-9a-f]{64})$")
@@ -167,10 +167,10 @@ def write_controls(path: Path, data: bytes, *, expect: bytes | None) -> None:
     """
     target = target_of(path)
     tmp = temp_path_for(target)
-    _write_temp(tmp, target, data)
+    write_temp(tmp, target, data)
     hooks.point("controls-after-temp-write")
     if expect is not None and read_raw(target) != expect:
-        _unlink(tmp)
+        unlink_quietly(tmp)
         raise ControlsChanged(f"{target} changed since it was read")
     hooks.point("controls-before-rename")
     try:
@@ -213,7 +213,7 @@ def _force(target: Path, data: bytes) -> str:
     tmp = temp_path_for(target)
     for attempt in (1, 2):
         try:
-            _write_temp(tmp, target, data)
+            write_temp(tmp, target, data)
             os.replace(tmp, target)
             try:
                 fsync_directory(target.parent)
@@ -221,7 +221,7 @@ def _force(target: Path, data: bytes) -> str:
                 pass
             return "replaced"
         except OSError as exc:
-            _unlink(tmp)
+            unlink_quietly(tmp)
             if attempt == 1 and exc.errno in _SPACE_ERRORS and release_ballast(target.parent):
                 continue
             if exc.errno not in _NO_TEMP_ERRORS and not isinstance(exc, FileNotFoundError):
@@ -245,25 +245,6 @@ def _force(target: Path, data: bytes) -> str:
     return "in place"
 
 
-def _write_temp(tmp: Path, target: Path, data: bytes) -> None:
-    try:
-        mode = os.stat(target).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink(tmp)
-        raise
-    os.close(fd)
-
-
 def _invalidate_other_temps(target: Path) -> None:
     prefix = f".{target.name}.tmp-"
     own = temp_path_for(target).name
@@ -273,7 +254,7 @@ def _invalidate_other_temps(target: Path) -> None:
         return
     for name in names:
         if name.startswith(prefix) and name != own:
-            _unlink(target.parent / name)
+            unlink_quietly(target.parent / name)
 
 
 def ensure_ballast(directory: Path) -> None:
@@ -289,7 +270,7 @@ def ensure_ballast(directory: Path) -> None:
         os.write(fd, b"\0" * BALLAST_BYTES)  # real blocks, not a sparse file
         os.fsync(fd)
     except OSError:
-        _unlink(path)
+        unlink_quietly(path)
     finally:
         os.close(fd)
 
@@ -302,10 +283,3 @@ def release_ballast(directory: Path) -> bool:
         return True
     except OSError:
         return False
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

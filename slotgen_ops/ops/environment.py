@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..contract import KILL_VAR
@@ -303,7 +302,3 @@ def create_environment(env: Environment, init_fields: dict[str, Any], actor: "Ac
         write_controls(env.controls_path, data, expect=None)
         writer.snapshot = None
         return entry
-
-
-def controls_path_for(directory: Path, name: str) -> Path:
-    return Path(directory) / f"{name}.env"

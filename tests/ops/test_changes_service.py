@@ -19,7 +19,8 @@ from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_V
 from slotgen_ops.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_REFUSED, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
 from slotgen_ops.ops.audit import AuditLog
 from slotgen_ops.ops.authority import resolve_actor
-from slotgen_ops.ops.changes import Result, approve, rollback, set_control, verify_environment
+from slotgen_ops.ops.changes import Result, approve, set_control, verify_environment
+from slotgen_ops.ops.rollback import rollback
 from slotgen_ops.ops.environment import parse_controls
 from slotgen_ops.ops.init import init_workspace
 from slotgen_ops.ops.report import audit_verify

@@ -21,7 +21,8 @@ from helpers_runbook import APPROVED_ALLOWLIST, report
 from slotgen_ops.contract import KILL_VAR
 from slotgen_ops.errors import SlotgenError
 from slotgen_ops.ops.authority import resolve_actor
-from slotgen_ops.ops.changes import approve, rollback, set_control, verify_environment
+from slotgen_ops.ops.changes import approve, set_control, verify_environment
+from slotgen_ops.ops.rollback import rollback
 from slotgen_ops.ops.controls_file import lenient_controls, runtime_values
 from slotgen_ops.ops.init import init_workspace
 from slotgen_ops.ops.repair import repair_log
