@@ -57,4 +57,7 @@ def explain_position(state: dict[str, Any], step_id: str | None) -> str | None:
             return (f"after a rollback: the kill-switch is engaged at rollout {rung}; re-enabling takes a recorded "
                     "passing verify and an approval for SLOTGEN_AI_KILL=false (it re-exposes this rung)")
         return "after a rollback: the kill-switch is engaged; the runbook resumes from the first control not in place"
+    if state.get("steppedDown"):
+        return (f"after a step down (now rollout {rung}): the runbook resumes from the controls as they stand; "
+                "going up again is a rung at a time, each with an approval and the soak")
     return None

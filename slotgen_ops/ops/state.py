@@ -38,6 +38,7 @@ def initial_state() -> dict[str, Any]:
         "lastChangeAt": None,         # ts of the last applied control change (soak)
         "approvals": {},              # outstanding approvals by id
         "rolledBack": False,          # a rollback since the kill-switch was last turned off (re-entry needs approval)
+        "steppedDown": False,         # the last control change reduced exposure (a step down)
         "breakGlassFolded": [],       # hashes of break-glass journal entries folded into this log
     }
 
@@ -63,6 +64,7 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
         new["verificationPassing"] = bool(verification.get("passed")) if isinstance(verification, dict) else None
         if entry["control"] == KILL_VAR and entry["new"] == "false":
             new["rolledBack"] = False
+        new["steppedDown"] = entry.get("step") == "reduce-exposure"
         if entry.get("step") == "kill-switch-on":
             new["killConfirmed"] = True
         if entry.get("approvalId"):

@@ -44,6 +44,9 @@ def test_step_down_then_rollback_then_come_back_with_an_approval(tmp_path, endpo
     assert entries(ws)[-1]["approvalId"] is None and entries(ws)[-1]["verification"]["passed"] is True
     nxt = run(ws, "next", "--env", "staging", "--json").json()
     assert nxt["step"] == "rollout-progression" and nxt["value"] == "5"
+    assert "after a step down" in nxt["position"]
+    status = run(ws, "status", "--env", "staging")
+    assert "after a step down" in status.stdout
     assert run(ws, "rollback", "--env", "staging", "--reason", "errors", "--operator", "oncall").code == 0
     # With the kill-switch engaged the flag can go off too; the position follows the controls.
     off = run(ws, "set", "--env", "staging", "FEATURE_SLOTGEN_AI=false", "--decision-record", "DR-21",
