@@ -8,6 +8,7 @@ it sees a state and a change and says which step it is, or why not.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -202,6 +203,11 @@ class Judgement:
         return self.refusal is None
 
 
+# Characters every env-file reader takes literally: no quotes, escapes, `$`, whitespace, or anything
+# that some reader splits lines on (\r, \x1c-\x1e, \x85, \u2028, \u2029: str.splitlines() does).
+_RUNTIME_SAFE = re.compile(r"[A-Za-z0-9._/+-]*")
+
+
 def normalise_value(control: str, value: str) -> str:
     """The canonical form of a value an operator sets; BadInput if it is not one."""
     if control in (KILL_VAR, FEATURE_VAR):
@@ -214,7 +220,11 @@ def normalise_value(control: str, value: str) -> str:
             raise BadInput(f"{control}={value!r}: takes an integer 0..100 in decimal digits")
         return str(int(value))
     if control == ALLOWLIST_VAR:
-        return value.strip()
+        value = value.strip()
+        if not _RUNTIME_SAFE.fullmatch(value):
+            raise BadInput(f"{control}={value!r}: only letters, digits and . _ / + - are allowed, so that slotgen, "
+                           "systemd's EnvironmentFile= and docker --env-file read the same path")
+        return value
     raise BadInput(f"{control!r} is not a control (one of {KILL_VAR}, {FEATURE_VAR}, {ROLLOUT_VAR}, {ALLOWLIST_VAR})")
 
 
