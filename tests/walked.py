@@ -34,10 +34,24 @@ def configure_endpoint(root: Path, base_url: str, timeout_s: int = 2, retries: i
     path.write_text(text)
 
 
+def accept_policy(root: Path, env: str = "staging", verifier=run_verification, dr: str = "DR-900") -> None:
+    """Record the workspace's policy files as they now stand (approve --config, then config accept)."""
+    from slotgen_ops.ops.config_change import accept_config, approve_config
+
+    ws = Workspace(Path(root))
+    environment = ws.environment(env)
+    approval = approve_config(environment, actor=resolve_actor(ws.roster, "approver"), decision_record=dr,
+                              dry_run=False, confirm=lambda p: True).approval_id
+    result = accept_config(Workspace(Path(root)).environment(env), actor=resolve_actor(ws.roster, "owner"),
+                           decision_record=dr, approval_id=approval, dry_run=False, verifier=verifier)
+    assert result.ok, result.message
+
+
 def walk(root: Path, upto: int, base_url: str, env: str = "staging") -> Workspace:
     os.environ.setdefault("OPENAI_API_KEY", API_KEY)
     init_workspace(Path(root), resolve_actor(None, "owner"))
     configure_endpoint(root, base_url)
+    accept_policy(root, env)  # the endpoint is part of slotgen.yaml: a policy change like any other
     ws = Workspace(Path(root))
 
     def environment():

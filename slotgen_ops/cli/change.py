@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import Refused, SlotgenError
+from ..errors import BadInput, Refused, SlotgenError
 from .common import JsonOpt, WorkspaceOpt, emit_json
 from .options import DecisionRecordOpt, DryRunOpt, OperatorOpt, RequiredEnvOpt, YesOpt, make_confirm, verifier_with_progress
 
@@ -80,24 +80,35 @@ def approve(
     items: ItemsArg = None,
     env: RequiredEnvOpt = ...,
     decision_record: DecisionRecordOpt = None,
+    config: Annotated[bool, typer.Option("--config", help="Approve the policy files as they now stand (for 'slotgen config accept').")] = False,
     operator: OperatorOpt = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
-    """Record an approval for one exact rollout increase; prints its id for 'set --approval ID'.
+    """Record an approval for one exact change; prints its id for 'set --approval ID'.
 
-    Only an approver may approve; the approval is single-use, expires (24 h by
-    default) and cannot be used by the approver.
+    A rollout increase, SLOTGEN_AI_KILL=false after a rollback, or with
+    --config the policy files as they now stand. Only an approver may approve;
+    the approval is single-use, expires (24 h by default) and cannot be used by
+    the approver.
     """
     from ..ops.changes import approve as approve_change
 
     environment = _env(workspace, env)
     actor = _actor(environment, operator)
     try:
-        result = approve_change(environment, list(items or []), actor=actor, decision_record=decision_record,
-                                dry_run=dry_run, confirm=make_confirm(yes))
+        if config:
+            from ..ops.config_change import approve_config
+
+            if items:
+                raise BadInput("approve --config takes no KEY=VALUE: it approves the policy files as they stand")
+            result = approve_config(environment, actor=actor, decision_record=decision_record, dry_run=dry_run,
+                                    confirm=make_confirm(yes))
+        else:
+            result = approve_change(environment, list(items or []), actor=actor, decision_record=decision_record,
+                                    dry_run=dry_run, confirm=make_confirm(yes))
     except Refused as exc:
         raise _refused(exc, json_out) from None
     return _finish(result, json_out)
@@ -176,7 +187,67 @@ def rollback(
     return _finish(result, json_out)
 
 
+config_app = typer.Typer(help="The environment's pinned policy files: what differs, and accepting a change.",
+                         no_args_is_help=True)
+
+
+@config_app.command("status")
+def config_status(env: Annotated[str | None, typer.Option("--env", "-e", help="One environment (default: every one).")] = None,
+                  workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
+    """Show which policy files differ from the digests accepted in each environment's audit log."""
+    from ..ops.config_change import config_status as status_of
+    from ..ops.workspace import Workspace
+    from .common import console, escape
+
+    ws = Workspace.locate(workspace)
+    names = [env] if env else sorted(ws.config.environments)
+    docs = [status_of(ws.environment(name)) for name in names]
+    if json_out:
+        emit_json({"environments": docs})
+        return 0
+    out = console()
+    for doc in docs:
+        if doc["problem"]:
+            out.print(f"{doc['env']}: {escape(doc['problem'])}")
+        elif not doc["drift"]:
+            out.print(f"{doc['env']}: every policy file matches its accepted digest")
+        else:
+            out.print(f"{doc['env']}: {len(doc['drift'])} policy file(s) differ from what was accepted "
+                      "(changes are refused until accepted):")
+            for item in doc["drift"]:
+                out.print(f"  {item['change']:8} {escape(item['file'])}")
+            out.print(f"  accept: slotgen approve --env {doc['env']} --config --decision-record <REF> --operator "
+                      f"<APPROVER>, then slotgen config accept --env {doc['env']} --decision-record <REF> "
+                      "--approval <ID> --operator <OWNER>", soft_wrap=True)
+    return 0
+
+
+@config_app.command("accept")
+def config_accept(
+    env: RequiredEnvOpt = ...,
+    decision_record: DecisionRecordOpt = None,
+    approval: Annotated[str | None, typer.Option("--approval", help="Approval id from 'slotgen approve --config'.")] = None,
+    operator: OperatorOpt = None,
+    dry_run: DryRunOpt = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Accept the policy files as they now stand: verified first, then recorded (an engineering-owner,
+    with an approval from 'slotgen approve --config' by someone else)."""
+    from ..ops.config_change import accept_config
+
+    environment = _env(workspace, env)
+    actor = _actor(environment, operator)
+    try:
+        result = accept_config(environment, actor=actor, decision_record=decision_record, approval_id=approval,
+                               dry_run=dry_run, verifier=verifier_with_progress(json_out))
+    except Refused as exc:
+        raise _refused(exc, json_out) from None
+    return _finish(result, json_out)
+
+
 def register(app: typer.Typer) -> None:
+    app.add_typer(config_app, name="config")
     app.command("set")(set_)
     app.command("approve")(approve)
     app.command("verify")(verify)

@@ -38,6 +38,7 @@ from .authority import (
 )
 from . import hooks
 from .environment import ControlsWriter, Environment, Snapshot, Superseded
+from .policy import require_pinned
 from .runbook import REDUCE, Runbook, judge, needs_approval, next_step, normalise_value
 from .state import APPROVE, REFUSED, ROLLBACK, SET, VERIFY, apply
 
@@ -182,10 +183,16 @@ def _entry(env: Environment, actor: Actor, state: dict[str, Any], **fields: Any)
     """An audit entry's fields, with the state after it computed from the state before."""
     base = {"env": env.name, **actor.audit_fields(), "control": None, "old": None, "new": None,
             "decisionRecord": None, "reason": None, "step": None, "verification": None, "approvalId": None,
-            "details": None, "ts": utc(now_utc())}
+            "details": None, "policy": policy_in_force(state), "ts": utc(now_utc())}
     base.update(fields)
     base["state"] = apply(state, base)
     return base
+
+
+def policy_in_force(state: dict[str, Any] | None) -> str | None:
+    """The digest of the accepted policy an entry is made under (SPEC section 8)."""
+    policy = (state or {}).get("policy")
+    return policy.get("digest") if isinstance(policy, dict) else None
 
 
 def run_verifier(verifier: Verifier, env: Environment, controls: dict[str, Any]) -> dict[str, Any]:
@@ -254,6 +261,7 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
     runbook, parsed, _, request = _prepare(env, "set", items, decision_record, approval_id)
     snap, notes = _settled(env, actor, dry_run)
     state = snap.state
+    require_pinned(state, ws.root, env.name)
     try:
         if len(parsed) > 1:
             raise Refused(f"combined: {len(parsed)} changes in one invocation; the runbook takes one step at a time")
@@ -283,6 +291,7 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
         notes += writer.notes
         if _moved(snap, fresh):
             raise _superseded(env, writer, actor, snap, summary, dr, change, f"step {step.id}")
+        require_pinned(fresh.state, ws.root, env.name)  # a policy file edited during the verification
         try:
             step = _judge_all(env, runbook, fresh.state, actor, control, value, dr, approval_id)
         except Refused as exc:
@@ -367,6 +376,7 @@ def approve(env: Environment, items: list[str], *, actor: Actor, decision_record
     runbook, parsed, _, request = _prepare(env, "approve", items, decision_record, None)
     snap, notes = _settled(env, actor, dry_run)
     state = snap.state
+    require_pinned(state, ws.root, env.name)
     try:
         if len(parsed) > 1:
             raise Refused(f"combined: {len(parsed)} changes in one approval; an approval covers one change")
@@ -423,6 +433,7 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
         return Result(ok=bool(report["passed"]), exit_code=EXIT_OK if report["passed"] else EXIT_VERIFICATION_FAILED,
                       verification=report, message="not recorded (no --operator / --decision-record); nothing rolled back")
     snap, notes = _settled(env, actor, dry_run=False)
+    require_pinned(snap.state, ws.root, env.name)
     request = {"command": "verify", "decisionRecord": decision_record}
     try:
         require_role(actor, CHANGE_ROLES, "record a verification")
@@ -436,6 +447,7 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
         notes += writer.notes
         if _moved(snap, fresh):
             raise _superseded(env, writer, actor, snap, summary, dr, None, "this verification")
+        require_pinned(fresh.state, ws.root, env.name)
         at_step = next_step(fresh.state, ws.runbook).id == "verify"
         entry = writer.record(_entry(env, actor, fresh.state, action=VERIFY, verification=summary, decisionRecord=dr,
                                      step="verify" if at_step else None, details={"trigger": "operator"}))

@@ -286,7 +286,8 @@ def _rollback_fields(env: Environment, actor: "Actor", state: dict[str, Any], *,
     fields: dict[str, Any] = {
         "env": env.name, **actor.audit_fields(), "action": ROLLBACK, "control": KILL_VAR, "old": old,
         "new": "true", "decisionRecord": decision_record, "reason": reason, "step": None, "verification": None,
-        "approvalId": None, "details": details, "ts": utc(now_utc())}
+        "approvalId": None, "details": details, "ts": utc(now_utc()),
+        "policy": (state.get("policy") or {}).get("digest") if isinstance(state.get("policy"), dict) else None}
     fields["state"] = apply(state, fields)
     return fields
 

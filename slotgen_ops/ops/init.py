@@ -83,13 +83,17 @@ def init_workspace(target: Path, actor: Actor) -> dict[str, Any]:
     # slotgen.yaml last: until it exists the folder is not a workspace.
     atomic_write(target / WORKSPACE_FILE, WORKSPACE_YAML.encode("utf-8"))
     workspace = Workspace(target)
+    from .policy import snapshot
+
+    policy = snapshot(target, workspace.roster.model_dump(mode="json"))
     entries = {}
     for name in ENVIRONMENTS:
         env = workspace.environment(name)
         fields: dict[str, Any] = {"env": name, **actor.audit_fields(), "action": INIT, "control": None, "old": None,
                                   "new": dict(SAFE_CONTROLS), "decisionRecord": None,
                                   "reason": "workspace created by slotgen init", "step": None, "verification": None,
-                                  "approvalId": None, "details": None, "ts": utc(now_utc())}
+                                  "approvalId": None, "details": {"policy": policy}, "policy": policy["digest"],
+                                  "ts": utc(now_utc())}
         fields["state"] = apply(None, fields)
         entries[name] = create_environment(env, fields, actor)["seq"]
     return {"workspace": str(workspace.root), "environments": list(ENVIRONMENTS), "auditSeq": entries}

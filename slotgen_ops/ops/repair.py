@@ -116,7 +116,9 @@ def _extra(actor, kill_in_file: str | None):
         body: dict[str, Any] = {
             **actor.audit_fields(), "control": KILL_VAR, "old": old, "new": "true", "decisionRecord": None,
             "reason": "cut a torn last line; the kill-switch is engaged because what the line said is unknown",
-            "step": None, "verification": None, "approvalId": None, "ts": utc(now_utc())}
+            "step": None, "verification": None, "approvalId": None, "ts": utc(now_utc()),
+            "policy": (state.get("policy") or {}).get("digest") if isinstance(state, dict)
+            and isinstance(state.get("policy"), dict) else None}
         body["state"] = apply(state, {**body, "action": "audit-repair"}) if isinstance(state, dict) else None
         return body
 

@@ -106,6 +106,13 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         done, ready, approvals = [], None, {}
     if controls and not kill_switch_engaged(controls.get(KILL_VAR)):
         warnings.append("the kill-switch is OFF: admitted jobs take the OpenAI path")
+    from .policy import describe, drift
+
+    accepted = state.get("policy") if state else None
+    policy_drift = drift(accepted, env.workspace.root) if isinstance(accepted, dict) else []
+    if policy_drift:
+        warnings.append(f"policy files differ from what was accepted: {describe(policy_drift)}; changes are refused "
+                        f"until accepted ('slotgen config status --env {env.name}')")
     journal = BreakGlassJournal(env)
     folded = set(state.get("breakGlassFolded") or []) if state else set()
     glass = [{"log": str(path), "seq": e.get("seq"), "ts": e.get("ts"), "operator": e.get("operator"),
@@ -130,6 +137,8 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         "soakReadyAt": ready.strftime("%Y-%m-%dT%H:%M:%SZ") if ready else None,
         "verificationPassing": state.get("verificationPassing") if state else None,
         "breakGlass": glass,
+        "policy": {"accepted": accepted.get("digest") if isinstance(accepted, dict) else None,
+                   "drift": policy_drift},
         "warnings": warnings,
     }
     return doc, valid

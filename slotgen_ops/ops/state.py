@@ -26,7 +26,8 @@ APPROVE = "approve"
 REFUSED = "refused"
 RECOVER = "recover"
 REPAIR = "audit-repair"
-ACTIONS = (INIT, SET, VERIFY, ROLLBACK, APPROVE, REFUSED, RECOVER, REPAIR)
+CONFIG_ACCEPT = "config-accept"
+ACTIONS = (INIT, SET, VERIFY, ROLLBACK, APPROVE, REFUSED, RECOVER, REPAIR, CONFIG_ACCEPT)
 
 
 def initial_state() -> dict[str, Any]:
@@ -39,6 +40,7 @@ def initial_state() -> dict[str, Any]:
         "approvals": {},              # outstanding approvals by id
         "rolledBack": False,          # a rollback since the kill-switch was last turned off (re-entry needs approval)
         "steppedDown": False,         # the last control change reduced exposure (a step down)
+        "policy": None,               # the accepted policy: {digest, files, roster} (SPEC section 8)
         "breakGlassFolded": [],       # hashes of break-glass journal entries folded into this log
     }
 
@@ -49,6 +51,7 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
     if action == INIT:
         new = initial_state()
         new["controls"] = dict(entry.get("new") or SAFE_CONTROLS) if isinstance(entry.get("new"), dict) else dict(SAFE_CONTROLS)
+        new["policy"] = (entry.get("details") or {}).get("policy")
         return new
     if state is None:
         raise ValueError("the first entry of a log must be 'init'")
@@ -87,6 +90,15 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
         new["verificationPassing"] = passed
         if passed and entry.get("step") == "verify":
             new["stepVerified"] = True
+    elif action == CONFIG_ACCEPT:
+        # A policy change can widen exposure: like a control change, it restarts the soak and needs step 5 again.
+        new["policy"] = (entry.get("details") or {}).get("policy")
+        new["lastChangeAt"] = ts
+        new["stepVerified"] = False
+        if entry.get("approvalId"):
+            new["approvals"].pop(entry["approvalId"], None)
+        verification = entry.get("verification")
+        new["verificationPassing"] = bool(verification.get("passed")) if isinstance(verification, dict) else None
     elif action == APPROVE:
         approval = (entry.get("details") or {}).get("approval")
         if isinstance(approval, dict) and entry.get("approvalId"):

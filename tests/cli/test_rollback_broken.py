@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from walked import API_KEY, kill_as_runtime_reads, walk  # noqa: E402
 
 ENV = "staging"
-WALKED_HEAD = 10  # the audit log's last seq at position 7
+WALKED_HEAD = 12  # the audit log's last seq at position 7 (init, the endpoint accepted as policy: 2, the walk: 9)
 BALLAST = ".slotgen-reserve"  # the reserve a rollback frees on a full disk (controls_file.BALLAST_NAME)
 
 

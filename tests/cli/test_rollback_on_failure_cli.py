@@ -70,6 +70,11 @@ def test_failed_check_rolls_back_and_is_recorded(tmp_path, server, mode, failed_
     if mode == "slow":  # a bound the slow endpoint exceeds at this rollout level
         runbook = ws / "runbooks" / "beta-enable.yaml"
         runbook.write_text(runbook.read_text().replace('"1": 3000', '"1": 300').replace('"0": 2000', '"0": 300'))
+        for args in (("approve", "--env", "staging", "--config", *DR, "--operator", "approver", "--yes", "--json"),):
+            approval = slotgen(*args, "--workspace", str(ws)).json()["approvalId"]
+        accept = slotgen("config", "accept", "--env", "staging", *DR, "--approval", approval, "--operator", "owner",
+                         "--workspace", str(ws))
+        assert accept.code == 0, accept.stderr  # a pinned policy change, accepted as an operator would
     env = {"OPENAI_BASE_URL": f"{server}/v1", "OPENAI_API_KEY": "local"}
     set_mode(server, "ok")
     walk_live(ws, env)

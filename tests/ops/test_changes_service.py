@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+import sys
+
 from helpers_runbook import APPROVED_ALLOWLIST, report
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_REFUSED, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
@@ -27,6 +29,9 @@ from slotgen_ops.ops.report import audit_verify
 from slotgen_ops.ops.runbook import next_step
 from slotgen_ops.ops.state import SAFE_CONTROLS, apply, replay
 from slotgen_ops.ops.workspace import Workspace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from walked import accept_policy  # noqa: E402
 
 ENV = "staging"
 SAFE = dict(SAFE_CONTROLS)
@@ -342,6 +347,7 @@ def _allowlist_variant(ws: Workspace, name: str, **changes: Any) -> str:
     doc = json.loads((ws.root / APPROVED_ALLOWLIST).read_text(encoding="utf-8"))
     doc.update(changes)
     (ws.root / "allowlists" / name).write_text(json.dumps(doc), encoding="utf-8")
+    accept_policy(ws.root, verifier=passing)  # a new allowlist file is a pinned policy change
     return f"allowlists/{name}"
 
 
@@ -461,6 +467,7 @@ operators:
     name: Approver
     roles: [approver]
 """)
+    accept_policy(ws.root, verifier=passing)
     walk = [f"{KILL_VAR}=true", f"{FEATURE_VAR}=true", f"{ALLOWLIST_VAR}={APPROVED_ALLOWLIST}"]
     for item in walk:
         assert do_set(ws, item, operator="boss").ok
@@ -476,6 +483,7 @@ def test_expired_approval_refused(ws):
     text = path.read_text(encoding="utf-8")
     assert "ttlHours: 24" in text
     path.write_text(text.replace("ttlHours: 24", "ttlHours: 0.0003"), encoding="utf-8")  # about 1 s
+    accept_policy(ws.root, verifier=passing)
     walk_to(ws, 3)
     apv = do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4").approval_id
     time.sleep(1.2)
@@ -492,6 +500,7 @@ def test_refusal_after_an_approval_expired_keeps_the_log_valid(ws):
     # disagreed with it and audit verify reported the untampered log as bad at the refusal's seq.
     path = ws.root / "runbooks" / "beta-enable.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("ttlHours: 24", "ttlHours: 0.0003"), encoding="utf-8")
+    accept_policy(ws.root, verifier=passing)
     apv = do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4").approval_id
     time.sleep(1.2)
     with pytest.raises(Refused):

@@ -1,0 +1,102 @@
+"""The environment's policy files, pinned by their digests (SPEC section 8).
+
+`slotgen.yaml`, `operators.yaml`, the runbook, every file under `allowlists/`
+and the sample jobs decide what a change may do, so a change judged under one
+policy must not run under another. Their SHA-256 digests are recorded in the
+audit log at `init` and at each accepted policy change (`config accept`), with
+the roster in force (so roles are checked against the accepted roster, never
+against an edited file); every entry carries the digest of the policy in
+force. Reading only; never prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import IntegrityFailure
+
+FIXED = ("slotgen.yaml", "operators.yaml")
+FOLDERS = ("allowlists", "runbooks")
+
+
+def policy_paths(root: Path) -> list[str]:
+    """Workspace-relative paths of every policy file there is now (sorted)."""
+    root = Path(root)
+    found = {name for name in FIXED if (root / name).is_file()}
+    for folder in FOLDERS:
+        base = root / folder
+        if base.is_dir():
+            found.update(str(p.relative_to(root)) for p in base.rglob("*") if p.is_file())
+    for extra in _configured(root):
+        if (root / extra).is_file():
+            found.add(extra)
+    return sorted(found)
+
+
+def _configured(root: Path) -> list[str]:
+    """The runbook and sample jobs slotgen.yaml names, when they live outside the usual folders."""
+    try:
+        config = yaml.safe_load((root / "slotgen.yaml").read_text(encoding="utf-8")) or {}
+        runbook = str(config.get("runbook") or "runbooks/beta-enable.yaml")
+        book = yaml.safe_load((root / runbook).read_text(encoding="utf-8")) or {}
+        samples = str(Path(runbook).parent / str((book.get("verification") or {}).get("sampleJobs") or ""))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError):
+        return []
+    return [p for p in (runbook, samples) if p and not p.startswith("..")]
+
+
+def digests(root: Path) -> dict[str, str]:
+    """{path: SHA-256 hex} of every policy file as it is now."""
+    out = {}
+    for rel in policy_paths(root):
+        try:
+            out[rel] = hashlib.sha256((Path(root) / rel).read_bytes()).hexdigest()
+        except OSError:
+            out[rel] = "unreadable"
+    return out
+
+
+def digest_of(files: dict[str, str]) -> str:
+    """One digest for the whole policy: SHA-256 of the sorted {path: digest} map as canonical JSON."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def snapshot(root: Path, roster: dict[str, Any] | None) -> dict[str, Any]:
+    """What an entry records when a policy is accepted: the digests, their digest, the roster in force."""
+    files = digests(root)
+    return {"digest": digest_of(files), "files": files, "roster": roster}
+
+
+def drift(accepted: dict[str, Any] | None, root: Path) -> list[dict[str, Any]]:
+    """How the policy files differ from the accepted ones: [{file, change, accepted, now}]."""
+    before = (accepted or {}).get("files") or {}
+    now = digests(root)
+    out = []
+    for rel in sorted(set(before) | set(now)):
+        if before.get(rel) == now.get(rel):
+            continue
+        change = "added" if rel not in before else "removed" if rel not in now else "changed"
+        out.append({"file": rel, "change": change, "accepted": before.get(rel), "now": now.get(rel)})
+    return out
+
+
+def describe(changes: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{c['file']} ({c['change']})" for c in changes)
+
+
+def require_pinned(state: dict[str, Any], root: Path, env: str) -> None:
+    """IntegrityFailure (exit 4) naming each policy file that differs from its accepted digest."""
+    accepted = state.get("policy")
+    if not isinstance(accepted, dict) or not accepted.get("files"):
+        raise IntegrityFailure(f"environment {env!r} has no accepted policy in its audit log; "
+                               f"'slotgen config status --env {env}' shows the files")
+    changes = drift(accepted, root)
+    if changes:
+        raise IntegrityFailure(f"policy differs from what was accepted for {env}: {describe(changes)}; "
+                               f"'slotgen config status --env {env}' shows how, and 'slotgen approve --env {env} "
+                               "--config' then 'slotgen config accept' record it (rollback still works)")
