@@ -3,8 +3,14 @@
 import pytest
 
 
+@pytest.fixture(scope="session")
+def _cache_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 @pytest.fixture(autouse=True)
-def _deterministic_terminal(monkeypatch):
+def _deterministic_terminal(monkeypatch, _cache_home):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_cache_home))  # the verified-log cache stays out of $HOME
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("TERM", "dumb")

@@ -139,7 +139,9 @@ def _settled(env: Environment, actor: Actor, dry_run: bool, timeout: float | Non
     Closing means recording a rollback (fail closed), so a dry-run only says it would.
     """
     from .breakglass import BreakGlassJournal
+    from .chain import require_sound
 
+    require_sound(env)  # the whole log, not only its head: cached, so this costs a stat (SPEC section 9)
     snap = env.snapshot()
     if not snap.needs_reconcile and not BreakGlassJournal(env).unfolded(snap.state):
         return snap, []

@@ -188,6 +188,7 @@ class ControlsWriter:
         self._actor = actor
         self.notes: list[str] = []   # what reconciling found and did, for the command to say
         self.snapshot: Snapshot | None = None
+        self._sound: list[int] | None = None  # the log file's identity when this section found it sound
 
     def reconcile(self, recover: bool = True) -> Snapshot:
         """Bring log and controls into agreement, always toward the kill-switch engaged.
@@ -196,7 +197,10 @@ class ControlsWriter:
         interrupted change (controls one entry behind) or a kill-switch engaged
         outside the log is recorded as a rollback. Never lowers safety.
         """
+        from .chain import require_sound
+
         env = self._env
+        self._sound = require_sound(env)  # the whole log, not only its head (SPEC section 9)
         snap = self._fold(env.snapshot())
         if recover and snap.needs_reconcile:
             if snap.pending is not None:
@@ -243,6 +247,10 @@ class ControlsWriter:
     def _record_after(self, snap: Snapshot, fields: dict[str, Any]) -> Snapshot:
         env = self._env
         entry = env.log.append(fields, after=snap.head_id)
+        if self._sound is not None:  # a sound log plus our own entry: the verified-prefix cache follows
+            from .chain import advance
+
+            self._sound = advance(env, self._sound, True)
         hooks.point("after-audit-append")
         data = render_controls(env.name, entry["state"]["controls"], entry["seq"], entry["hash"])
         try:

@@ -78,7 +78,7 @@ def _has_torn_tail(env) -> bool:
 
 
 def _restore_controls(env, actor) -> dict[str, Any] | None:
-    from .report import chain_report
+    from .chain import chain_report
 
     chain = chain_report(env)  # the whole log, every time: only a sound log may be restored from
     if not chain["valid"]:

@@ -19,7 +19,7 @@ from .environment import Environment, parse_controls
 from .guidance import describe_next
 from .runbook import STEP_ORDER, soak_ready_at
 from .samples import load_sample_jobs, shadow_exposure
-from .state import apply
+from .chain import chain_report, replay_checker  # noqa: F401 - chain_report is part of this module's API
 
 _RECENT = 5
 
@@ -73,7 +73,10 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
     from .breakglass import BreakGlassJournal
 
     warnings: list[str] = []
+    from .chain import require_sound
+
     try:
+        require_sound(env)  # an edited entry anywhere in the log, not only the last (SPEC section 9)
         snap = _settle(env, warnings)
         state, head, valid, problem = snap.state, snap.head, True, None
         controls = snap.controls.values  # what the service reads
@@ -178,12 +181,6 @@ def _brief(entry: dict[str, Any]) -> dict[str, Any]:
             "passed": verification.get("passed") if verification else None, "reason": entry.get("reason")}
 
 
-def chain_report(env: Environment) -> dict[str, Any]:
-    """The log alone: hash chain, environment, and that every `state` replays (no controls anchor)."""
-    report = env.log.verify(anchor=None, env=env.name, check=_replay_checker())
-    return {"valid": report.valid, "entries": report.entries, "firstBad": report.first_bad, "reason": report.reason}
-
-
 def audit_verify(env: Environment) -> dict[str, Any]:
     """The full check: hash chain, environment, anchor, and that every `state` replays."""
     anchor = None
@@ -194,7 +191,7 @@ def audit_verify(env: Environment) -> dict[str, Any]:
     except IntegrityFailure as exc:
         problems.append(exc.message)
     try:
-        report = env.log.verify(anchor=anchor, env=env.name, check=_replay_checker())
+        report = env.log.verify(anchor=anchor, env=env.name, check=replay_checker())
     except IntegrityFailure as exc:  # the log cannot be read at all (a directory, say): still a report
         from .audit_review import VerifyReport
 
@@ -230,21 +227,3 @@ def audit_verify(env: Environment) -> dict[str, Any]:
     unfolded = len(pending)
     return {"env": env.name, "valid": valid, "entries": report.entries, "firstBad": first_bad, "reason": reason,
             "breakGlass": {"journals": glass, "unfolded": unfolded}}
-
-
-def _replay_checker():
-    """A per-entry check for the verify pass: each entry's recorded `state` is what its action yields."""
-    state: dict[str, Any] | None = None
-
-    def check(entry: dict[str, Any]) -> str | None:
-        nonlocal state
-        try:
-            expected = apply(state, entry)
-        except (KeyError, TypeError, ValueError) as exc:
-            return f"entry seq {entry.get('seq')} cannot be replayed ({exc})"
-        if entry.get("state") != expected:
-            return f"entry seq {entry.get('seq')}: its recorded state is not what its action yields"
-        state = expected
-        return None
-
-    return check

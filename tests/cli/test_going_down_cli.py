@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
-
 from .helpers import slotgen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -18,12 +16,6 @@ from walked import API_KEY, kill_as_runtime_reads, walk  # noqa: E402
 
 ENV = {"OPENAI_API_KEY": API_KEY}
 PACKAGE = Path(__file__).resolve().parents[2] / "slotgen_ops"
-
-
-@pytest.fixture
-def endpoint():
-    with FakeOpenAIServer("ok") as server:
-        yield server
 
 
 def run(ws: Path, *args: str, fault: list[str] | None = None):

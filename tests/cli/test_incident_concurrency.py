@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
-
 from .helpers import clean_env, command, slotgen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,12 +28,6 @@ from walked import API_KEY, kill_as_runtime_reads, walk  # noqa: E402
 
 DR = ["--decision-record", "DR-77"]
 ENV = {"OPENAI_API_KEY": API_KEY}
-
-
-@pytest.fixture
-def endpoint():
-    with FakeOpenAIServer("ok") as server:
-        yield server
 
 
 def start(ws: Path, *args: str, fault: list[str] | None = None) -> subprocess.Popen:

@@ -10,20 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
-
 from .helpers import assert_one_line_error, slotgen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from walked import API_KEY, APPROVED, kill_as_runtime_reads, walk  # noqa: E402
 
 ENV = {"OPENAI_API_KEY": API_KEY}
-
-
-@pytest.fixture
-def endpoint():
-    with FakeOpenAIServer("ok") as server:
-        yield server
 
 
 def run(ws: Path, *args: str):

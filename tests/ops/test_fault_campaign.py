@@ -351,6 +351,18 @@ def check_invariants(root: Path, outcome: Outcome) -> None:
         ended = signal.Signals(-code).name if code is not None and code < 0 else f"exit {code}"
         problems.append(f"traceback on stderr ({ended}):\n" + _clip(outcome.stderr))
 
+    # A repair that never got to cut the torn line leaves the damage it was asked to fix: status says the
+    # log fails verification (it checks the whole log, SPEC section 9), and the next command for that is
+    # another `audit repair`.
+    if plan.command.torn and log_path.read_bytes().endswith(TORN):
+        outcome.torn_left = True
+        from slotgen_ops.ops.repair import repair_log
+
+        torn_doc, torn_valid = status_report(Workspace(root).environment("staging"))
+        if torn_valid or "torn" not in str(torn_doc["audit"]["problem"]):
+            problems.append(f"status with a torn last line: valid={torn_valid}, {torn_doc['audit']['problem']}")
+        repair_log(Workspace(root).environment("staging"), "owner")
+
     # 1. The next command closes anything open: fail closed, recorded, said.
     before = _entries(log_path)
     doc, valid = status_report(Workspace(root).environment("staging"))
@@ -380,14 +392,6 @@ def check_invariants(root: Path, outcome: Outcome) -> None:
     if not valid:
         problems.append(f"status: audit integrity does not hold: {doc['audit']['problem']}")
 
-    # A repair that never got to cut the torn line leaves the damage it was asked to fix; the next
-    # command for that is another `audit repair` (status only reads past a torn line).
-    if plan.command.torn and log_path.read_bytes().endswith(TORN):
-        outcome.torn_left = True
-        from slotgen_ops.ops.repair import repair_log
-
-        repair_log(Workspace(root).environment("staging"), "owner")
-        status_report(Workspace(root).environment("staging"))
     if plan.command.torn:
         evidence = sorted(p.name for p in envdir.iterdir() if ".cut-" in p.name and ".tmp-" not in p.name)
         cuts = [e for e in _entries(log_path) if e.get("action") == "audit-repair"]

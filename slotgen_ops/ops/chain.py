@@ -1,0 +1,113 @@
+"""The whole audit log checked by every changing command and `status`, at a cost that stays small.
+
+SPEC section 9: an edited, deleted, inserted or reordered entry anywhere in
+the log is seen by every command that changes an environment and by `status`,
+not only by `audit verify`. A full check (hash chain, environment, and that
+every entry's `state` replays) reads the whole log. To keep a command's cost
+flat as the log grows, a per-user cache remembers the file's identity after a
+full check: device, inode, size, mtime and ctime. A writer holding the lock
+that appended to a log it had just found sound moves the cache forward with
+the file, so the next command only stats the file. Any other change to the
+file (an edit in place, even one that restores mtime with `touch`, moves its
+ctime, which no user can set) no longer matches, and the log is checked in
+full again. The cache is never a trust anchor: a missing, stale or unreadable
+cache only costs a full check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import IntegrityFailure
+from .state import apply
+
+
+def replay_checker():
+    """A per-entry check for the verify pass: each entry's recorded `state` is what its action yields."""
+    state: dict[str, Any] | None = None
+
+    def check(entry: dict[str, Any]) -> str | None:
+        nonlocal state
+        try:
+            expected = apply(state, entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"entry seq {entry.get('seq')} cannot be replayed ({exc})"
+        if entry.get("state") != expected:
+            return f"entry seq {entry.get('seq')}: its recorded state is not what its action yields"
+        state = expected
+        return None
+
+    return check
+
+
+def chain_report(env: Any) -> dict[str, Any]:
+    """The log alone, in full: hash chain, environment, and that every `state` replays (no controls anchor)."""
+    report = env.log.verify(anchor=None, env=env.name, check=replay_checker())
+    return {"valid": report.valid, "entries": report.entries, "firstBad": report.first_bad, "reason": report.reason}
+
+
+def _identity(path: Path) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _cache_file(path: Path) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.access(os.path.dirname(base) or "/", os.W_OK) and not os.path.isdir(base):
+        base = os.path.join(tempfile.gettempdir(), f"slotgen-cache-{os.getuid()}")
+    key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:32]
+    return Path(base) / "slotgen" / "verified" / f"{key}.json"
+
+
+def _cached(path: Path) -> list[int] | None:
+    try:
+        doc = json.loads(_cache_file(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc.get("identity") if isinstance(doc, dict) else None
+
+
+def remember(path: Path, identity: list[int] | None) -> None:
+    """Record that the log, as the file stands with this identity, is sound (best effort)."""
+    if identity is None:
+        return
+    target = _cache_file(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"log": os.path.realpath(path), "identity": identity}))
+        os.replace(tmp, target)
+    except OSError:
+        pass  # no cache: the next command checks in full
+
+
+def require_sound(env: Any) -> list[int] | None:
+    """IntegrityFailure (exit 4) naming the first bad entry if the log is not sound; the identity checked."""
+    path = env.log.path
+    before = _identity(path)
+    if before is not None and _cached(path) == before:
+        return before
+    report = chain_report(env)
+    if not report["valid"]:
+        raise IntegrityFailure(f"{path}: the audit log fails verification at seq {report['firstBad']}: "
+                               f"{report['reason']}; 'slotgen audit verify --env {env.name}' shows it (rollback "
+                               "still works)", first_bad=report["firstBad"])
+    if _identity(path) == before:  # unchanged while it was read: what was checked is what is there
+        remember(path, before)
+    return before
+
+
+def advance(env: Any, checked: list[int] | None, appended_by_us: bool) -> list[int] | None:
+    """After this writer's own append to a log it found sound: the cache follows the file."""
+    now = _identity(env.log.path)
+    if checked is not None and appended_by_us:
+        remember(env.log.path, now)
+    return now
