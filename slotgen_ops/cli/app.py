@@ -16,8 +16,6 @@ import signal
 import sys
 from typing import Any
 
-#: What the entry point's early rollback did (None: not a rollback, or not run).
-EARLY: dict[str, Any] | None = None
 
 import typer
 from typer.core import TyperGroup
@@ -59,6 +57,8 @@ class SlotgenGroup(TyperGroup):
             sys.exit(EXIT_BAD_INPUT)
         except UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            from .early import EARLY
+
             if EARLY is not None and EARLY.get("engaged"):
                 hint += ("; the kill-switch WAS engaged (SLOTGEN_AI_KILL=true) before the command line was read: "
                          "the next slotgen command records it")
@@ -119,8 +119,9 @@ def main(early: dict[str, Any] | None = None) -> None:
     interrupted command stops where it is, and a change is either committed
     whole or not at all (the critical section defers these signals).
     """
-    global EARLY
-    EARLY = early
+    from . import early as early_state
+
+    early_state.EARLY = early
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     from ..ops.locking import set_wait_notice

@@ -173,7 +173,7 @@ def rollback(
     from ..ops.rollback import rollback as do_rollback
     from .. import STARTED
     from ..ops.workspace import Workspace
-    from . import app as app_module
+    from . import early
 
     environment = Workspace.locate(workspace).environment_for_rollback(env)
     try:
@@ -183,7 +183,7 @@ def rollback(
         actor = Actor(claimed=actor.claimed, operator=None)
     result = do_rollback(environment, actor=actor, reason=reason, decision_record=decision_record,
                          dry_run=dry_run, verifier=verifier_with_progress(json_out), start=STARTED,
-                         early=app_module.EARLY)
+                         early=early.EARLY)
     return _finish(result, json_out)
 
 

@@ -16,7 +16,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import BadInput, Refused
-from .workspace import Operator, Roster
+from .clock import now_utc, utc
+from .roster import Operator, Roster
+
+__all__ = ["APPROVER_ROLE", "CHANGE_ROLES", "Actor", "approval_record", "check_approval", "check_decision_record",
+           "new_approval_id", "now_utc", "require_role", "resolve_actor", "utc"]
 
 CHANGE_ROLES = ("engineering-owner", "on-call")
 APPROVER_ROLE = "approver"
@@ -118,12 +122,3 @@ def check_approval(approvals: dict[str, Any], approval_id: str | None, env: str,
         raise Refused(f"approval {approval_id} was given by {operator!r}, who cannot use their own approval")
     if approval.get("expiresAt", "") <= utc(now):
         raise Refused(f"approval {approval_id} expired at {approval.get('expiresAt')}")
-
-
-def utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def now_utc() -> datetime:
-    """The current time. Deliberately no override: a clock hook would be a way around soak and expiry."""
-    return datetime.now(timezone.utc)

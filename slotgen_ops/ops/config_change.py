@@ -42,7 +42,7 @@ from .changes import (
 from .environment import Environment
 from .policy import describe, drift, snapshot
 from .state import APPROVE, CONFIG_ACCEPT, VERIFY
-from .workspace import Roster
+from .roster import Roster
 
 POLICY = "policy"  # the "control" an approval for a policy change is bound to
 OWNER_ROLE = "engineering-owner"
@@ -60,7 +60,8 @@ def accepted_actor(state: dict[str, Any], actor: Actor) -> Actor:
 
 
 def _current_roster(env: Environment) -> dict[str, Any]:
-    from .workspace import OPERATORS_FILE, load_yaml_model
+    from .workspace import OPERATORS_FILE
+    from .yamlfile import load_yaml_model
 
     return load_yaml_model(env.workspace.root / OPERATORS_FILE, Roster).model_dump(mode="json")
 

@@ -36,9 +36,8 @@ from .controls_file import (
 from .locking import EnvLock
 from .state import REPAIR, ROLLBACK, SET, apply
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only; the workspace is passed in (no import of workspace: no cycle)
     from .authority import Actor
-    from .workspace import EnvironmentConfig, Workspace
 
 __all__ = ["ControlsWriter", "Environment", "Snapshot", "Superseded", "create_environment", "parse_controls",
            "render_controls"]
@@ -83,7 +82,7 @@ def _agrees(values: dict[str, Any], expected: dict[str, Any]) -> tuple[bool, boo
 class Environment:
     """An environment of a workspace: `<name>.env` and `<name>.audit.jsonl` in environments/."""
 
-    def __init__(self, workspace: "Workspace", name: str, config: "EnvironmentConfig | None") -> None:
+    def __init__(self, workspace: Any, name: str, config: Any) -> None:
         self.workspace = workspace
         self.name = name
         self.config = config  # None when slotgen.yaml cannot be read (rollback still works)
@@ -289,7 +288,7 @@ class ControlsWriter:
 
 def _rollback_fields(env: Environment, actor: "Actor", state: dict[str, Any], *, old: Any, reason: str,
                      details: dict[str, Any], decision_record: str | None = None) -> dict[str, Any]:
-    from .authority import now_utc, utc
+    from .clock import now_utc, utc
 
     fields: dict[str, Any] = {
         "env": env.name, **actor.audit_fields(), "action": ROLLBACK, "control": KILL_VAR, "old": old,

@@ -109,7 +109,7 @@ class Runbook(_Strict):
     @classmethod
     def load(cls, path: Path, check_schema: bool = False) -> "Runbook":
         """Load and validate a runbook file; `check_schema` also runs the JSON schema."""
-        from .workspace import load_yaml_model
+        from .yamlfile import load_yaml_model
 
         if check_schema:
             check_runbook_schema(path)

@@ -44,7 +44,7 @@ from ..runtime.schemas import schema_errors
 from ..runtime.telemetry import JsonlTelemetrySink, MemoryTelemetrySink
 from .runbook import CHECK_NAMES
 from .samples import decision_digest, job_label, load_sample_jobs, shadow_exposure
-from .workspace import validation_summary
+from .yamlfile import validation_summary
 
 Progress = Callable[[int, int], None]
 

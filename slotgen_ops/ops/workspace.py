@@ -11,14 +11,14 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import BadInput
-
 from .paths import ENV_NAME_RE, WORKSPACE_FILE, workspace_root
+from .roster import Operator, Roster  # noqa: F401 - re-exported: the roster is part of the workspace
+from .yamlfile import load_yaml_model, validation_summary  # noqa: F401 - re-exported
 
 OPERATORS_FILE = "operators.yaml"
 DEFAULT_DR_PATTERN = r"^(DR-[1-9][0-9]*|https://[^\s/$.?#][^\s]*)$"
@@ -68,63 +68,6 @@ class WorkspaceConfig(_Strict):
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
         return value
-
-
-class Operator(_Strict):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
-    name: str = Field(min_length=1)
-    roles: tuple[Literal["engineering-owner", "on-call", "approver"], ...] = Field(min_length=1)
-
-
-class Roster(_Strict):
-    operators: tuple[Operator, ...]
-
-    @field_validator("operators")
-    @classmethod
-    def _unique(cls, value: tuple[Operator, ...]) -> tuple[Operator, ...]:
-        seen: set[str] = set()
-        for op in value:
-            if op.id in seen:
-                raise ValueError(f"operator id {op.id!r} is listed twice")
-            seen.add(op.id)
-        return value
-
-    def get(self, operator_id: str) -> Operator | None:
-        return next((op for op in self.operators if op.id == operator_id), None)
-
-
-def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
-    """yaml.safe_load then model_validate; one BadInput line naming each failing field."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or exc.__class__.__name__
-        raise BadInput(f"{path}: not valid YAML{where}: {problem}") from None
-    if not isinstance(doc, dict):
-        raise BadInput(f"{path}: expected a mapping at the top level")
-    try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        raise BadInput(f"{path}: {validation_summary(exc)}") from None
-
-
-def validation_summary(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
 
 
 class Workspace:

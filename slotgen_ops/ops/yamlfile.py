@@ -1,0 +1,45 @@
+"""YAML files validated by pydantic: one BadInput line naming the file and each failing field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import BadInput
+
+
+def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
+    """yaml.safe_load then model_validate; one BadInput line naming each failing field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise BadInput(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"{path}: expected a mapping at the top level")
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise BadInput(f"{path}: {validation_summary(exc)}") from None
+
+
+def validation_summary(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
