@@ -99,26 +99,41 @@ def new_approval_id() -> str:
 
 
 def approval_record(env: str, control: str, value: str, decision_record: str, approver: str,
-                    ttl_hours: float, now: datetime) -> dict[str, Any]:
+                    ttl_hours: float, now: datetime, *, old: str | None) -> dict[str, Any]:
+    """An approval bound to environment, control, old value, new value and decision record (SPEC section 7)."""
     expires = now + timedelta(seconds=int(ttl_hours * 3600))
-    return {"env": env, "control": control, "value": value, "decisionRecord": decision_record,
+    return {"env": env, "control": control, "old": old, "value": value, "decisionRecord": decision_record,
             "approver": approver, "expiresAt": utc(expires)}
 
 
 def check_approval(approvals: dict[str, Any], approval_id: str | None, env: str, control: str, value: str,
-                   decision_record: str, operator: str, now: datetime) -> None:
-    """An approval is bound to one exact change, single-use, expires, and is not its approver's."""
+                   decision_record: str, operator: str, now: datetime, *, old: str | None) -> None:
+    """An approval is bound to one exact change (from `old` to `value`), single-use, expires, and is not
+    its approver's."""
     if not approval_id:
         raise Refused(f"{control}={value} needs an approval: an approver runs 'slotgen approve --env {env} "
                       f"{control}={value} --decision-record {decision_record}', then pass --approval ID")
     approval = approvals.get(approval_id)
     if approval is None:
         raise Refused(f"approval {approval_id!r} is unknown, already used or expired")
-    bound = (approval.get("env"), approval.get("control"), approval.get("value"), approval.get("decisionRecord"))
-    if bound != (env, control, value, decision_record):
-        raise Refused(f"approval {approval_id} was given for {approval.get('control')}={approval.get('value')} "
-                      f"in {approval.get('env')} under {approval.get('decisionRecord')}, not for this change")
+    bound = (approval.get("env"), approval.get("control"), approval.get("old", "(unbound)"), approval.get("value"),
+             approval.get("decisionRecord"))
+    if bound != (env, control, old, value, decision_record):
+        raise Refused(f"approval {approval_id} was given for {approval.get('control')}: {approval.get('old')} -> "
+                      f"{approval.get('value')} in {approval.get('env')} under {approval.get('decisionRecord')}, "
+                      f"not for this change ({control}: {old} -> {value})")
     if approval.get("approver") == operator:
         raise Refused(f"approval {approval_id} was given by {operator!r}, who cannot use their own approval")
-    if approval.get("expiresAt", "") <= utc(now):
+    if _expired(approval.get("expiresAt"), now):
         raise Refused(f"approval {approval_id} expired at {approval.get('expiresAt')}")
+
+
+def _expired(expires_at: Any, now: datetime) -> bool:
+    """Compared as times, not as strings; an expiry that cannot be read counts as expired (fail closed)."""
+    try:
+        moment = datetime.fromisoformat(str(expires_at).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if moment.tzinfo is None:
+        return True
+    return moment <= now

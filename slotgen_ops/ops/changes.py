@@ -345,7 +345,8 @@ def _judge_all(env: Environment, runbook: Runbook, state: dict[str, Any], actor:
 
         check_approved_allowlist(env.workspace, runbook, value)
     if needs_approval(step, state):
-        check_approval(state["approvals"], approval_id, env.name, control, value, dr, actor.claimed or "", now)
+        check_approval(state["approvals"], approval_id, env.name, control, value, dr, actor.claimed or "", now,
+                       old=state["controls"][control])
     return step
 
 
@@ -397,7 +398,8 @@ def approve(env: Environment, items: list[str], *, actor: Actor, decision_record
         raise _refusal(env, actor, exc, state, request, dry_run) from None
     now = now_utc()
     approval_id = new_approval_id()
-    record = approval_record(env.name, control, value, dr, actor.claimed or "", runbook.approvals.ttlHours, now)
+    record = approval_record(env.name, control, value, dr, actor.claimed or "", runbook.approvals.ttlHours, now,
+                             old=state["controls"][control])
     change = {"control": control, "old": state["controls"][control], "new": value}
     if dry_run:
         return Result(ok=True, step=None, change=change, dry_run=True, warnings=notes,

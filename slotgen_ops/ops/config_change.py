@@ -84,8 +84,8 @@ def approve_config(env: Environment, *, actor: Actor, decision_record: str | Non
     new = snapshot(env.workspace.root, None)
     old_digest = (state.get("policy") or {}).get("digest")
     record = approval_record(env.name, POLICY, new["digest"], dr, actor.claimed or "",
-                             env.workspace.runbook.approvals.ttlHours, now_utc())
-    record.update(old=old_digest, changes=changes)
+                             env.workspace.runbook.approvals.ttlHours, now_utc(), old=old_digest)
+    record.update(changes=changes)
     change = {"control": POLICY, "old": old_digest, "new": new["digest"]}
     if dry_run:
         return Result(ok=True, change=change, dry_run=True, warnings=notes,
@@ -121,7 +121,7 @@ def accept_config(env: Environment, *, actor: Actor, decision_record: str | None
             raise Refused("nothing to accept: every policy file matches its accepted digest")
         new = snapshot(root, _current_roster(env))
         check_approval(state["approvals"], approval_id, env.name, POLICY, new["digest"], dr, actor.claimed or "",
-                       now_utc())
+                       now_utc(), old=(state.get("policy") or {}).get("digest"))
     except Refused as exc:
         raise _refusal(env, actor, exc, state, request, dry_run) from None
     change = {"control": POLICY, "old": (state.get("policy") or {}).get("digest"), "new": new["digest"]}

@@ -769,3 +769,35 @@ def test_replay_and_audit_verify_after_refusals_and_rollbacks(ws):
     log = list(AuditLog(env.log.path).entries())
     assert replay(log) == log[-1]["state"]
     assert audit_verify(env)["valid"] is True
+
+
+def test_an_approval_is_bound_to_the_old_value_too(ws):
+    """SPEC section 7: bound to environment, control, old value, new value and decision record."""
+    walk_to(ws, 3)  # rollout 0
+    early = do_approve(ws, f"{ROLLOUT_VAR}=5", dr="DR-7").approval_id  # approved while the rollout was 0
+    assert head(ws)["details"]["approval"]["old"] == "0"
+    walk_to_rest = [
+        lambda: do_set(ws, f"{ROLLOUT_VAR}=1", operator="oncall", dr="DR-4",
+                       approval=do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4").approval_id),
+        lambda: do_verify(ws, operator="owner", dr="DR-5"),
+        lambda: do_set(ws, f"{KILL_VAR}=false", operator="owner", dr="DR-6"),
+    ]
+    for action in walk_to_rest:
+        assert action().ok
+    refused = assert_refused_and_recorded(
+        ws, lambda: do_set(ws, f"{ROLLOUT_VAR}=5", operator="oncall", dr="DR-7", approval=early))
+    assert "0 -> 5" in refused.message and "1 -> 5" in refused.message
+
+
+@pytest.mark.parametrize(("expires", "expired"), [
+    ("2999-01-01T00:00:00.000000Z", False), ("2000-01-01T00:00:00.000000Z", True),
+    ("not a time", True), ("2999-01-01T00:00:00", True), (None, True),
+    # 18:00 at +09:00 is 09:00 UTC, before 10:00 UTC: string order ("18" > "10") would call it unexpired.
+    ("2026-11-23T18:00:00+09:00", True),
+])
+def test_approval_expiry_is_compared_as_times(expires, expired):
+    from datetime import datetime, timezone
+
+    from slotgen_ops.ops.authority import _expired
+
+    assert _expired(expires, datetime(2026, 11, 23, 10, tzinfo=timezone.utc)) is expired

@@ -131,7 +131,8 @@ class RunbookModel(RuleBasedStateMachine):
             if control == ALLOWLIST_VAR and step.id != REDUCE and value != APPROVED_ALLOWLIST:
                 raise Refused(f"{value!r} is not an approved allowlist")
             if needs_approval(step, state):
-                check_approval(state["approvals"], approval, self.ENV, control, value, ref, operator, now)
+                check_approval(state["approvals"], approval, self.ENV, control, value, ref, operator, now,
+                               old=state["controls"][control])
         except BadInput:
             return  # a malformed decision record: not recorded
         except Refused as exc:
@@ -177,7 +178,8 @@ class RunbookModel(RuleBasedStateMachine):
             self.refuse(operator, exc, control, value, dr)
             return None
         approval_id = f"apv-{len(self.issued):010x}"
-        record = approval_record(self.ENV, control, value, ref, operator, RUNBOOK.approvals.ttlHours, self.clock)
+        record = approval_record(self.ENV, control, value, ref, operator, RUNBOOK.approvals.ttlHours, self.clock,
+                                 old=self.state["controls"][control])
         self.record(operator, action=APPROVE, control=control, old=self.state["controls"][control],
                     new=value, decisionRecord=ref, approvalId=approval_id, details={"approval": record})
         self.issued.append(approval_id)
@@ -371,6 +373,7 @@ class RunbookModel(RuleBasedStateMachine):
                     assert aid not in scan["used"], f"approval {aid} used twice"
                     scan["used"].add(aid)
                     record = scan["issued"][aid]
+                    assert record["old"] == entry["old"], "an approval used from another old value"
                     assert (record["env"], record["control"], record["value"], record["decisionRecord"]) == (
                         self.ENV, entry["control"], entry["new"], entry["decisionRecord"])
                     assert record["approver"] != entry["operator"], "an approver used their own approval"
