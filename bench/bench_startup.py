@@ -253,6 +253,14 @@ def main() -> dict:
             print(f"    slotgen status --env staging, {label:>7} entries: median {t.median:6.0f} ms, best {t.best:6.0f} ms")
         ratio = st[f"{big:,}"].median / st["10"].median
         print(f"    -> {ratio:.2f}x at {big:,} entries vs 10")
+        dry_argv = [*sg, "set", "--env", "staging", "SLOTGEN_AI_KILL=true", "--decision-record", "DR-1",
+                    "--operator", "owner", "--dry-run", "--yes"]
+        dry = {label: t for label, (t, _) in c.run_rounds(
+            {"10": (dry_argv, env, ws10), f"{big:,}": (dry_argv, env, wsbig)}, n).items()}
+        for label, t in dry.items():
+            print(f"    slotgen set --dry-run,          {label:>7} entries: median {t.median:6.0f} ms, best {t.best:6.0f} ms")
+        dry_ratio = dry[f"{big:,}"].median / dry["10"].median
+        print(f"    -> {dry_ratio:.2f}x at {big:,} entries vs 10 (the whole log checked: the cache is warm)")
         for label, root in (("10", ws10), (f"{big:,}", wsbig)):
             r = c.run(verify_argv, env=env, cwd=root)
             doc = r.json()
@@ -263,6 +271,8 @@ def main() -> dict:
         summary += [
             ("status, 10 entries", f"{st['10'].median:.0f} ms", "median"),
             (f"status, {big:,} entries", f"{st[f'{big:,}'].median:.0f} ms", f"{ratio:.2f}x the 10-entry time"),
+            (f"set --dry-run, {big:,} entries", f"{dry[f'{big:,}'].median:.0f} ms",
+             f"{dry_ratio:.2f}x the 10-entry time"),
             (f"audit verify, {big:,} entries", f"{rate:,.0f} entries/s",
              f"{r.wall_s:.2f} s, valid={doc['valid']}, peak RSS {r.maxrss_kib / 1024:.0f} MiB"),
         ]
