@@ -34,9 +34,9 @@ from .authority import (
     new_approval_id,
     now_utc,
     require_role,
-    utc,
 )
 from . import hooks
+from .entries import new_entry
 from .environment import ControlsWriter, Environment, Snapshot, Superseded
 from .policy import require_pinned
 from .runbook import REDUCE, Runbook, judge, needs_approval, next_step, normalise_value
@@ -133,17 +133,24 @@ def next_hint(env: Environment, state: dict[str, Any]) -> str:
     return describe_next(env, state)["summary"]
 
 
+def needs_settling(env: Environment) -> tuple[Snapshot, bool]:
+    """The whole log checked (cached: a stat), the snapshot, and whether something is left open in it:
+    an interrupted change, a kill-switch engaged outside the log, or a break-glass rollback not yet folded."""
+    from .breakglass import BreakGlassJournal
+    from .chain import require_sound
+
+    require_sound(env)  # the whole log, not only its head (SPEC section 9)
+    snap = env.snapshot()
+    return snap, snap.needs_reconcile or bool(BreakGlassJournal(env).unfolded(snap.state))
+
+
 def _settled(env: Environment, actor: Actor, dry_run: bool, timeout: float | None = None) -> tuple[Snapshot, list[str]]:
     """The environment's snapshot, after closing what a crash or a lock-free rollback left open.
 
     Closing means recording a rollback (fail closed), so a dry-run only says it would.
     """
-    from .breakglass import BreakGlassJournal
-    from .chain import require_sound
-
-    require_sound(env)  # the whole log, not only its head: cached, so this costs a stat (SPEC section 9)
-    snap = env.snapshot()
-    if not snap.needs_reconcile and not BreakGlassJournal(env).unfolded(snap.state):
+    snap, needed = needs_settling(env)
+    if not needed:
         return snap, []
     if dry_run:
         return snap, ["the environment has an interrupted change or an unrecorded rollback; the next change "
@@ -182,19 +189,8 @@ def _refusal(env: Environment, actor: Actor, exc: Refused, state: dict[str, Any]
 
 
 def _entry(env: Environment, actor: Actor, state: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """An audit entry's fields, with the state after it computed from the state before."""
-    base = {"env": env.name, **actor.audit_fields(), "control": None, "old": None, "new": None,
-            "decisionRecord": None, "reason": None, "step": None, "verification": None, "approvalId": None,
-            "details": None, "policy": policy_in_force(state), "ts": utc(now_utc())}
-    base.update(fields)
-    base["state"] = apply(state, base)
-    return base
-
-
-def policy_in_force(state: dict[str, Any] | None) -> str | None:
-    """The digest of the accepted policy an entry is made under (SPEC section 8)."""
-    policy = (state or {}).get("policy")
-    return policy.get("digest") if isinstance(policy, dict) else None
+    """An audit entry of this environment (see `entries.new_entry`)."""
+    return new_entry(env.name, actor, state, **fields)
 
 
 def run_verifier(verifier: Verifier, env: Environment, controls: dict[str, Any]) -> dict[str, Any]:

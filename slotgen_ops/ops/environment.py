@@ -34,7 +34,7 @@ from .controls_file import (
     write_controls,
 )
 from .locking import EnvLock
-from .state import REPAIR, ROLLBACK, SET, apply
+from .state import REPAIR, ROLLBACK, SET
 
 if TYPE_CHECKING:  # types only; the workspace is passed in (no import of workspace: no cycle)
     from .authority import Actor
@@ -288,15 +288,10 @@ class ControlsWriter:
 
 def _rollback_fields(env: Environment, actor: "Actor", state: dict[str, Any], *, old: Any, reason: str,
                      details: dict[str, Any], decision_record: str | None = None) -> dict[str, Any]:
-    from .clock import now_utc, utc
+    from .entries import new_entry
 
-    fields: dict[str, Any] = {
-        "env": env.name, **actor.audit_fields(), "action": ROLLBACK, "control": KILL_VAR, "old": old,
-        "new": "true", "decisionRecord": decision_record, "reason": reason, "step": None, "verification": None,
-        "approvalId": None, "details": details, "ts": utc(now_utc()),
-        "policy": (state.get("policy") or {}).get("digest") if isinstance(state.get("policy"), dict) else None}
-    fields["state"] = apply(state, fields)
-    return fields
+    return new_entry(env.name, actor, state, action=ROLLBACK, control=KILL_VAR, old=old, new="true",
+                     decisionRecord=decision_record, reason=reason, details=details)
 
 
 def create_environment(env: Environment, init_fields: dict[str, Any], actor: "Actor") -> dict[str, Any]:

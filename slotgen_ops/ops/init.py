@@ -9,8 +9,9 @@ from typing import Any
 from ..data import data_path
 from ..errors import BadInput
 from .atomic import atomic_write
-from .authority import Actor, now_utc, utc
-from .state import INIT, SAFE_CONTROLS, apply
+from .authority import Actor
+from .entries import new_entry
+from .state import INIT, SAFE_CONTROLS
 from .workspace import OPERATORS_FILE, WORKSPACE_FILE, Workspace
 
 ENVIRONMENTS = ("staging", "production")
@@ -89,11 +90,8 @@ def init_workspace(target: Path, actor: Actor) -> dict[str, Any]:
     entries = {}
     for name in ENVIRONMENTS:
         env = workspace.environment(name)
-        fields: dict[str, Any] = {"env": name, **actor.audit_fields(), "action": INIT, "control": None, "old": None,
-                                  "new": dict(SAFE_CONTROLS), "decisionRecord": None,
-                                  "reason": "workspace created by slotgen init", "step": None, "verification": None,
-                                  "approvalId": None, "details": {"policy": policy}, "policy": policy["digest"],
-                                  "ts": utc(now_utc())}
-        fields["state"] = apply(None, fields)
+        fields = new_entry(name, actor, None, action=INIT, new=dict(SAFE_CONTROLS),
+                           reason="workspace created by slotgen init", details={"policy": policy},
+                           policy=policy["digest"])
         entries[name] = create_environment(env, fields, actor)["seq"]
     return {"workspace": str(workspace.root), "environments": list(ENVIRONMENTS), "auditSeq": entries}

@@ -22,10 +22,10 @@ from typing import Any
 
 from ..contract import KILL_VAR
 from ..errors import IntegrityFailure
-from .authority import CHANGE_ROLES, now_utc, require_role, resolve_actor, utc
+from .authority import CHANGE_ROLES, require_role, resolve_actor
 from .controls_file import lenient_controls
 from .environment import _rollback_fields
-from .state import ROLLBACK, apply
+from .state import REPAIR
 
 
 def repair_log(env, operator: str | None) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def _cut_torn_tail(env, actor) -> dict[str, Any] | None:
             raise IntegrityFailure(f"the controls file records audit seq {found.head_seq}, beyond the last intact entry "
                                    f"(seq {intact}): the torn line may be that entry; not cutting it — restore the "
                                    "log from a backup (rollback still works meanwhile)")
-        entry = env.log.repair(env.name, actor.to_json(), extra=_extra(actor, found.values.get(KILL_VAR)))
+        entry = env.log.repair(env.name, actor.to_json(), extra=_extra(actor, found.values.get(KILL_VAR), env.name))
         if entry is not None and isinstance(entry.get("state"), dict):
             data = render_controls(env.name, entry["state"]["controls"], entry["seq"], entry["hash"])
             write_controls(env.controls_path, data, expect=found.raw)
@@ -107,22 +107,25 @@ def _restore_controls(env, actor) -> dict[str, Any] | None:
         return writer.record(fields)
 
 
-def _extra(actor, kill_in_file: str | None):
+REPAIR_REASON = "cut a torn last line; the kill-switch is engaged because what the line said is unknown"
+
+
+def _extra(actor, kill_in_file: str | None, env_name: str):
     """Fields of the torn-line repair entry besides the log's own: who, and the state with the kill-switch engaged."""
 
     def fields(previous: dict[str, Any] | None) -> dict[str, Any]:
+        from .entries import new_entry
+
         state = previous.get("state") if previous else None
-        old = state["controls"].get(KILL_VAR) if isinstance(state, dict) else kill_in_file
-        body: dict[str, Any] = {
-            **actor.audit_fields(), "control": KILL_VAR, "old": old, "new": "true", "decisionRecord": None,
-            "reason": "cut a torn last line; the kill-switch is engaged because what the line said is unknown",
-            "step": None, "verification": None, "approvalId": None, "ts": utc(now_utc()),
-            "policy": (state.get("policy") or {}).get("digest") if isinstance(state, dict)
-            and isinstance(state.get("policy"), dict) else None}
-        body["state"] = apply(state, {**body, "action": "audit-repair"}) if isinstance(state, dict) else None
+        if not isinstance(state, dict):  # nothing before the cut to build on: no state to record
+            return {**actor.audit_fields(), "control": KILL_VAR, "old": kill_in_file, "new": "true",
+                    "reason": REPAIR_REASON, "state": None}
+        body = new_entry(env_name, actor, state, action=REPAIR, control=KILL_VAR, old=state["controls"].get(KILL_VAR),
+                         new="true", reason=REPAIR_REASON)
+        del body["action"], body["env"]  # AuditLog.repair sets both itself
         return body
 
     return fields
 
 
-__all__ = ["repair_log", "ROLLBACK", "apply"]
+__all__ = ["repair_log"]

@@ -37,7 +37,6 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
     (`cli.entry.early_rollback`); the kill-switch is written again here anyway.
     """
     from .controls_file import KillSwitchNotEngaged, engage_kill_switch, lenient_controls
-    from .locking import LockBusy
 
     start = time.perf_counter() if start is None else start
     warnings: list[str] = []
