@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-_DEFERRED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-
 
 def early_rollback(argv: list[str]) -> dict[str, Any] | None:
     """Engage the kill-switch if `argv` is a plain `rollback --env E`; what happened, or None."""
@@ -42,13 +40,10 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
         return None
     from slotgen_ops.ops.controls_file import KillSwitchNotEngaged, engage_kill_switch
 
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)  # the three writes complete, or none starts
     try:
-        values, how, old = engage_kill_switch(controls, env)
+        values, how, old = engage_kill_switch(controls, env)  # signals deferred inside
     except (KillSwitchNotEngaged, OSError) as exc:
         return {"engaged": False, "problem": str(exc)}
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return {"engaged": True, "values": values, "written": how, "old": old,
             "engagedMs": round((time.perf_counter() - STARTED) * 1000, 3)}
 

@@ -31,6 +31,7 @@ from ..contract import CONTROL_VARS, KILL_VAR, kill_switch_engaged
 from ..errors import IntegrityFailure
 from . import hooks
 from .atomic import fsync_directory, temp_path_for, unlink_quietly, write_temp
+from .signals import signals_deferred
 from .state import CONTROL_ORDER, SAFE_CONTROLS
 
 _HEAD_RE = re.compile(r"^# slotgen-head: seq=([0-9]+) hash=([0-9a-f]{64})$")
@@ -188,7 +189,11 @@ def engage_kill_switch(path: Path, env: str) -> tuple[dict[str, str | None], str
     back, how: "replaced" or "in place", the kill-switch value found before).
     KillSwitchNotEngaged if the file cannot be written or does not read back engaged.
     """
-    target = target_of(path)
+    with signals_deferred():  # the writes complete, or none starts: no temp file left behind by an interrupt
+        return _engage(target_of(path), env)
+
+
+def _engage(target: Path, env: str) -> tuple[dict[str, str | None], str, str | None]:
     found = lenient_controls(target)
     old = runtime_values(found.raw)[KILL_VAR] if found.raw else found.values.get(KILL_VAR)
     values = dict(found.values)
@@ -214,6 +219,7 @@ def _force(target: Path, data: bytes) -> str:
     for attempt in (1, 2):
         try:
             write_temp(tmp, target, data)
+            hooks.point("rollback-temp-written")
             os.replace(tmp, target)
             try:
                 fsync_directory(target.parent)

@@ -10,8 +10,6 @@ the argument for it are in the README, "How a change is made safe".
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from .controls_file import (
     write_controls,
 )
 from .locking import EnvLock
+from .signals import signals_deferred
 from .state import REPAIR, ROLLBACK, SET
 
 if TYPE_CHECKING:  # types only; the workspace is passed in (no import of workspace: no cycle)
@@ -41,8 +40,6 @@ if TYPE_CHECKING:  # types only; the workspace is passed in (no import of worksp
 
 __all__ = ["ControlsWriter", "Environment", "Snapshot", "Superseded", "create_environment", "parse_controls",
            "render_controls"]
-
-_DEFERRED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 class Superseded(Refused):
@@ -148,7 +145,7 @@ class Environment:
         signals are deferred to its end, so it either completes or, killed
         with SIGKILL, leaves one of the states `snapshot` recognises.
         """
-        with self.lock.exclusive(timeout=timeout, what=what), _signals_deferred():
+        with self.lock.exclusive(timeout=timeout, what=what), signals_deferred():
             hooks.point("writer-locked")
             try:
                 clean_stale_temps(target_of(self.controls_path).parent)
@@ -165,18 +162,6 @@ class Environment:
                     "works regardless)")
                 failure.errno = exc.errno  # type: ignore[attr-defined]
                 raise failure from None
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class ControlsWriter:

@@ -112,3 +112,17 @@ def test_the_installed_cli_has_no_safety_switch(tmp_path, endpoint):
     r = slotgen("set", "--env", "staging", "SLOTGEN_AI_KILL=false", "--decision-record", "DR-9", "--operator",
                 "owner", "--yes", "--workspace", str(ws), env=env)
     assert r.code == 0, r.stderr  # not killed at the "fault point"
+
+
+@pytest.mark.parametrize("sig", ["int", "term", "hup"])
+def test_a_signal_during_the_rollbacks_own_write_leaves_no_temp_file(tmp_path, endpoint, sig):
+    """Regression (found by the fault campaign): the rollback's lock-free write defers the stop signals too,
+    so an interrupt between its temp file and the rename cannot leave the temp file behind. The entry
+    point's early write reaches the point twice (#1, #2); the command's own write is #3."""
+    ws = tmp_path / "ws"
+    walk(ws, 6, endpoint.base_url)
+    r = run(ws, "rollback", "--env", "staging", "--reason", "x", "--operator", "oncall",
+            fault=["--at", "rollback-temp-written#3", "--do", sig])
+    assert r.code == 130 and "Traceback" not in r.stderr, (r.code, r.stderr)
+    assert kill_as_runtime_reads(ws / "environments" / "staging.env") == "true"
+    assert not list((ws / "environments").glob(".*.tmp-*"))
