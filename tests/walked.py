@@ -34,15 +34,23 @@ def configure_endpoint(root: Path, base_url: str, timeout_s: int = 2, retries: i
     path.write_text(text)
 
 
+def demo_actor(ws: Workspace, name: str | None, roster=None):
+    """A demo operator acting in `ws`, proven by the rehearsal key `slotgen init` wrote for them."""
+    who = name or os.environ.get("SLOTGEN_OPERATOR")
+    key = ws.root / "demo-keys" / who if who else None
+    return resolve_actor(roster if roster is not None else Workspace(ws.root).roster, name,
+                         key if key is not None and key.is_file() else None)
+
+
 def accept_policy(root: Path, env: str = "staging", verifier=run_verification, dr: str = "DR-900") -> None:
     """Record the workspace's policy files as they now stand (approve --config, then config accept)."""
     from slotgen_ops.ops.config_change import accept_config, approve_config
 
     ws = Workspace(Path(root))
     environment = ws.environment(env)
-    approval = approve_config(environment, actor=resolve_actor(ws.roster, "approver"), decision_record=dr,
+    approval = approve_config(environment, actor=demo_actor(ws, "approver"), decision_record=dr,
                               dry_run=False, confirm=lambda p: True).approval_id
-    result = accept_config(Workspace(Path(root)).environment(env), actor=resolve_actor(ws.roster, "owner"),
+    result = accept_config(Workspace(Path(root)).environment(env), actor=demo_actor(ws, "owner"),
                            decision_record=dr, approval_id=approval, dry_run=False, verifier=verifier)
     assert result.ok, result.message
 
@@ -58,7 +66,7 @@ def walk(root: Path, upto: int, base_url: str, env: str = "staging") -> Workspac
         return Workspace(Path(root)).environment(env)
 
     def actor(name):
-        return resolve_actor(ws.roster, name)
+        return demo_actor(ws, name)
 
     def do_set(item, who="owner", approval=None, dr="DR-1"):
         return set_control(environment(), [item], actor=actor(who), decision_record=dr, approval_id=approval,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import shutil
@@ -237,6 +238,7 @@ class _Unsupported(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=256)  # a roster's keys are parsed once, not once per entry verified
 def _parse_key_line(line: str) -> _Key:
     parts = line.strip().split(None, 2)
     if len(parts) < 2:
@@ -473,19 +475,30 @@ def sign(message: bytes, key_file: Path, namespace: str, *, hash_algorithm: str 
     for: a key that needs one must be in the agent. Any failure raises SigningError (one line).
     The timeout covers a hardware key waiting for a touch.
     """
+    return sign_many([message], key_file, namespace, hash_algorithm=hash_algorithm, timeout=timeout)[0]
+
+
+def sign_many(messages: list[bytes], key_file: Path, namespace: str, *, hash_algorithm: str = "sha512",
+              timeout: float = 30.0) -> list[str]:
+    """`sign` for several messages with one ssh-keygen process (one passphrase, agent or touch round)."""
     if not namespace or "\x00" in namespace:
         raise SigningError("the signature namespace must be a non-empty string")
     if hash_algorithm not in HASH_ALGORITHMS:
         raise SigningError(f"hash algorithm {hash_algorithm!r} (sha256 or sha512 only)")
+    if not messages:
+        return []
     key_file = Path(key_file)
     if not key_file.is_file():
         raise SigningError(f"cannot sign with {key_file}: no such key file")
     keygen = _ssh_keygen(SigningError)
     with tempfile.TemporaryDirectory(prefix="slotgen-sign-") as tmp:
-        data = Path(tmp) / "message"
-        data.write_bytes(message)
+        files = []
+        for i, message in enumerate(messages):
+            data = Path(tmp) / f"m{i}"
+            data.write_bytes(message)
+            files.append(data)
         argv = [keygen, "-Y", "sign", "-f", str(key_file), "-n", namespace, "-O", f"hashalg={hash_algorithm}",
-                str(data)]
+                *map(str, files)]
         try:
             done = _run(argv, timeout, _no_prompt_env())
         except subprocess.TimeoutExpired:
@@ -493,15 +506,62 @@ def sign(message: bytes, key_file: Path, namespace: str, *, hash_algorithm: str 
                                "(a hardware key waiting for a touch?)") from None
         except OSError as exc:
             raise SigningError(f"cannot run ssh-keygen: {exc}") from None
-        sig_file = Path(tmp) / "message.sig"
-        if done.returncode != 0 or not sig_file.is_file():
+        sig_files = [f.with_name(f.name + ".sig") for f in files]
+        if done.returncode != 0 or not all(f.is_file() for f in sig_files):
             raise SigningError(f"cannot sign with {key_file}: {_one_line(done.stderr)}")
-        armored = sig_file.read_text(encoding="ascii")
+        out = [f.read_text(encoding="ascii") for f in sig_files]
+    for armored in out:
+        try:
+            parse_signature(armored)
+        except BadSignature as exc:  # pragma: no cover - ssh-keygen wrote something unexpected
+            raise SigningError(f"ssh-keygen wrote an unreadable signature: {exc.detail}") from None
+    return out
+
+
+_PRIVATE_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
+_PRIVATE_END = "-----END OPENSSH PRIVATE KEY-----"
+
+
+def public_key_of(key_file: Path) -> str:
+    """The public key line of a key as `ssh-keygen -Y sign -f` takes it, without decrypting anything.
+
+    A public key file (its private half in ssh-agent) is read as it is; for a private key file,
+    `FILE.pub` beside it, else the public key an OpenSSH private key file carries in clear ahead
+    of its (possibly encrypted) private part. KeyFormatError (one line) otherwise.
+    """
+    key_file = Path(key_file)
     try:
-        parse_signature(armored)
-    except BadSignature as exc:  # pragma: no cover - ssh-keygen wrote something unexpected
-        raise SigningError(f"ssh-keygen wrote an unreadable signature: {exc.detail}") from None
-    return armored
+        text = key_file.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise KeyFormatError(f"cannot read the key {key_file}: {exc.strerror}") from None
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    if first.split(None, 1)[:1] and first.split(None, 1)[0] in SUPPORTED_KEY_TYPES:
+        _parse_key_line(first)
+        return first.strip()
+    sibling = key_file.with_name(key_file.name + ".pub")
+    if sibling.is_file():
+        try:
+            line = sibling.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyFormatError(f"cannot read {sibling}: {exc}") from None
+        _parse_key_line(line)
+        return line
+    if first.strip() != _PRIVATE_BEGIN or _PRIVATE_END not in text:
+        raise KeyFormatError(f"{key_file} is neither an OpenSSH public key nor an OpenSSH private key "
+                             f"(and there is no {sibling.name} beside it)")
+    body = text.split(_PRIVATE_BEGIN, 1)[1].split(_PRIVATE_END, 1)[0]
+    try:
+        r = _Reader(binascii.a2b_base64("".join(body.split()), strict_mode=True))
+        if r.take(15) != b"openssh-key-v1\x00":
+            raise _Short("no openssh-key-v1 magic")
+        r.string(), r.string(), r.string()  # cipher, kdf, kdf options: the private part's, not needed
+        if r.u32() < 1:
+            raise _Short("no key in the file")
+        blob = r.string()
+        key = _parse_key_blob(blob)
+    except (binascii.Error, _Short, _Unsupported) as exc:
+        raise KeyFormatError(f"{key_file}: not a readable OpenSSH private key ({exc})") from None
+    return f"{key.key_type} {base64.b64encode(blob).decode()}"
 
 
 def generate_key(path: Path, key_type: str = "ed25519", comment: str = "", *, bits: int | None = None,

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import EXIT_INTEGRITY, BadInput, SlotgenError
 from .common import escape, JsonOpt, WorkspaceOpt, console, emit_json
-from .options import OperatorOpt, RequiredEnvOpt
+from .options import KeyOpt, OperatorOpt, RequiredEnvOpt
 
 audit_app = typer.Typer(help="Review, verify, export and repair an environment's audit log.", no_args_is_help=True)
 
@@ -105,20 +105,76 @@ def _break_glass(environment, operator, action, since, until) -> list[dict]:
 
 
 @audit_app.command("verify")
-def verify(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
-    """Check the whole hash chain and its agreement with the controls; names the first bad entry (exit 4)."""
+def verify(
+    env: RequiredEnvOpt = ...,
+    checkpoint: Annotated[list[Path] | None, typer.Option(
+        "--checkpoint", metavar="FILE", show_default=False,
+        help="A checkpoint from 'slotgen audit checkpoint': also prove the log extends it (repeatable).")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Check the whole hash chain, every signature, and agreement with the controls; names the first bad
+    entry (exit 4). With --checkpoint, also prove the log is an append-only extension of each checkpoint."""
+    from ..ops.checkpoints import read_checkpoint
     from ..ops.report import audit_verify
 
-    doc = audit_verify(_environment(workspace, env))
+    given = [read_checkpoint(path) for path in checkpoint] if checkpoint else None
+    doc = audit_verify(_environment(workspace, env), given)
     if json_out:
         emit_json(doc)
-    elif doc["valid"]:
-        console().print(f"[green]valid[/]: {doc['entries']} entries, chain and controls agree")
     else:
-        console().print(f"[bold red]INVALID[/]: first bad entry seq {doc['firstBad']}: {escape(str(doc['reason']))}")
+        out = console()
+        if doc["valid"]:
+            out.print(f"[green]valid[/]: {doc['entries']} entries, chain, signatures and controls agree")
+        else:
+            out.print(f"[bold red]INVALID[/]: first bad entry seq {doc['firstBad']}: {escape(str(doc['reason']))}")
+        for item in doc.get("checkpoints") or []:
+            verdict = "extends" if item["consistent"] and item["signed"] else "DOES NOT extend"
+            who = f", signed by {item['signer']}" if item["signer"] else ""
+            out.print(f"  checkpoint {escape(item['file'])} ({item['size']} entries{escape(who)}): the log {verdict} it"
+                      + (f" ({escape(str(item['reason']))})" if item["reason"] else ""), soft_wrap=True)
     if not doc["valid"]:
         sys.stderr.write(f"error: audit log of {env} failed verification at seq {doc['firstBad']}: {doc['reason']}\n")
         return EXIT_INTEGRITY
+    return 0
+
+
+@audit_app.command("checkpoint")
+def checkpoint_cmd(
+    env: RequiredEnvOpt = ...,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    operator: OperatorOpt = None,
+    key: KeyOpt = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Write a signed checkpoint of the audit log (C2SP tlog-checkpoint: origin, size, Merkle root, then an
+    SSH signature). Keep it outside the workspace; 'audit verify --checkpoint FILE' later proves the log
+    only grew since."""
+    from ..ops.atomic import atomic_write
+    from ..ops.authority import resolve_actor
+    from ..ops.checkpoints import make_checkpoint
+
+    environment = _environment(workspace, env)
+    ws = environment.workspace
+    actor = resolve_actor(ws.roster, operator, key, identity=ws.config.identity)
+    done = make_checkpoint(environment, actor)
+    if output is not None:
+        if output.resolve().parent == environment.dir.resolve():
+            raise BadInput(f"--output {output}: not inside environments/ (a checkpoint belongs outside the workspace)")
+        try:
+            atomic_write(output, done["text"].encode("utf-8"))
+        except OSError as exc:
+            raise BadInput(f"--output {output}: cannot write it ({exc.strerror})") from None
+    if json_out:
+        emit_json({"ok": True, "env": env, "size": done["size"], "signer": done["signer"],
+                   "fingerprint": done["fingerprint"], "output": str(output) if output else None,
+                   "checkpoint": done["text"]})
+    elif output is None:
+        sys.stdout.write(done["text"])
+    if output is not None or json_out:
+        sys.stderr.write(f"checkpoint of {env} at {done['size']} entries, signed by {done['signer']} "
+                         f"({done['fingerprint']})" + (f", written to {output}" if output else "") + "\n")
     return 0
 
 
@@ -154,13 +210,13 @@ def export(
 
 
 @audit_app.command("repair")
-def repair(env: RequiredEnvOpt = ..., operator: OperatorOpt = None, workspace: WorkspaceOpt = None,
-           json_out: JsonOpt = False) -> int:
+def repair(env: RequiredEnvOpt = ..., operator: OperatorOpt = None, key: KeyOpt = None,
+           workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
     """Cut off a torn last line, and restore controls that disagree with a verified log
     (always with the kill-switch engaged); each repair is recorded."""
     from ..ops.repair import repair_log
 
-    done = repair_log(_environment(workspace, env), operator)
+    done = repair_log(_environment(workspace, env), operator, key)
     cut, restored = done["cut"], done["restored"]
     if json_out:
         emit_json({"ok": True, "repaired": bool(cut or restored),

@@ -8,7 +8,16 @@ import typer
 
 from ..errors import BadInput, Refused, SlotgenError
 from .common import JsonOpt, WorkspaceOpt, emit_json
-from .options import DecisionRecordOpt, DryRunOpt, OperatorOpt, RequiredEnvOpt, YesOpt, make_confirm, verifier_with_progress
+from .options import (
+    DecisionRecordOpt,
+    DryRunOpt,
+    KeyOpt,
+    OperatorOpt,
+    RequiredEnvOpt,
+    YesOpt,
+    make_confirm,
+    verifier_with_progress,
+)
 
 ItemsArg = Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE", help="One control and its new value.", show_default=False)]
 
@@ -19,10 +28,11 @@ def _env(workspace, env):
     return Workspace.locate(workspace).environment(env)
 
 
-def _actor(environment, operator):
+def _actor(environment, operator, key):
     from ..ops.authority import resolve_actor
 
-    return resolve_actor(environment.workspace.roster, operator)
+    ws = environment.workspace
+    return resolve_actor(ws.roster, operator, key, identity=ws.config.identity)
 
 
 def _finish(result, json_out: bool) -> int:
@@ -52,6 +62,7 @@ def set_(
     approval: Annotated[str | None, typer.Option("--approval", help="Approval id from 'slotgen approve' (rollout increases).")] = None,
     expect: Annotated[str | None, typer.Option("--expect", help="Compare-and-set: the value you expect to replace ('' = unset).")] = None,
     operator: OperatorOpt = None,
+    key: KeyOpt = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     workspace: WorkspaceOpt = None,
@@ -66,7 +77,7 @@ def set_(
     from ..ops.changes import set_control
 
     environment = _env(workspace, env)
-    actor = _actor(environment, operator)
+    actor = _actor(environment, operator, key)
     try:
         result = set_control(environment, list(items or []), actor=actor, decision_record=decision_record,
                              approval_id=approval, expect=expect, dry_run=dry_run, confirm=make_confirm(yes),
@@ -82,6 +93,7 @@ def approve(
     decision_record: DecisionRecordOpt = None,
     config: Annotated[bool, typer.Option("--config", help="Approve the policy files as they now stand (for 'slotgen config accept').")] = False,
     operator: OperatorOpt = None,
+    key: KeyOpt = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     workspace: WorkspaceOpt = None,
@@ -97,7 +109,7 @@ def approve(
     from ..ops.changes import approve as approve_change
 
     environment = _env(workspace, env)
-    actor = _actor(environment, operator)
+    actor = _actor(environment, operator, key)
     try:
         if config:
             from ..ops.config_change import approve_config
@@ -118,6 +130,7 @@ def verify(
     env: RequiredEnvOpt = ...,
     decision_record: DecisionRecordOpt = None,
     operator: OperatorOpt = None,
+    key: KeyOpt = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
@@ -130,7 +143,7 @@ def verify(
     from ..ops.changes import verify_environment
 
     environment = _env(workspace, env)
-    actor = _actor(environment, operator) if (operator or decision_record) else _actor_unrecorded()
+    actor = _actor(environment, operator, key) if (operator or decision_record) else _actor_unrecorded()
     try:
         result = verify_environment(environment, actor=actor, decision_record=decision_record,
                                     verifier=verifier_with_progress(json_out))
@@ -156,6 +169,7 @@ def rollback(
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded; '(none given)' if omitted).", show_default=False)] = None,
     decision_record: DecisionRecordOpt = None,
     operator: OperatorOpt = None,
+    key: KeyOpt = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     workspace: WorkspaceOpt = None,
@@ -177,9 +191,13 @@ def rollback(
 
     environment = Workspace.locate(workspace).environment_for_rollback(env)
     try:
-        actor = resolve_actor(environment.workspace.roster, operator)
+        identity = environment.workspace.config.identity
+    except SlotgenError:  # slotgen.yaml unreadable: a signed identity, as init writes
+        identity = "signed"
+    try:
+        actor = resolve_actor(environment.workspace.roster, operator, key, identity=identity)
     except SlotgenError:  # operators.yaml unreadable: the claim is still recorded
-        actor = resolve_actor(None, operator)
+        actor = resolve_actor(None, operator, key, identity=identity)
         actor = Actor(claimed=actor.claimed, operator=None)
     result = do_rollback(environment, actor=actor, reason=reason, decision_record=decision_record,
                          dry_run=dry_run, verifier=verifier_with_progress(json_out), start=STARTED,
@@ -228,6 +246,7 @@ def config_accept(
     decision_record: DecisionRecordOpt = None,
     approval: Annotated[str | None, typer.Option("--approval", help="Approval id from 'slotgen approve --config'.")] = None,
     operator: OperatorOpt = None,
+    key: KeyOpt = None,
     dry_run: DryRunOpt = False,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
@@ -237,7 +256,7 @@ def config_accept(
     from ..ops.config_change import accept_config
 
     environment = _env(workspace, env)
-    actor = _actor(environment, operator)
+    actor = _actor(environment, operator, key)
     try:
         result = accept_config(environment, actor=actor, decision_record=decision_record, approval_id=approval,
                                dry_run=dry_run, verifier=verifier_with_progress(json_out))

@@ -44,12 +44,17 @@ def demo(
                     "SLOTGEN_WORKSPACE": str(workspace), "NO_COLOR": env.get("NO_COLOR", ""),
                     "COLUMNS": env.get("COLUMNS", "110")})
         env.pop("SLOTGEN_OPERATOR", None)
-        walk = _Walk(out, env)
+        env.pop("SLOTGEN_SIGNING_KEY", None)
+        walk = _Walk(out, env, root, workspace)
         out.rule("[bold]slotgen demo: enabling Beta in staging, one verified step at a time")
         out.print(f"A local OpenAI-compatible server answers on {server.base_url} (no network is used).")
         walk.say("1. Create a workspace: config, operators (owner, oncall, approver), the minimal-cohort "
                  "allowlist, the runbook and sample jobs. Every control starts safe.")
         walk.run(["init", str(workspace)])
+        walk.say("Every entry is signed with the acting operator's SSH key (identity: signed). init wrote rehearsal "
+                 "keys for the three demo operators into demo-keys/ and listed them in operators.yaml; each command "
+                 "below passes its operator's key with --key (or set SLOTGEN_SIGNING_KEY). The demo runs in the "
+                 "workspace folder.")
         walk.say("Ask the tool what to do next. It always names one step and the exact command.")
         walk.run(["next", "--env", "staging"])
         walk.say("Step 1: confirm the kill-switch is on. Every change names its operator and decision record, "
@@ -89,7 +94,8 @@ def demo(
         walk.say("Reducing exposure is an ordinary recorded step, with no approval: one rung down (5 -> 1).")
         walk.run(["set", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--decision-record", DR, "--operator",
                   "oncall", "--yes"])
-        walk.say("Finally an approver proves the audit log untouched: every entry hash-chained to the one before.")
+        walk.say("Finally an approver proves the audit log untouched: every entry hash-chained to the one before and "
+                 "signed by the operator it names, under the roster in force at the time.")
         walk.run(["audit", "verify", "--env", "staging"])
         walk.run(["audit", "show", "--env", "staging", "--action", "rollback"])
     seconds = time.perf_counter() - started
@@ -104,9 +110,11 @@ def demo(
 
 
 class _Walk:
-    def __init__(self, out, env: dict[str, str]) -> None:
+    def __init__(self, out, env: dict[str, str], root: Path, workspace: Path) -> None:
         self.out = out
         self.env = env
+        self.root = root
+        self.workspace = workspace
         self.commands = 0
         self.ok = True
 
@@ -116,9 +124,13 @@ class _Walk:
 
     def run(self, args: list[str], expect: int = 0, show: bool = True) -> subprocess.CompletedProcess:
         self.commands += 1
+        if "--operator" in args and "--key" not in args:  # sign as that operator, with the rehearsal key
+            at = args.index("--operator") + 2
+            args = [*args[:at], "--key", f"demo-keys/{args[at - 1]}", *args[at:]]
         self.out.print(f"[bold]$ slotgen {escape(shlex.join(args))}[/]", soft_wrap=True)
+        cwd = self.workspace if self.workspace.is_dir() else self.root
         proc = subprocess.run([sys.executable, "-m", "slotgen_ops", *args], env=self.env, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL)
+                              text=True, stdin=subprocess.DEVNULL, cwd=cwd)
         if show:
             sys.stdout.write(proc.stdout)
             sys.stdout.write(proc.stderr)

@@ -10,6 +10,10 @@ import typer
 from ..errors import Refused
 
 OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator id from operators.yaml (else $SLOTGEN_OPERATOR).")]
+KeyOpt = Annotated[str | None, typer.Option(
+    "--key", metavar="FILE", show_default=False,
+    help="Your signing key (else $SLOTGEN_SIGNING_KEY): a private key file, or a public key whose private half "
+         "is in ssh-agent, as 'ssh-keygen -Y sign -f' takes it.")]
 DecisionRecordOpt = Annotated[str | None, typer.Option("--decision-record", help="Release decision record: DR-123 or an https URL.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Do every check and predict the outcome; write nothing.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Skip the confirmation (required with no terminal).")]

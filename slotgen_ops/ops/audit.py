@@ -46,13 +46,15 @@ from .audit_review import (
     filter_entries,
     verify_lines,
 )
-from .canonical import _dumps, canonical_bytes
+from .canonical import _dumps, canonical_bytes, entry_hash
 
 __all__ = [
     "AUDIT_FIELDS",
     "GENESIS_HASH",
     "StaleHead",
     "AuditLog",
+    "Unsealed",
+    "complete",
     "VerifyReport",
     "export_csv",
     "export_jsonl",
@@ -60,7 +62,7 @@ __all__ = [
     "utc_timestamp",
 ]
 
-_FILLED = ("seq", "prevHash", "hash")
+_FILLED = ("seq", "prevHash", "hash", "signature")
 
 _TAIL_CHUNK = 64 * 1024
 #: A last line longer than this is not read into memory: it is damage, not an entry.
@@ -75,6 +77,29 @@ def utc_timestamp(now: datetime | None = None) -> str:
     """``now`` (default: the current time) as ``2026-11-22T13:40:00.123456Z``."""
     now = now or datetime.now(timezone.utc)
     return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Unsealed(Exception):
+    """An entry needs a signature its writer does not hold yet; raised by a ``seal``, nothing written."""
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        super().__init__(f"entry seq {entry.get('seq')} is not signed yet")
+        self.entry = entry
+
+
+def complete(fields: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]:
+    """The entry ``fields`` make after ``prev`` (``None``: first): ``seq``, ``ts`` unless given,
+    ``prevHash`` and ``hash`` filled; its ``signature`` is for the caller to add."""
+    entry = dict(fields)
+    entry.setdefault("ts", utc_timestamp())
+    entry["seq"] = prev["seq"] + 1 if prev else 1
+    entry["prevHash"] = prev["hash"] if prev else GENESIS_HASH
+    try:
+        body = canonical_bytes(entry)
+    except ValueError as exc:
+        raise BadInput(f"audit entry cannot be recorded: {exc}") from None
+    entry["hash"] = hashlib.sha256(body).hexdigest()
+    return entry
 
 
 class _Tail:
@@ -115,7 +140,8 @@ class AuditLog:
 
     # -- writing -------------------------------------------------------------
 
-    def append(self, fields: dict[str, Any], after: tuple[int, str] | None = None) -> dict[str, Any]:
+    def append(self, fields: dict[str, Any], after: tuple[int, str] | None = None,
+               seal: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> dict[str, Any]:
         """Append one entry built from ``fields``; return it complete.
 
         The caller holds ``locked()``. Fills ``seq``, ``ts`` (unless given),
@@ -143,15 +169,8 @@ class AuditLog:
                 if now != tuple(after):
                     raise StaleHead(f"audit log {self.path}: the head is seq {now[0]}, not seq {after[0]} "
                                     "that this change was judged against (another writer got there first)")
-            entry = dict(fields)
-            entry.setdefault("ts", utc_timestamp())
-            entry["seq"] = prev["seq"] + 1 if prev else 1
-            entry["prevHash"] = prev["hash"] if prev else GENESIS_HASH
-            try:
-                body = canonical_bytes(entry)
-            except ValueError as exc:
-                raise BadInput(f"audit entry cannot be recorded: {exc}") from None
-            entry["hash"] = hashlib.sha256(body).hexdigest()
+            entry = complete(fields, prev)
+            entry["signature"] = seal(entry) if seal is not None else None  # Unsealed: nothing written
             line = _dumps(entry) + b"\n"
             hooks.point("audit-before-write")
             size_before = os.fstat(fd).st_size
@@ -178,7 +197,8 @@ class AuditLog:
         return entry
 
     def repair(self, env: str, actor: dict[str, Any],
-               extra: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None) -> dict[str, Any] | None:
+               extra: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None,
+               seal: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> dict[str, Any] | None:
         """Cut a torn last line off and record what was cut; ``None`` if nothing is torn.
 
         Takes the lock itself (re-entrant if the caller holds it). Only the
@@ -209,14 +229,8 @@ class AuditLog:
                 cut = _pread_all(fd, tail.size - tail.torn_at, tail.torn_at)
                 digest = hashlib.sha256(cut).hexdigest()
                 evidence = self.path.with_name(f"{self.path.name}.cut-{digest[:12]}")
-                atomic_write(evidence, cut)
-                os.ftruncate(fd, tail.torn_at)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            fields = extra(tail.entry) if extra is not None else {}
-            entry = self.append(
-                {
+                fields = extra(tail.entry) if extra is not None else {}
+                fields = {
                     **fields,
                     "action": "audit-repair",
                     "env": env,
@@ -228,7 +242,15 @@ class AuditLog:
                         "cutSavedAs": evidence.name if len(cut) > 4096 else None,
                     },
                 }
-            )
+                fields.setdefault("ts", utc_timestamp())
+                if seal is not None:  # signed before anything is cut (Unsealed: nothing changed)
+                    seal(complete(fields, tail.entry))
+                atomic_write(evidence, cut)
+                os.ftruncate(fd, tail.torn_at)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            entry = self.append(fields, seal=seal)
             if len(cut) <= 4096:  # all of it is in the entry; a longer cut stays beside the log
                 evidence.unlink(missing_ok=True)
             return entry
@@ -348,9 +370,7 @@ class AuditLog:
                 f"audit log {self.path}: the last entry has no valid seq; run `slotgen audit verify`"
             )
         try:
-            ok = prev.get("hash") == hashlib.sha256(
-                canonical_bytes({k: v for k, v in prev.items() if k != "hash"})
-            ).hexdigest()
+            ok = prev.get("hash") == entry_hash(prev)
         except ValueError:
             ok = False
         if not ok:

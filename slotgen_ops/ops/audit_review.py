@@ -58,7 +58,7 @@ __all__ = [
 AUDIT_FIELDS: tuple[str, ...] = (
     "seq", "ts", "env", "operator", "roles", "actor", "action", "control",
     "old", "new", "decisionRecord", "reason", "step", "verification",
-    "approvalId", "details", "prevHash", "hash",
+    "approvalId", "details", "prevHash", "hash", "signature",
 )  # fmt: skip
 
 #: ``prevHash`` of the first entry.

@@ -14,7 +14,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["canonical_bytes", "entry_hash", "parse_canonical", "parse_entry"]
+__all__ = ["UNHASHED", "canonical_bytes", "entry_hash", "parse_canonical", "parse_entry"]
 
 
 def canonical_bytes(obj: Any) -> bytes:
@@ -27,9 +27,13 @@ def canonical_bytes(obj: Any) -> bytes:
     return _dumps(obj)
 
 
+#: The members an entry's hash does not cover: the hash itself, and the signature over it (SPEC section 7).
+UNHASHED = ("hash", "signature")
+
+
 def entry_hash(entry: dict[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical bytes of ``entry`` without its ``hash`` key."""
-    body = {k: v for k, v in entry.items() if k != "hash"}
+    """SHA-256 (hex) of the canonical bytes of ``entry`` without its ``hash`` and ``signature`` keys."""
+    body = {k: v for k, v in entry.items() if k not in UNHASHED}
     return hashlib.sha256(canonical_bytes(body)).hexdigest()
 
 
@@ -121,8 +125,8 @@ def parse_entry(line: bytes) -> tuple[dict[str, Any], str]:
     """Parse a canonical entry line (no newline); return it and its recomputed hash.
 
     Same checks as :func:`parse_canonical`, plus: an object whose ``hash`` is
-    a string. The returned hash is :func:`entry_hash` of the entry; it is not
-    compared with the stored ``hash`` here.
+    a string. The returned hash is :func:`entry_hash` of the entry (without
+    ``hash`` and ``signature``); it is not compared with the stored ``hash`` here.
     """
     entry = _parse(line)
     if type(entry) is not dict:
@@ -130,17 +134,21 @@ def parse_entry(line: bytes) -> tuple[dict[str, Any], str]:
     stored = entry.get("hash")
     if type(stored) is not str:
         raise ValueError("hash is missing or not a string")
-    # Sorted keys make the canonical text the members below "hash", the hash
-    # member, then the members above it. Serialising the two halves once gives
+    # Sorted keys make the canonical text: the members below "hash", the hash
+    # member, those between "hash" and "signature", the signature member, the
+    # members above it. Serialising the three runs of other members once gives
     # both the bytes to hash and the bytes to compare with the line: half the
     # work of serialising the entry twice.
     try:
-        below = _dumps({k: v for k, v in entry.items() if k < "hash"})[1:-1]
-        above = _dumps({k: v for k, v in entry.items() if k > "hash"})[1:-1]
+        runs = (_dumps({k: v for k, v in entry.items() if k < "hash"})[1:-1],
+                _dumps({k: v for k, v in entry.items() if "hash" < k < "signature"})[1:-1],
+                _dumps({k: v for k, v in entry.items() if k > "signature"})[1:-1])
+        member = b'"hash":' + _dumps(stored)
+        signed = b'"signature":' + _dumps(entry["signature"]) if "signature" in entry else b""
     except UnicodeEncodeError:
         raise ValueError("string is not valid Unicode") from None
-    member = b'"hash":' + _dumps(stored)
-    if b"{" + b",".join(part for part in (below, member, above) if part) + b"}" != line:
+    if b"{" + b",".join(part for part in (runs[0], member, runs[1], signed, runs[2]) if part) + b"}" != line:
         raise ValueError("not in canonical form (edited by hand?)")
-    body = b"{" + b",".join(part for part in (below, above) if part) + b"}"
+    body = b"{" + b",".join(part for part in runs if part) + b"}"
     return entry, hashlib.sha256(body).hexdigest()
+

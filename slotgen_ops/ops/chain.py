@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityFailure
-from .state import apply
+from .state import INIT, REFUSED, ROLLBACK, apply
 
 
 def replay_checker():
-    """A per-entry check for the verify pass: each entry's recorded `state` is what its action yields."""
+    """A per-entry check for the verify pass: each entry's recorded `state` is what its action yields,
+    and its signature is by the operator it names, under the roster in force before it (SPEC section 7)."""
     state: dict[str, Any] | None = None
+    keys = _RosterKeys()
 
     def check(entry: dict[str, Any]) -> str | None:
         nonlocal state
@@ -39,10 +41,73 @@ def replay_checker():
             return f"entry seq {entry.get('seq')} cannot be replayed ({exc})"
         if entry.get("state") != expected:
             return f"entry seq {entry.get('seq')}: its recorded state is not what its action yields"
+        problem = signature_problem(entry, state if state is not None else expected, keys)
+        if problem is not None:
+            return f"entry seq {entry.get('seq')}: {problem}"
         state = expected
         return None
 
     return check
+
+
+# Entries that may be recorded with no proven operator (SPEC sections 6 and 7): the start of a log (nobody
+# is in a roster yet), a rollback (it only ever engages the kill-switch) and a refusal (it changes nothing).
+_UNSIGNED_OK = (INIT, ROLLBACK, REFUSED)
+
+
+class _RosterKeys:
+    """{operator id: public key lines} of the roster in force, built once per accepted roster."""
+
+    def __init__(self) -> None:
+        self._policy: Any = None
+        self._keys: dict[str, tuple[str, ...]] = {}
+
+    def of(self, policy: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        if policy is not self._policy:
+            roster = policy.get("roster") or {}
+            operators = roster.get("operators") if isinstance(roster, dict) else None
+            self._keys = {str(op.get("id")): tuple(op.get("keys") or ()) for op in operators or ()
+                          if isinstance(op, dict)}
+            self._policy = policy
+        return self._keys
+
+
+def signature_problem(entry: dict[str, Any], state: dict[str, Any], keys: _RosterKeys | None = None) -> str | None:
+    """Why `entry`'s signature does not prove who recorded it under the policy of `state`; None if it does."""
+    from ..audit.sshsig import BadSignature, KeyFormatError, verify
+    from .signing import NAMESPACE
+
+    policy = state.get("policy") if isinstance(state.get("policy"), dict) else {}
+    mode = policy.get("identity") or "signed"
+    signature = entry.get("signature")
+    actor = entry.get("actor") if isinstance(entry.get("actor"), dict) else {}
+    identity = actor.get("identity")
+    if signature is None:
+        if entry.get("action") == INIT:
+            return None
+        if identity == "unidentified" and entry.get("action") in _UNSIGNED_OK:
+            return None
+        if mode == "declared" and identity == "declared":
+            return None
+        return (f"{entry.get('action')} by {entry.get('operator')!r} is not signed, and the policy in force "
+                f"(identity: {mode}) does not allow that")
+    if not isinstance(signature, dict) or signature.get("namespace") != NAMESPACE \
+            or not isinstance(signature.get("sshsig"), str):
+        return "its signature is not a slotgen-audit SSH signature"
+    if identity != "signed":
+        return f"it carries a signature but says its identity is {identity!r}"
+    allowed = (keys or _RosterKeys()).of(policy).get(str(entry.get("operator")), ())
+    if not allowed:
+        return f"signed as {entry.get('operator')!r}, who has no key in the roster in force"
+    try:
+        verified = verify(str(entry.get("hash")).encode("ascii"), signature["sshsig"], NAMESPACE, allowed)
+    except BadSignature as exc:
+        return f"its signature does not prove {entry.get('operator')!r}: {exc.detail}"
+    except (KeyFormatError, UnicodeEncodeError) as exc:
+        return f"the roster in force holds an unusable key for {entry.get('operator')!r} ({exc})"
+    if signature.get("fingerprint") != verified.fingerprint or actor.get("key") != verified.fingerprint:
+        return f"its signature is by {verified.fingerprint}, not the key the entry names"
+    return None
 
 
 def chain_report(env: Any) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from .authority import (
 from . import hooks
 from .entries import new_entry
 from .environment import ControlsWriter, Environment, Snapshot, Superseded
-from .policy import require_pinned
+from .policy import accepted_actor, require_pinned
 from .runbook import REDUCE, Runbook, judge, needs_approval, next_step, normalise_value
 from .state import APPROVE, REFUSED, ROLLBACK, SET, VERIFY, apply
 
@@ -155,13 +155,14 @@ def _settled(env: Environment, actor: Actor, dry_run: bool, timeout: float | Non
     if dry_run:
         return snap, ["the environment has an interrupted change or an unrecorded rollback; the next change "
                       "records it and engages the kill-switch"]
-    with env.writer(actor, what="recovery", timeout=timeout) as writer:
-        return writer.snapshot, list(writer.notes)  # type: ignore[return-value]
+    return env.transact(actor, lambda writer: (writer.snapshot, list(writer.notes)), what="recovery",
+                        timeout=timeout)
 
 
 def _refusal(env: Environment, actor: Actor, exc: Refused, state: dict[str, Any] | None, request: dict[str, Any],
              dry_run: bool, writer: ControlsWriter | None = None) -> Refused:
     """Record a refusal (unless dry-run) and return it with the next allowed step appended."""
+    actor = actor.recordable()  # a claim its key does not prove is recorded as unidentified, unsigned
     hint = next_hint(env, state) if state is not None else None
     message = exc.message + (f"; next allowed step: {hint}" if hint else "")
     refused = Refused(message, next_step=hint)
@@ -181,8 +182,7 @@ def _refusal(env: Environment, actor: Actor, exc: Refused, state: dict[str, Any]
         if writer is not None:
             write(writer)
         else:
-            with env.writer(actor, what="recording a refusal") as w:
-                write(w)
+            env.transact(actor, write, what="recording a refusal")
     except (IntegrityFailure, Superseded):
         pass  # the refusal stands; the log's own problem is reported by status / audit verify
     return refused
@@ -256,7 +256,8 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
                 verifier: Verifier) -> Result:
     """One runbook step (SPEC section 2) or a step down (section 6): judged, confirmed, verified, committed."""
     ws = env.workspace
-    runbook, parsed, _, request = _prepare(env, "set", items, decision_record, approval_id)
+    runbook, parsed, before, request = _prepare(env, "set", items, decision_record, approval_id)
+    actor = accepted_actor(before, actor)
     snap, notes = _settled(env, actor, dry_run)
     state = snap.state
     require_pinned(state, ws.root, env.name)
@@ -283,33 +284,36 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
                        request, dry_run=False)
     proposed = apply(state, {"action": SET, "control": control, "new": value})["controls"]
     report, summary = _verify_unlocked(verifier, env, proposed)
-    with env.writer(actor) as writer:
+
+    def commit(writer: ControlsWriter) -> Result:
         fresh = writer.snapshot
         assert fresh is not None
-        notes += writer.notes
+        warnings = notes + writer.notes
         if _moved(snap, fresh):
             raise _superseded(env, writer, actor, snap, summary, dr, change, f"step {step.id}")
         require_pinned(fresh.state, ws.root, env.name)  # a policy file edited during the verification
         try:
-            step = _judge_all(env, runbook, fresh.state, actor, control, value, dr, approval_id)
+            now = _judge_all(env, runbook, fresh.state, actor, control, value, dr, approval_id)
         except Refused as exc:
             raise _refusal(env, actor, exc, fresh.state, request, dry_run=False, writer=writer) from None
-        result = Result(ok=True, step=step.id, change=change, verification=report, warnings=notes)
+        result = Result(ok=True, step=now.id, change=change, verification=report, warnings=warnings)
         if not summary["passed"]:
             ventry = writer.record(_entry(env, actor, fresh.state, action=VERIFY, verification=summary,
                                           decisionRecord=dr, details={"trigger": "before-change",
                                                                       "proposed": change}))
             return _fail_closed(env, writer, actor, ventry, result, summary, dr, f" before {label}")
-        used = approval_id if needs_approval(step, fresh.state) else None
+        used = approval_id if needs_approval(now, fresh.state) else None
         entry = writer.record(_entry(env, actor, fresh.state, action=SET, control=control, old=old, new=value,
-                                     decisionRecord=dr, step=step.id, approvalId=used, verification=summary))
+                                     decisionRecord=dr, step=now.id, approvalId=used, verification=summary))
         result.audit_seq = entry["seq"]
         problem = _post_commit_problem(env, entry, report)
         if problem is not None:
-            summary = {**summary, "passed": False, "failed": [*summary["failed"], "post-commit"]}
-            return _fail_closed(env, writer, actor, entry, result, summary, dr, f" after {label}: {problem}")
+            failed = {**summary, "passed": False, "failed": [*summary["failed"], "post-commit"]}
+            return _fail_closed(env, writer, actor, entry, result, failed, dr, f" after {label}: {problem}")
         result.message = f"{label}: {control}={value} verified, recorded and applied"
         return result
+
+    return env.transact(actor, commit)
 
 
 def _post_commit_problem(env: Environment, entry: dict[str, Any], report: dict[str, Any]) -> str | None:
@@ -342,7 +346,7 @@ def _judge_all(env: Environment, runbook: Runbook, state: dict[str, Any], actor:
         check_approved_allowlist(env.workspace, runbook, value)
     if needs_approval(step, state):
         check_approval(state["approvals"], approval_id, env.name, control, value, dr, actor.claimed or "", now,
-                       old=state["controls"][control])
+                       old=state["controls"][control], key=actor.fingerprint)
     return step
 
 
@@ -372,7 +376,8 @@ def approve(env: Environment, items: list[str], *, actor: Actor, decision_record
     """An approver records an approval bound to one exact change: a rollout increase, or
     turning the kill-switch off again after a rollback."""
     ws = env.workspace
-    runbook, parsed, _, request = _prepare(env, "approve", items, decision_record, None)
+    runbook, parsed, before, request = _prepare(env, "approve", items, decision_record, None)
+    actor = accepted_actor(before, actor)
     snap, notes = _settled(env, actor, dry_run)
     state = snap.state
     require_pinned(state, ws.root, env.name)
@@ -395,7 +400,7 @@ def approve(env: Environment, items: list[str], *, actor: Actor, decision_record
     now = now_utc()
     approval_id = new_approval_id()
     record = approval_record(env.name, control, value, dr, actor.claimed or "", runbook.approvals.ttlHours, now,
-                             old=state["controls"][control])
+                             old=state["controls"][control], key=actor.fingerprint)
     change = {"control": control, "old": state["controls"][control], "new": value}
     if dry_run:
         return Result(ok=True, step=None, change=change, dry_run=True, warnings=notes,
@@ -404,16 +409,18 @@ def approve(env: Environment, items: list[str], *, actor: Actor, decision_record
     if not confirm(Preview(env.name, None, control, state["controls"][control], value)):
         raise _refusal(env, actor, Refused("not confirmed: with no terminal an approval needs --yes"), state,
                        request, dry_run=False)
-    with env.writer(actor) as writer:
+    def commit(writer: ControlsWriter) -> Result:
         fresh = writer.snapshot
         assert fresh is not None
         entry = writer.record(_entry(env, actor, fresh.state, action=APPROVE, control=control,
                                      old=fresh.state["controls"][control], new=value, decisionRecord=dr,
                                      approvalId=approval_id, details={"approval": record}))
-    return Result(ok=True, step=None, change={"control": control, "old": entry["old"], "new": value},
-                  audit_seq=entry["seq"], approval_id=approval_id, warnings=notes + writer.notes,
-                  message=f"approval {approval_id} recorded; expires {record['expiresAt']}",
-                  extra={"expiresAt": record["expiresAt"]})
+        return Result(ok=True, step=None, change={"control": control, "old": entry["old"], "new": value},
+                      audit_seq=entry["seq"], approval_id=approval_id, warnings=notes + writer.notes,
+                      message=f"approval {approval_id} recorded; expires {record['expiresAt']}",
+                      extra={"expiresAt": record["expiresAt"]})
+
+    return env.transact(actor, commit)
 
 
 def verify_environment(env: Environment, *, actor: Actor, decision_record: str | None, verifier: Verifier) -> Result:
@@ -432,6 +439,7 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
         report = run_verifier(verifier, env, snapshot.controls.values)
         return Result(ok=bool(report["passed"]), exit_code=EXIT_OK if report["passed"] else EXIT_VERIFICATION_FAILED,
                       verification=report, message="not recorded (no --operator / --decision-record); nothing rolled back")
+    actor = accepted_actor(env.snapshot().state, actor)
     snap, notes = _settled(env, actor, dry_run=False)
     require_pinned(snap.state, ws.root, env.name)
     request = {"command": "verify", "decisionRecord": decision_record}
@@ -441,10 +449,11 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
     except Refused as exc:
         raise _refusal(env, actor, exc, snap.state, request, dry_run=False) from None
     report, summary = _verify_unlocked(verifier, env, snap.controls.values)
-    with env.writer(actor) as writer:
+
+    def commit(writer: ControlsWriter) -> Result:
         fresh = writer.snapshot
         assert fresh is not None
-        notes += writer.notes
+        warnings = notes + writer.notes
         if _moved(snap, fresh):
             raise _superseded(env, writer, actor, snap, summary, dr, None, "this verification")
         require_pinned(fresh.state, ws.root, env.name)
@@ -452,8 +461,10 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
         entry = writer.record(_entry(env, actor, fresh.state, action=VERIFY, verification=summary, decisionRecord=dr,
                                      step="verify" if at_step else None, details={"trigger": "operator"}))
         result = Result(ok=summary["passed"], step="verify" if at_step else None, verification=report,
-                        audit_seq=entry["seq"], warnings=notes)
+                        audit_seq=entry["seq"], warnings=warnings)
         if summary["passed"]:
             result.message = "every check passed" + ("; step 5 (verify) is done" if at_step else "")
             return result
         return _fail_closed(env, writer, actor, entry, result, summary, dr, "")
+
+    return env.transact(actor, commit)

@@ -40,23 +40,12 @@ from .changes import (
     _verify_unlocked,
 )
 from .environment import Environment
-from .policy import describe, drift, snapshot
+from .policy import accepted_actor, describe, drift, snapshot
 from .state import APPROVE, CONFIG_ACCEPT, VERIFY
 from .roster import Roster
 
 POLICY = "policy"  # the "control" an approval for a policy change is bound to
 OWNER_ROLE = "engineering-owner"
-
-
-def accepted_actor(state: dict[str, Any], actor: Actor) -> Actor:
-    """The actor as the roster accepted *before* any pending edit sees them."""
-    roster_doc = (state.get("policy") or {}).get("roster")
-    try:
-        roster = Roster.model_validate(roster_doc) if roster_doc else None
-    except ValueError:
-        roster = None
-    operator = roster.get(actor.claimed) if (roster is not None and actor.claimed) else None
-    return Actor(claimed=actor.claimed, operator=operator)
 
 
 def _current_roster(env: Environment) -> dict[str, Any]:
@@ -66,9 +55,18 @@ def _current_roster(env: Environment) -> dict[str, Any]:
     return load_yaml_model(env.workspace.root / OPERATORS_FILE, Roster).model_dump(mode="json")
 
 
+def _current_identity(env: Environment) -> str:
+    """The identity mode slotgen.yaml now asks for (what an accepted change puts in force)."""
+    from .workspace import WORKSPACE_FILE, WorkspaceConfig
+    from .yamlfile import load_yaml_model
+
+    return load_yaml_model(env.workspace.root / WORKSPACE_FILE, WorkspaceConfig).identity
+
+
 def approve_config(env: Environment, *, actor: Actor, decision_record: str | None, dry_run: bool,
                    confirm: Confirm) -> Result:
     """An approver approves the policy files as they now stand (bound to their digest)."""
+    actor = accepted_actor(env.snapshot().state, actor)
     snap, notes = _settled(env, actor, dry_run)
     state = snap.state
     actor = accepted_actor(state, actor)
@@ -84,7 +82,7 @@ def approve_config(env: Environment, *, actor: Actor, decision_record: str | Non
     new = snapshot(env.workspace.root, None)
     old_digest = (state.get("policy") or {}).get("digest")
     record = approval_record(env.name, POLICY, new["digest"], dr, actor.claimed or "",
-                             env.workspace.runbook.approvals.ttlHours, now_utc(), old=old_digest)
+                             env.workspace.runbook.approvals.ttlHours, now_utc(), old=old_digest, key=actor.fingerprint)
     record.update(changes=changes)
     change = {"control": POLICY, "old": old_digest, "new": new["digest"]}
     if dry_run:
@@ -94,11 +92,14 @@ def approve_config(env: Environment, *, actor: Actor, decision_record: str | Non
         raise _refusal(env, actor, Refused("not confirmed: with no terminal an approval needs --yes"), state,
                        request, dry_run=False)
     approval_id = new_approval_id()
-    with env.writer(actor) as writer:
+
+    def commit(writer) -> dict[str, Any]:
         assert writer.snapshot is not None
-        entry = writer.record(_entry(env, actor, writer.snapshot.state, action=APPROVE, control=POLICY,
-                                     old=old_digest, new=new["digest"], decisionRecord=dr, approvalId=approval_id,
-                                     details={"approval": record}))
+        return writer.record(_entry(env, actor, writer.snapshot.state, action=APPROVE, control=POLICY,
+                                    old=old_digest, new=new["digest"], decisionRecord=dr, approvalId=approval_id,
+                                    details={"approval": record}))
+
+    entry = env.transact(actor, commit)
     return Result(ok=True, change=change, audit_seq=entry["seq"], approval_id=approval_id, warnings=notes,
                   message=f"approval {approval_id} recorded for the policy change {describe(changes)}; expires "
                   f"{record['expiresAt']}", extra={"expiresAt": record["expiresAt"], "changes": changes})
@@ -107,6 +108,7 @@ def approve_config(env: Environment, *, actor: Actor, decision_record: str | Non
 def accept_config(env: Environment, *, actor: Actor, decision_record: str | None, approval_id: str | None,
                   dry_run: bool, verifier: Verifier) -> Result:
     """An engineering-owner accepts the approved policy change: verified, then recorded."""
+    actor = accepted_actor(env.snapshot().state, actor)
     snap, notes = _settled(env, actor, dry_run)
     state = snap.state
     actor = accepted_actor(state, actor)
@@ -119,9 +121,9 @@ def accept_config(env: Environment, *, actor: Actor, decision_record: str | None
         changes = drift(state.get("policy"), root)
         if not changes:
             raise Refused("nothing to accept: every policy file matches its accepted digest")
-        new = snapshot(root, _current_roster(env))
+        new = snapshot(root, _current_roster(env), _current_identity(env))
         check_approval(state["approvals"], approval_id, env.name, POLICY, new["digest"], dr, actor.claimed or "",
-                       now_utc(), old=(state.get("policy") or {}).get("digest"))
+                       now_utc(), old=(state.get("policy") or {}).get("digest"), key=actor.fingerprint)
     except Refused as exc:
         raise _refusal(env, actor, exc, state, request, dry_run) from None
     change = {"control": POLICY, "old": (state.get("policy") or {}).get("digest"), "new": new["digest"]}
@@ -129,12 +131,13 @@ def accept_config(env: Environment, *, actor: Actor, decision_record: str | None
         return Result(ok=True, change=change, dry_run=True, warnings=notes,
                       message=f"dry-run: would verify and accept {describe(changes)}; nothing written")
     report, summary = _verify_unlocked(verifier, env, snap.controls.values)  # under the new policy files
-    with env.writer(actor) as writer:
+
+    def commit(writer) -> Result:
         fresh = writer.snapshot
         assert fresh is not None
         if _moved(snap, fresh):
             raise _superseded(env, writer, actor, snap, summary, dr, change, "this policy change")
-        again = snapshot(root, new["roster"])
+        again = snapshot(root, new["roster"], new["identity"])
         if again["digest"] != new["digest"]:
             raise _refusal(env, actor, Refused("the policy files changed again while the change was being "
                                                "verified; approve the files as they now stand"),
@@ -148,10 +151,12 @@ def accept_config(env: Environment, *, actor: Actor, decision_record: str | None
         entry = writer.record(_entry(env, actor, fresh.state, action=CONFIG_ACCEPT, decisionRecord=dr,
                                      approvalId=approval_id, verification=summary, policy=new["digest"],
                                      details={"policy": new, "changes": changes}))
-    result.audit_seq = entry["seq"]
-    result.message = f"policy change accepted: {describe(changes)}"
-    result.extra["changes"] = changes
-    return result
+        result.audit_seq = entry["seq"]
+        result.message = f"policy change accepted: {describe(changes)}"
+        result.extra["changes"] = changes
+        return result
+
+    return env.transact(actor, commit)
 
 
 def config_status(env: Environment) -> dict[str, Any]:

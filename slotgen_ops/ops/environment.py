@@ -10,16 +10,16 @@ the argument for it are in the README, "How a change is made safe".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..contract import KILL_VAR
 from ..errors import BadInput, IntegrityFailure, Refused
 from . import hooks
 from .atomic import clean_stale_temps
-from .audit import AuditLog
+from .audit import AuditLog, Unsealed, complete
 from .canonical import entry_hash
 from .controls_file import (
     ControlsChanged,
@@ -31,12 +31,16 @@ from .controls_file import (
     target_of,
     write_controls,
 )
+from .clock import now_utc, utc
 from .locking import EnvLock
 from .signals import signals_deferred
-from .state import REPAIR, ROLLBACK, SET
+from .state import REPAIR, ROLLBACK, SET, apply
 
 if TYPE_CHECKING:  # types only; the workspace is passed in (no import of workspace: no cycle)
     from .authority import Actor
+    from .signing import Session
+
+T = TypeVar("T")
 
 __all__ = ["ControlsWriter", "Environment", "Snapshot", "Superseded", "create_environment", "parse_controls",
            "render_controls"]
@@ -136,14 +140,54 @@ class Environment:
             f"{head['seq']}: controls and audit log disagree (truncated log, rewound or edited controls?); "
             "run 'slotgen audit verify'")
 
+    def transact(self, actor: "Actor", body: Callable[["ControlsWriter"], T], *, timeout: float | None = None,
+                 what: str = "this change", reconcile: bool = True, keep_reserve: bool = True) -> T:
+        """Run `body(writer)` in a critical section, its entries signed by `actor` (SPEC sections 6 and 7).
+
+        Signing never happens under the lock (see `signing`): a pass that
+        would record an entry not yet signed writes nothing; its entries are
+        signed with the lock released and the body runs again. A body must
+        therefore compute what it records from the writer's snapshot and its
+        own arguments only. Returns what the pass that wrote returns (or
+        raises what it raised).
+        """
+        from .signing import MAX_PASSES, Session
+
+        session = Session(actor.recordable().signer())
+        if session.signer is None:  # nothing to sign: one pass
+            with self.writer(actor, timeout=timeout, what=what, reconcile=reconcile, keep_reserve=keep_reserve) as w:
+                return body(w)
+        from .locking import signing_turn
+
+        with signing_turn(self.dir / f".{self.name}.signing", timeout, what):
+            for _ in range(MAX_PASSES):
+                with self.writer(actor, timeout=timeout, what=what, reconcile=reconcile, keep_reserve=keep_reserve,
+                                 session=session) as writer:
+                    try:
+                        out = body(writer)
+                    except Exception:
+                        if not writer.unsigned:
+                            raise
+                    else:
+                        if not writer.unsigned:
+                            return out
+                    session.stamps = writer.stamps
+                hooks.point("before-sign")  # the lock is released here: a rollback may record meanwhile
+                session.sign(writer.unsigned)  # ssh-agent, a hardware key or a touch may take its time
+        raise Refused(f"{what}: the environment changed each time its entries were signed ({MAX_PASSES} times); "
+                      "nothing was recorded, try again")
+
     @contextmanager
     def writer(self, actor: "Actor", timeout: float | None = None, what: str = "this change",
-               reconcile: bool = True, keep_reserve: bool = True) -> Iterator["ControlsWriter"]:
-        """The only way to change this environment: a short critical section under the lock.
+               reconcile: bool = True, keep_reserve: bool = True,
+               session: "Session | None" = None) -> Iterator["ControlsWriter"]:
+        """A short critical section under the lock (`transact` is how changes use it).
 
-        Only local file operations run inside (never network I/O). Catchable
-        signals are deferred to its end, so it either completes or, killed
-        with SIGKILL, leaves one of the states `snapshot` recognises.
+        Only local file operations run inside (never network I/O, never
+        signing). Catchable signals are deferred to its end, so it either
+        completes or, killed with SIGKILL, leaves one of the states `snapshot`
+        recognises. Without a `session`, entries by a signed identity cannot
+        be recorded.
         """
         with self.lock.exclusive(timeout=timeout, what=what), signals_deferred():
             hooks.point("writer-locked")
@@ -151,7 +195,7 @@ class Environment:
                 clean_stale_temps(target_of(self.controls_path).parent)
                 if keep_reserve:  # not for a rollback: it may just have freed the reserve to record itself
                     ensure_ballast(self.dir)
-                writer = ControlsWriter(self, actor)
+                writer = ControlsWriter(self, actor, session)
                 if reconcile:
                     writer.reconcile()
                 yield writer
@@ -167,12 +211,39 @@ class Environment:
 class ControlsWriter:
     """Append-then-apply under the lock: the audit entry is the commit point."""
 
-    def __init__(self, env: Environment, actor: "Actor") -> None:
+    def __init__(self, env: Environment, actor: "Actor", session: "Session | None" = None) -> None:
         self._env = env
-        self._actor = actor
+        self._actor = actor.recordable()
+        self._session = session
         self.notes: list[str] = []   # what reconciling found and did, for the command to say
         self.snapshot: Snapshot | None = None
         self._sound: list[int] | None = None  # the log file's identity when this section found it sound
+        self.unsigned: list[str] = []  # hashes of entries this pass computed but could not record unsigned
+        self.stamps: list[str] = []    # the times of this pass's entries, in order
+        self._virtual = False          # an entry was not signed yet: the rest of the pass writes nothing
+
+    def stamp(self, head_ts: Any) -> str:
+        """The next entry's time: the one it had in the previous pass (so its signature still fits), unless
+        that would put it before the head it follows."""
+        i = len(self.stamps)
+        prior = self._session.stamps[i] if self._session is not None and i < len(self._session.stamps) else None
+        ts = prior if prior is not None and (not isinstance(head_ts, str) or prior >= head_ts) else utc(now_utc())
+        self.stamps.append(ts)
+        return ts
+
+    def seal(self, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """The entry's signature (SPEC section 7): None for an entry not by a signed identity; `Unsealed`
+        when this pass has none for it yet."""
+        if (entry.get("actor") or {}).get("identity") != "signed":
+            return None
+        signature = self._session.signatures.get(entry["hash"]) if self._session is not None else None
+        if signature is not None:
+            return signature
+        if self._session is None or self._session.signer is None:
+            raise Refused("an entry by a signed identity cannot be recorded without its key; nothing recorded")
+        if entry["hash"] not in self.unsigned:
+            self.unsigned.append(entry["hash"])
+        raise Unsealed(entry)
 
     def reconcile(self, recover: bool = True) -> Snapshot:
         """Bring log and controls into agreement, always toward the kill-switch engaged.
@@ -230,7 +301,17 @@ class ControlsWriter:
 
     def _record_after(self, snap: Snapshot, fields: dict[str, Any]) -> Snapshot:
         env = self._env
-        entry = env.log.append(fields, after=snap.head_id)
+        ts = self.stamp(snap.head.get("ts"))
+        if fields.get("ts") != ts:  # the state after an entry depends on its time (soak, expiry)
+            fields = {**fields, "ts": ts}
+            fields["state"] = apply(snap.state, fields)
+        if self._virtual:
+            return self._unwritten(snap, complete(fields, snap.head))
+        try:
+            entry = env.log.append(fields, after=snap.head_id, seal=self.seal)
+        except Unsealed as exc:
+            self._virtual = True
+            return self._unwritten(snap, exc.entry)
         if self._sound is not None:  # a sound log plus our own entry: the verified-prefix cache follows
             from .chain import advance
 
@@ -245,6 +326,14 @@ class ControlsWriter:
         if back.values != entry["state"]["controls"] or back.head_seq != entry["seq"]:
             raise IntegrityFailure(f"{env.controls_path}: read-back differs from what was written")
         self.snapshot = Snapshot(entry["state"], entry, back, None, False)
+        return self.snapshot
+
+    def _unwritten(self, snap: Snapshot, entry: dict[str, Any]) -> Snapshot:
+        """An entry this pass computes but does not write (it is signed before the next pass)."""
+        if (entry.get("actor") or {}).get("identity") == "signed" and entry["hash"] not in self.unsigned:
+            self.unsigned.append(entry["hash"])
+        entry["signature"] = None
+        self.snapshot = Snapshot(entry["state"], entry, snap.controls, None, False)
         return self.snapshot
 
     def _lost_to_rollback(self, entry: dict[str, Any]) -> Snapshot:

@@ -232,3 +232,44 @@ class FileLock:
     @contextmanager
     def shared(self) -> Iterator[None]:
         yield
+
+
+@contextmanager
+def signing_turn(path: Path, timeout: float | None, what: str) -> Iterator[bool]:
+    """Take turns at signing: one writer of an environment at a time computes, signs and records.
+
+    Signing happens with the environment's lock released (it may wait on ssh-agent or a touch), so
+    without turns a busy environment would keep overtaking a writer between its signing and its
+    recording. This is fairness only, never safety: every append still checks, under the
+    environment's lock, that it extends the head it was computed on; a deleted or unusable turn
+    file only means more retries. A rollback never takes a turn. Yields whether the turn was taken
+    (with a timeout, the writer goes on without it rather than wait longer).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        taken = True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if _notice is not None:
+                _notice(f"waiting for another writer of this environment to finish signing ({what})")
+            if timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + timeout
+                taken = False
+                while time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        taken = True
+                        break
+                    except BlockingIOError:
+                        pass
+        yield taken
+    finally:
+        os.close(fd)

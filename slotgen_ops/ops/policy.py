@@ -66,10 +66,11 @@ def digest_of(files: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def snapshot(root: Path, roster: dict[str, Any] | None) -> dict[str, Any]:
-    """What an entry records when a policy is accepted: the digests, their digest, the roster in force."""
+def snapshot(root: Path, roster: dict[str, Any] | None, identity: str | None = None) -> dict[str, Any]:
+    """What an entry records when a policy is accepted: the digests, their digest, the roster in force
+    and the identity mode (signed or declared, SPEC section 7) its entries are checked under."""
     files = digests(root)
-    return {"digest": digest_of(files), "files": files, "roster": roster}
+    return {"digest": digest_of(files), "files": files, "roster": roster, "identity": identity}
 
 
 def drift(accepted: dict[str, Any] | None, root: Path) -> list[dict[str, Any]]:
@@ -100,3 +101,21 @@ def require_pinned(state: dict[str, Any], root: Path, env: str) -> None:
         raise IntegrityFailure(f"policy differs from what was accepted for {env}: {describe(changes)}; "
                                f"'slotgen config status --env {env}' shows how, and 'slotgen approve --env {env} "
                                "--config' then 'slotgen config accept' record it (rollback still works)")
+
+
+def accepted_roster(state: dict[str, Any] | None):  # -> roster.Roster | None
+    """The roster the audit log accepted (None if it has none, or one that no longer validates)."""
+    from .roster import Roster
+
+    roster_doc = ((state or {}).get("policy") or {}).get("roster")
+    try:
+        return Roster.model_validate(roster_doc) if roster_doc else None
+    except ValueError:
+        return None
+
+
+def accepted_actor(state: dict[str, Any], actor: Any) -> Any:
+    """The actor (`authority.Actor`) as the policy accepted *before* any pending edit sees them: its
+    roster (roles and keys) and its identity mode (SPEC sections 7 and 8)."""
+    policy = state.get("policy") if isinstance(state.get("policy"), dict) else {}
+    return actor.against(accepted_roster(state), policy.get("identity") or "signed")

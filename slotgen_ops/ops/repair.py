@@ -28,14 +28,16 @@ from .environment import _rollback_fields
 from .state import REPAIR
 
 
-def repair_log(env, operator: str | None) -> dict[str, Any]:
+def repair_log(env, operator: str | None, key: str | None = None) -> dict[str, Any]:
     """Run the repairs that apply; return what was done ({"cut", "restored", "folded"})."""
-    actor = resolve_actor(env.workspace.roster, operator)
+    from .rollback import _under_accepted_policy
+
+    actor = _under_accepted_policy(env, resolve_actor(env.workspace.roster, operator, key,
+                                                      identity=env.workspace.config.identity))
     require_role(actor, CHANGE_ROLES, "repair the audit log")
     cut = _cut_torn_tail(env, actor)
     restored = _restore_controls(env, actor)
-    with env.writer(actor, what="audit repair") as writer:
-        folded = list(writer.notes)
+    folded = env.transact(actor, lambda writer: list(writer.notes), what="audit repair")
     return {"cut": cut, "restored": restored, "folded": folded}
 
 
@@ -47,7 +49,7 @@ def _cut_torn_tail(env, actor) -> dict[str, Any] | None:
     """
     from .controls_file import render_controls, write_controls
 
-    with env.writer(actor, what="audit repair", reconcile=False):
+    def cut(writer) -> dict[str, Any] | None:
         head = env.log.head()
         found = lenient_controls(env.controls_path)
         intact = int(head["seq"]) if head else 0
@@ -57,11 +59,15 @@ def _cut_torn_tail(env, actor) -> dict[str, Any] | None:
             raise IntegrityFailure(f"the controls file records audit seq {found.head_seq}, beyond the last intact entry "
                                    f"(seq {intact}): the torn line may be that entry; not cutting it — restore the "
                                    "log from a backup (rollback still works meanwhile)")
-        entry = env.log.repair(env.name, actor.to_json(), extra=_extra(actor, found.values.get(KILL_VAR), env.name))
+        ts = writer.stamp((head or {}).get("ts"))
+        entry = env.log.repair(env.name, actor.to_json(), extra=_extra(actor, found.values.get(KILL_VAR), env.name, ts),
+                               seal=writer.seal)
         if entry is not None and isinstance(entry.get("state"), dict):
             data = render_controls(env.name, entry["state"]["controls"], entry["seq"], entry["hash"])
             write_controls(env.controls_path, data, expect=found.raw)
         return entry
+
+    return env.transact(actor, cut, what="audit repair", reconcile=False)
 
 
 def _has_torn_tail(env) -> bool:
@@ -94,7 +100,8 @@ def _restore_controls(env, actor) -> dict[str, Any] | None:
         # Restoring would hide entries the log has lost: never lose a record.
         raise IntegrityFailure(f"the controls file records audit seq {found.head_seq} but the log ends at seq "
                                f"{chain['entries']} (truncated?); restore the log from a backup, nothing was changed")
-    with env.writer(actor, what="audit repair", reconcile=False) as writer:
+
+    def restore(writer) -> dict[str, Any]:
         head = env.log.head()
         state = head["state"]
         fields = _rollback_fields(env, actor, state, old=state["controls"][KILL_VAR],
@@ -106,11 +113,13 @@ def _restore_controls(env, actor) -> dict[str, Any] | None:
         writer.snapshot = Snapshot(state, head, found, None, False)
         return writer.record(fields)
 
+    return env.transact(actor, restore, what="audit repair", reconcile=False)
+
 
 REPAIR_REASON = "cut a torn last line; the kill-switch is engaged because what the line said is unknown"
 
 
-def _extra(actor, kill_in_file: str | None, env_name: str):
+def _extra(actor, kill_in_file: str | None, env_name: str, ts: str):
     """Fields of the torn-line repair entry besides the log's own: who, and the state with the kill-switch engaged."""
 
     def fields(previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -119,9 +128,9 @@ def _extra(actor, kill_in_file: str | None, env_name: str):
         state = previous.get("state") if previous else None
         if not isinstance(state, dict):  # nothing before the cut to build on: no state to record
             return {**actor.audit_fields(), "control": KILL_VAR, "old": kill_in_file, "new": "true",
-                    "reason": REPAIR_REASON, "state": None}
+                    "reason": REPAIR_REASON, "state": None, "ts": ts}
         body = new_entry(env_name, actor, state, action=REPAIR, control=KILL_VAR, old=state["controls"].get(KILL_VAR),
-                         new="true", reason=REPAIR_REASON)
+                         new="true", reason=REPAIR_REASON, ts=ts)
         del body["action"], body["env"]  # AuditLog.repair sets both itself
         return body
 

@@ -113,6 +113,10 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
     if policy_drift:
         warnings.append(f"policy files differ from what was accepted: {describe(policy_drift)}; changes are refused "
                         f"until accepted ('slotgen config status --env {env.name}')")
+    identity = ((accepted or {}).get("identity") if isinstance(accepted, dict) else None) or "signed"
+    if identity == "declared":
+        warnings.append("identity: declared: this environment's entries only claim who acted, nobody's key proves "
+                        "it (slotgen.yaml opts out of signing; 'identity: signed' turns it back on)")
     journal = BreakGlassJournal(env)
     folded = set(state.get("breakGlassFolded") or []) if state else set()
     glass = [{"log": str(path), "seq": e.get("seq"), "ts": e.get("ts"), "operator": e.get("operator"),
@@ -137,6 +141,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         "soakReadyAt": ready.strftime("%Y-%m-%dT%H:%M:%SZ") if ready else None,
         "verificationPassing": state.get("verificationPassing") if state else None,
         "breakGlass": glass,
+        "identity": identity,
         "policy": {"accepted": accepted.get("digest") if isinstance(accepted, dict) else None,
                    "drift": policy_drift},
         "warnings": warnings,
@@ -176,8 +181,9 @@ def _brief(entry: dict[str, Any]) -> dict[str, Any]:
             "passed": verification.get("passed") if verification else None, "reason": entry.get("reason")}
 
 
-def audit_verify(env: Environment) -> dict[str, Any]:
-    """The full check: hash chain, environment, anchor, and that every `state` replays."""
+def audit_verify(env: Environment, checkpoints: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The full check: hash chain, environment, anchor, that every `state` replays and every signature
+    proves its operator; with `checkpoints` ((name, text) pairs), that the log extends each (SPEC section 9)."""
     anchor = None
     problems: list[str] = []
     try:
@@ -220,5 +226,14 @@ def audit_verify(env: Environment) -> dict[str, Any]:
         except OSError:
             pass
     unfolded = len(pending)
-    return {"env": env.name, "valid": valid, "entries": report.entries, "firstBad": first_bad, "reason": reason,
-            "breakGlass": {"journals": glass, "unfolded": unfolded}}
+    doc = {"env": env.name, "valid": valid, "entries": report.entries, "firstBad": first_bad, "reason": reason,
+           "breakGlass": {"journals": glass, "unfolded": unfolded}}
+    if checkpoints is not None:
+        from .checkpoints import check_checkpoint
+
+        doc["checkpoints"] = [check_checkpoint(env, name, text) for name, text in checkpoints]
+        failed = next((c for c in doc["checkpoints"] if not (c["consistent"] and c["signed"])), None)
+        if failed is not None and doc["valid"]:
+            # A checkpoint commits to its whole prefix but not to where a rewrite began: the first entry.
+            doc.update(valid=False, firstBad=1, reason=f"checkpoint {failed['file']}: {failed['reason']}")
+    return doc

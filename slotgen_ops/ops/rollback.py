@@ -44,6 +44,7 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
         reason = "(none given)"
         warnings.append("no --reason given: recorded as '(none given)'")
     reason = reason.strip()
+    actor = _under_accepted_policy(env, actor)
     try:
         require_role(actor, CHANGE_ROLES, "roll back")
     except Refused as exc:
@@ -109,26 +110,38 @@ def _record_rollback(env: Environment, actor: Actor, old: Any, reason: str, dr: 
     from .controls_file import release_ballast
     from .locking import LockBusy
 
-    for attempt in (1, 2):
+    def record(w) -> dict[str, Any]:
+        snap = w.reconcile(recover=False)
+        if snap.pending is not None:
+            details["closesInterruptedSeq"] = snap.pending["seq"]
+        entry = w.record(_entry(env, who, snap.state, action=ROLLBACK, control=KILL_VAR, old=old,
+                                new="true", decisionRecord=dr, reason=reason, details=details))
+        return {"seq": entry["seq"], "notes": list(w.notes)}
+
+    who = actor
+    attempts = 0
+    while True:
+        attempts += 1
         try:
-            with env.writer(actor, timeout=ROLLBACK_LOCK_WAIT_S, what="recording the rollback", reconcile=False,
-                            keep_reserve=False) as w:
-                snap = w.reconcile(recover=False)
-                if snap.pending is not None:
-                    details["closesInterruptedSeq"] = snap.pending["seq"]
-                entry = w.record(_entry(env, actor, snap.state, action=ROLLBACK, control=KILL_VAR, old=old,
-                                        new="true", decisionRecord=dr, reason=reason, details=details))
-                info["auditSeq"] = entry["seq"]
-                warnings.extend(w.notes)
-                return None
+            done = env.transact(who, record, timeout=ROLLBACK_LOCK_WAIT_S, what="recording the rollback",
+                                reconcile=False, keep_reserve=False)
+            info["auditSeq"] = done["seq"]
+            warnings.extend(done["notes"])
+            return None
         except LockBusy as exc:
             return f"the audit lock is held by {exc.holder}"
-        except (IntegrityFailure, BadInput, Superseded, OSError) as exc:
+        except Refused as exc:
+            if isinstance(exc, Superseded) or who.identity != "signed" or not who.proven:
+                return exc.message
+            # The key could not sign (no agent, a hardware key not touched, ...): the rollback is recorded anyway,
+            # as unidentified (SPEC section 6).
+            warnings.append(f"{exc.message}; the rollback is recorded as unidentified")
+            who = who.unidentified()
+        except (IntegrityFailure, BadInput, OSError) as exc:
             space = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
-            if attempt == 1 and space and release_ballast(env.dir):
+            if attempts == 1 and space and release_ballast(env.dir):
                 continue
             return getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
-    return None
 
 
 def _verify_after_rollback(env: Environment, actor: Actor, result: Result, verifier: Verifier,
@@ -145,18 +158,40 @@ def _verify_after_rollback(env: Environment, actor: Actor, result: Result, verif
     if result.audit_seq is not None:
         from .locking import LockBusy
 
-        try:
-            with env.writer(actor, timeout=ROLLBACK_LOCK_WAIT_S, what="recording the verification") as w:
-                assert w.snapshot is not None
-                ventry = w.record(_entry(env, actor, w.snapshot.state, action=VERIFY, verification=summary,
-                                         details={"trigger": "after-rollback", "afterSeq": result.audit_seq}))
-                result.audit_seq = ventry["seq"]
-        except (LockBusy, IntegrityFailure, Superseded, OSError):
-            result.warnings.append("the verification after the rollback could not be recorded")
+        def record(w) -> int:
+            assert w.snapshot is not None
+            return w.record(_entry(env, actor, w.snapshot.state, action=VERIFY, verification=summary,
+                                   details={"trigger": "after-rollback", "afterSeq": result.audit_seq}))["seq"]
+
+        if actor.recordable().identity == "unidentified":
+            # Only a proven operator's verification is recorded: an unsigned entry may only ever engage the
+            # kill-switch (SPEC section 7).
+            result.warnings.append("the verification after the rollback is not recorded: the operator is not proven")
+        else:
+            try:
+                result.audit_seq = env.transact(actor, record, timeout=ROLLBACK_LOCK_WAIT_S,
+                                                what="recording the verification")
+            except (LockBusy, IntegrityFailure, Refused, OSError):
+                result.warnings.append("the verification after the rollback could not be recorded")
     if not summary["passed"]:
         result.ok = False
         result.exit_code = EXIT_VERIFICATION_FAILED
         result.message += f"; verification after rollback failed ({', '.join(summary['failed'])})"
+
+
+def _under_accepted_policy(env: Environment, actor: Actor) -> Actor:
+    """The actor judged by the roster and identity mode the log accepted, when the log's head can be read
+    (an edited operators.yaml or slotgen.yaml must not change who a rollback is recorded as)."""
+    from .policy import accepted_actor
+
+    try:
+        head = env.log.head()
+    except (IntegrityFailure, OSError):
+        return actor
+    state = head.get("state") if isinstance(head, dict) else None
+    if not isinstance(state, dict) or not isinstance(state.get("policy"), dict):
+        return actor
+    return accepted_actor(state, actor)
 
 
 def _lenient_decision_record(env: Environment, ref: str | None, warnings: list[str]) -> str | None:

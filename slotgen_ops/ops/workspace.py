@@ -48,6 +48,8 @@ class WorkspaceConfig(_Strict):
     version: Literal[1] = 1
     runbook: str = "runbooks/beta-enable.yaml"
     decisionRecordPattern: str = DEFAULT_DR_PATTERN
+    # signed: every entry is signed by the acting operator's key (SPEC section 7); declared: an explicit opt-out.
+    identity: Literal["signed", "declared"] = "signed"
     environments: dict[str, EnvironmentConfig]
 
     @field_validator("environments")

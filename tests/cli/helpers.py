@@ -38,9 +38,38 @@ def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return full_env
 
 
+def demo_key(args: tuple[str, ...] | list[str], cwd: Path | None, env: dict[str, str] | None) -> dict[str, str]:
+    """The rehearsal key `slotgen init` wrote for the operator a command names, as SLOTGEN_SIGNING_KEY.
+
+    Commands in tests act as the demo operators; each signs with that operator's demo key unless the
+    test passes --key or sets SLOTGEN_SIGNING_KEY itself (even to "", to act without a key).
+    """
+    env = env or {}
+    if "--key" in args or "SLOTGEN_SIGNING_KEY" in env:
+        return {}
+    args = list(args)
+    operator = args[args.index("--operator") + 1] if "--operator" in args[:-1] else env.get("SLOTGEN_OPERATOR")
+    if not operator:
+        return {}
+    if "--workspace" in args[:-1]:
+        root = Path(args[args.index("--workspace") + 1])
+        if not root.is_absolute() and cwd is not None:
+            root = Path(cwd) / root
+    elif env.get("SLOTGEN_WORKSPACE"):
+        root = Path(env["SLOTGEN_WORKSPACE"])
+    else:
+        root = Path(cwd or Path.cwd())
+    for base in (root, *root.parents):
+        if (base / "slotgen.yaml").is_file():
+            key = base / "demo-keys" / operator
+            return {"SLOTGEN_SIGNING_KEY": str(key)} if key.is_file() else {}
+    return {}
+
+
 def slotgen(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None,
             fault: list[str] | None = None) -> Run:
-    proc = subprocess.run(command(*args, fault=fault), cwd=cwd, env=clean_env(env), capture_output=True,
+    full = {**(env or {}), **demo_key(args, cwd, env)}
+    proc = subprocess.run(command(*args, fault=fault), cwd=cwd, env=clean_env(full), capture_output=True,
                           text=True, input=stdin if stdin is not None else "", timeout=120)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import clean_env, command, slotgen
+from .helpers import clean_env, command, demo_key, slotgen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from walked import API_KEY, kill_as_runtime_reads, walk  # noqa: E402
@@ -31,7 +31,8 @@ ENV = {"OPENAI_API_KEY": API_KEY}
 
 
 def start(ws: Path, *args: str, fault: list[str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(command(*args, "--workspace", str(ws), fault=fault), env=clean_env(ENV),
+    env = clean_env({**ENV, **demo_key(args, ws, ENV)})
+    return subprocess.Popen(command(*args, "--workspace", str(ws), fault=fault), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 
@@ -160,4 +161,30 @@ def test_a_second_writer_waits_for_a_stopped_holder_and_says_who(tmp_path, endpo
     assert second.wait(timeout=60) == 0
     approvals = [e for e in log_entries(ws) if e["action"] == "approve"]
     assert [e["decisionRecord"] for e in approvals[-2:]] == ["DR-77", "DR-78"]
+    assert audit_valid(ws)["valid"] is True
+
+
+def test_signing_holds_no_lock_and_a_rollback_meanwhile_supersedes_the_change(tmp_path, endpoint):
+    """SPEC sections 6 and 7: a change signs its entries with the lock released. Stopped right there, it
+    holds no lock: a rollback engages and records in the audit log itself (not the break-glass journal);
+    resumed, the change finds the environment moved and is superseded (exit 3), nothing exposed."""
+    ws = tmp_path / "ws"
+    walk(ws, 5, endpoint.base_url)
+    marker = tmp_path / "signing"
+    change = start(ws, "set", "--env", "staging", "SLOTGEN_AI_KILL=false", *DR, "--operator", "owner", "--yes",
+                   fault=["--at", "before-sign", "--do", f"touch:{marker},stop"])
+    wait_for(marker, change)
+    rb = slotgen("rollback", "--env", "staging", "--reason", "while signing", "--operator", "oncall", "--json",
+                 "--workspace", str(ws), env=ENV)
+    assert rb.code == 0, rb.stderr
+    doc = rb.json()
+    assert doc["rollback"]["engaged"] is True and not doc.get("breakGlass"), doc
+    assert "waiting for the lock" not in rb.stderr
+    os.kill(change.pid, signal.SIGCONT)
+    out, err = change.communicate(timeout=120)
+    assert change.returncode == 3 and "superseded" in err, (change.returncode, err)
+    assert kill_as_runtime_reads(ws / "environments" / "staging.env") == "true"
+    sets = [e for e in log_entries(ws) if e["action"] == "set" and e["control"] == "SLOTGEN_AI_KILL"
+            and e["new"] == "false"]
+    assert sets == [], "the change was never recorded"
     assert audit_valid(ws)["valid"] is True

@@ -135,8 +135,12 @@ def test_an_approver_cannot_accept_the_change_they_approved(tmp_path, endpoint):
     walk(ws, 3, endpoint.base_url)
     roster = ws / "operators.yaml"
     loosen_runbook(ws)
-    # 'boss' with both roles must be in the accepted roster first: accept that roster change properly.
-    roster.write_text(roster.read_text() + "  - id: boss\n    name: Both\n    roles: [engineering-owner, approver]\n")
+    # 'boss' with both roles (and a key) must be in the accepted roster first: accept that roster change properly.
+    from slotgen_ops.audit.sshsig import generate_key
+
+    line = generate_key(ws / "demo-keys" / "boss")
+    roster.write_text(roster.read_text() + "  - id: boss\n    name: Both\n    roles: [engineering-owner, approver]\n"
+                      f"    keys: [\"{line}\"]\n")
     a = run(ws, "approve", "--env", "staging", "--config", "--decision-record", "DR-80", "--operator", "approver",
             "--yes", "--json").json()["approvalId"]
     assert run(ws, "config", "accept", "--env", "staging", "--decision-record", "DR-80", "--approval", a,

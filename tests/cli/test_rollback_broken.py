@@ -86,7 +86,7 @@ class Ws:
         return {"OPENAI_API_KEY": API_KEY, "XDG_STATE_HOME": str(self.state), **(extra or {})}
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Run:
-        return slotgen(*args, "--workspace", str(self.root), env=self.child_env(env))
+        return slotgen(*args, "--workspace", str(self.root), env=self.child_env(env), cwd=self.root)
 
     def rollback(self, *args: str, env: dict[str, str] | None = None) -> Run:
         return self.run("rollback", "--env", ENV, "--json", *args, env=env)
@@ -331,12 +331,19 @@ PAPERWORK = {
                    {"operator": "approver", "identity": "unidentified"}, UNIDENTIFIED),
     "empty-operator": (["--operator", "", "--reason", "incident"], {},
                        {"operator": None, "identity": "unidentified"}, UNIDENTIFIED),
+    # SPEC section 7: no valid signing key still engages the kill-switch, recorded as unidentified (unsigned).
+    "no-key": (["--operator", "oncall", "--reason", "incident"], {"SLOTGEN_SIGNING_KEY": ""},
+               {"operator": "oncall", "identity": "unidentified"}, UNIDENTIFIED),
+    "another-operators-key": (["--operator", "oncall", "--reason", "incident", "--key", "demo-keys/approver"], {},
+                              {"operator": "oncall", "identity": "unidentified"}, UNIDENTIFIED),
+    "missing-key-file": (["--operator", "oncall", "--reason", "incident"], {"SLOTGEN_SIGNING_KEY": "/nonexistent/key"},
+                         {"operator": "oncall", "identity": "unidentified"}, UNIDENTIFIED),
     "no-reason": (["--operator", "oncall"], {},
-                  {"operator": "oncall", "identity": "declared", "reason": "(none given)"}, "(none given)"),
+                  {"operator": "oncall", "identity": "signed", "reason": "(none given)"}, "(none given)"),
     "blank-reason": (["--operator", "oncall", "--reason", "   "], {},
-                     {"operator": "oncall", "identity": "declared", "reason": "(none given)"}, "(none given)"),
+                     {"operator": "oncall", "identity": "signed", "reason": "(none given)"}, "(none given)"),
     "malformed-decision-record": (["--operator", "oncall", "--reason", "incident", "--decision-record", "nope"], {},
-                                  {"operator": "oncall", "identity": "declared", "decisionRecord": "nope"},
+                                  {"operator": "oncall", "identity": "signed", "decisionRecord": "nope"},
                                   "recorded as given"),
 }
 
@@ -405,7 +412,7 @@ def test_rollback_with_a_broken_workspace_file(live, soft, case):
     assert_engaged(live, run, soft)
     where, entry = recorded(live)
     soft.check(entry["operator"] == "oncall" and entry["reason"] == f"incident: {case}", f"entry: {entry}")
-    soft.check(entry["actor"]["identity"] == ("declared" if identified else "unidentified"),
+    soft.check(entry["actor"]["identity"] == ("signed" if identified else "unidentified"),
                f"actor: {entry['actor']}")
     if not identified:
         soft.check(any(UNIDENTIFIED in w for w in warnings_of(run)), f"no 'unidentified' warning: {run.stderr}")

@@ -104,7 +104,7 @@ def test_confirmation_on_a_terminal_shows_the_change_and_asks(tmp_path):
     ws = tmp_path / "ws"
     assert slotgen("init", str(ws)).code == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTGEN_", "OPENAI_"))}
-    env.update({"NO_COLOR": "1", "COLUMNS": "120"})
+    env.update({"NO_COLOR": "1", "COLUMNS": "120", "SLOTGEN_SIGNING_KEY": str(ws / "demo-keys" / "owner")})
 
     def ask(answer: bytes) -> tuple[int, str]:
         master, slave = pty.openpty()

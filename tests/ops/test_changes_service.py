@@ -31,7 +31,7 @@ from slotgen_ops.ops.state import SAFE_CONTROLS, apply, replay
 from slotgen_ops.ops.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from walked import accept_policy  # noqa: E402
+from walked import accept_policy, demo_actor  # noqa: E402
 
 ENV = "staging"
 SAFE = dict(SAFE_CONTROLS)
@@ -81,7 +81,7 @@ def env_of(ws: Workspace, name: str = ENV):
 
 
 def actor(ws: Workspace, operator: str | None):
-    return resolve_actor(Workspace(ws.root).roster, operator)
+    return demo_actor(Workspace(ws.root), operator)
 
 
 def controls(ws: Workspace, name: str = ENV) -> dict[str, str | None]:
@@ -458,14 +458,20 @@ def _write_operators(ws: Workspace, text: str) -> None:
 
 
 def test_approver_cannot_use_own_approval(ws):
-    _write_operators(ws, """\
+    keys = ws.root / "demo-keys"
+    for suffix in ("", ".pub"):  # boss acts with the owner's rehearsal key
+        (keys / f"boss{suffix}").write_bytes((keys / f"owner{suffix}").read_bytes())
+    (keys / "boss").chmod(0o600)
+    _write_operators(ws, f"""\
 operators:
   - id: boss
     name: Owner and approver
     roles: [engineering-owner, approver]
+    keys: ["{(keys / 'owner.pub').read_text().strip()}"]
   - id: approver
     name: Approver
     roles: [approver]
+    keys: ["{(keys / 'approver.pub').read_text().strip()}"]
 """)
     accept_policy(ws.root, verifier=passing)
     walk = [f"{KILL_VAR}=true", f"{FEATURE_VAR}=true", f"{ALLOWLIST_VAR}={APPROVED_ALLOWLIST}"]
@@ -668,10 +674,12 @@ def test_rollback_is_never_refused_for_identity(ws, operator):
     assert audit_verify(env_of(ws))["valid"] is True
 
 
-def test_rollback_by_an_allowed_operator_is_declared(ws):
+def test_rollback_by_an_allowed_operator_is_signed(ws):
     walk_to(ws, 6)
     assert do_rollback(ws, operator="oncall").ok
-    assert head(ws)["actor"]["identity"] == "declared" and head(ws)["roles"] == ["on-call"]
+    entry = head(ws)
+    assert entry["actor"]["identity"] == "signed" and entry["roles"] == ["on-call"]
+    assert entry["signature"]["fingerprint"] == entry["actor"]["key"]
 
 
 def test_rollback_failing_verification_after_it_exits_1(ws):

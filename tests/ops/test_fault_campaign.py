@@ -54,8 +54,8 @@ from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS))
-from cli.helpers import clean_env, command  # noqa: E402
-from walked import API_KEY, kill_as_runtime_reads, walk  # noqa: E402
+from cli.helpers import clean_env, command, demo_key  # noqa: E402
+from walked import API_KEY, demo_actor, kill_as_runtime_reads, walk  # noqa: E402
 
 SEED = 20261123
 RUNS = 400
@@ -226,14 +226,13 @@ def campaign(tmp_path_factory):
 
 def _with_approval(source: Path, dest: Path) -> None:
     """Position 6 plus a recorded approval for SLOTGEN_AI_ROLLOUT_PERCENT=5 (DR-6), usable by oncall."""
-    from slotgen_ops.ops.authority import resolve_actor
     from slotgen_ops.ops.changes import approve
     from slotgen_ops.ops.workspace import Workspace
 
     shutil.copytree(source, dest, symlinks=True)
     ws = Workspace(dest)
     result = approve(ws.environment("staging"), ["SLOTGEN_AI_ROLLOUT_PERCENT=5"],
-                     actor=resolve_actor(ws.roster, "approver"), decision_record="DR-6", dry_run=False,
+                     actor=demo_actor(ws, "approver"), decision_record="DR-6", dry_run=False,
                      confirm=lambda preview: True)
     assert result.ok and result.approval_id
     (dest / APPROVAL_FILE).write_text(result.approval_id)
@@ -274,7 +273,7 @@ def _run_child(plan: Plan, root: Path, state_home: Path) -> Outcome:
         with open(log_path, "ab") as fh:
             fh.write(TORN)
     argv = command(*args, "--workspace", str(root), fault=plan.fault())
-    env = clean_env({"OPENAI_API_KEY": API_KEY, "XDG_STATE_HOME": str(state_home)})
+    env = clean_env({"OPENAI_API_KEY": API_KEY, "XDG_STATE_HOME": str(state_home), **demo_key(args, root, None)})
     start = time.monotonic()
     try:
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
@@ -361,7 +360,7 @@ def check_invariants(root: Path, outcome: Outcome) -> None:
         torn_doc, torn_valid = status_report(Workspace(root).environment("staging"))
         if torn_valid or "torn" not in str(torn_doc["audit"]["problem"]):
             problems.append(f"status with a torn last line: valid={torn_valid}, {torn_doc['audit']['problem']}")
-        repair_log(Workspace(root).environment("staging"), "owner")
+        repair_log(Workspace(root).environment("staging"), "owner", str(root / "demo-keys" / "owner"))
 
     # 1. The next command closes anything open: fail closed, recorded, said.
     before = _entries(log_path)

@@ -21,6 +21,7 @@ from helpers_runbook import APPROVED_ALLOWLIST, report
 from slotgen_ops.contract import KILL_VAR
 from slotgen_ops.errors import SlotgenError
 from slotgen_ops.ops.authority import resolve_actor
+from walked import demo_actor
 from slotgen_ops.ops.changes import approve, set_control, verify_environment
 from slotgen_ops.ops.rollback import rollback
 from slotgen_ops.ops.controls_file import lenient_controls, runtime_values
@@ -55,7 +56,7 @@ def _apply(root: Path, op: str, item: str | None) -> None:
     roster = env.workspace.roster
 
     def do_set(value, verifier=passing, approval=None):
-        set_control(env, [value], actor=resolve_actor(roster, "owner"), decision_record="DR-1", approval_id=approval,
+        set_control(env, [value], actor=demo_actor(env.workspace, "owner"), decision_record="DR-1", approval_id=approval,
                     expect=None, dry_run=False, confirm=lambda p: True, verifier=verifier)
 
     try:
@@ -66,13 +67,13 @@ def _apply(root: Path, op: str, item: str | None) -> None:
         elif op == "refused":
             do_set(item)
         elif op == "approved":
-            approval = approve(env, [item], actor=resolve_actor(roster, "approver"), decision_record="DR-1",
+            approval = approve(env, [item], actor=demo_actor(env.workspace, "approver"), decision_record="DR-1",
                                dry_run=False, confirm=lambda p: True).approval_id
             do_set(item, approval=approval)
         elif op == "verify":
-            verify_environment(env, actor=resolve_actor(roster, "owner"), decision_record="DR-1", verifier=passing)
+            verify_environment(env, actor=demo_actor(env.workspace, "owner"), decision_record="DR-1", verifier=passing)
         elif op == "rollback":
-            rollback(env, actor=resolve_actor(roster, "oncall"), reason="r", decision_record=None, dry_run=False,
+            rollback(env, actor=demo_actor(env.workspace, "oncall"), reason="r", decision_record=None, dry_run=False,
                      verifier=None)
     except SlotgenError:
         pass  # refusals are part of the history too
@@ -101,7 +102,7 @@ def test_repair_is_never_less_safe(walked, extra, tail):
         kept = b"".join(lines[:head_seq])  # every entry at or below the controls' head
         env = Workspace(root).environment("staging")
         try:
-            repair_log(env, "owner")
+            repair_log(env, "owner", str(root / "demo-keys" / "owner"))
         except SlotgenError:
             assert log.read_bytes() == damaged_log and controls.read_bytes() == damaged_controls, "a refusal changed files"
             assert kind == "cut-last"  # only cutting the controls' own entry is refused

@@ -3,7 +3,6 @@ recorded `state` was forged (with a valid hash chain and a matching controls hea
 
 from __future__ import annotations
 
-from slotgen_ops.ops.authority import resolve_actor
 from slotgen_ops.ops.authority import Actor
 from slotgen_ops.ops.init import init_workspace
 from slotgen_ops.ops.report import audit_verify, chain_report
@@ -16,9 +15,14 @@ def test_forged_state_with_a_valid_chain_is_the_first_bad_entry(tmp_path):
     env = Workspace(tmp_path / "ws").environment("staging")
     head = env.log.head()
     forged = dict(head["state"], controls={**head["state"]["controls"], "SLOTGEN_AI_KILL": "false"})
-    with env.writer(resolve_actor(None, "owner")) as writer:  # a "refusal" that claims to have switched the kill-switch off
-        entry = writer.record({"env": "staging", "action": REFUSED, "operator": "mallory", "state": forged})
-        writer.record({"env": "staging", "action": REFUSED, "operator": "mallory", "state": forged})
+    unproven = {"identity": "unidentified"}  # unsigned, as a refusal of an unknown operator may be
+    # A "refusal" that claims to have switched the kill-switch off, appended around the writer (which would
+    # recompute the state), as a forger would.
+    with env.log.locked():
+        entry = env.log.append({"env": "staging", "action": REFUSED, "operator": "mallory", "actor": unproven,
+                                "state": forged})
+        env.log.append({"env": "staging", "action": REFUSED, "operator": "mallory", "actor": unproven,
+                        "state": forged})
     assert env.log.verify().valid  # the hash chain alone cannot see it
     report = audit_verify(env)
     assert report["valid"] is False

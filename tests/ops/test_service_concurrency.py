@@ -28,8 +28,8 @@ def _worker(root: str, index: int, disable_lock: bool, queue) -> None:
         faultwrap.disable_lock()
         faultwrap.install([], widen_race=True)
     from slotgen_ops.errors import SlotgenError
-    from slotgen_ops.ops.authority import resolve_actor
     from slotgen_ops.ops.changes import approve, set_control
+    from walked import demo_actor
     from slotgen_ops.ops.workspace import Workspace
 
     env = Workspace(Path(root)).environment("staging")
@@ -37,12 +37,12 @@ def _worker(root: str, index: int, disable_lock: bool, queue) -> None:
     for i in range(OPS):
         try:
             if index % 2 == 0:
-                actor = resolve_actor(env.workspace.roster, "approver")
+                actor = demo_actor(env.workspace, "approver")
                 result = approve(env, ["SLOTGEN_AI_ROLLOUT_PERCENT=1"], actor=actor, decision_record=f"DR-{index + 1}{i:03d}",
                                  dry_run=False, confirm=lambda preview: True)
                 approvals += result.ok
             else:  # a change that skips a step: refused, and the refusal is recorded
-                actor = resolve_actor(env.workspace.roster, "oncall")
+                actor = demo_actor(env.workspace, "oncall")
                 set_control(env, ["SLOTGEN_AI_KILL=false"], actor=actor, decision_record="DR-9", approval_id=None,
                             expect=None, dry_run=False, confirm=lambda preview: True,
                             verifier=lambda e, c: {"passed": True, "checks": []})

@@ -92,7 +92,7 @@ class RunbookModel(RuleBasedStateMachine):
         return self.log.state
 
     def record(self, operator: str | None, **fields: Any) -> dict[str, Any]:
-        actor = resolve_actor(ROSTER, operator)
+        actor = resolve_actor(ROSTER, operator, identity="declared")
         return self.log.append(base_fields(self.ENV, self.tick(), operator=actor.claimed, roles=actor.roles,
                                            **fields))
 
@@ -121,7 +121,7 @@ class RunbookModel(RuleBasedStateMachine):
         now = self.clock
         state = self.state
         try:
-            actor = resolve_actor(ROSTER, operator)
+            actor = resolve_actor(ROSTER, operator, identity="declared")
             require_role(actor, CHANGE_ROLES, "change runbook controls")
             ref = check_decision_record(dr, DEFAULT_DR_PATTERN)
             verdict = judge(state, RUNBOOK, self.ENV, control, value, now)
@@ -167,7 +167,7 @@ class RunbookModel(RuleBasedStateMachine):
 
     def attempt_approve(self, operator: str, value: str, dr: str | None, control: str = ROLLOUT_VAR) -> str | None:
         try:
-            actor = resolve_actor(ROSTER, operator)
+            actor = resolve_actor(ROSTER, operator, identity="declared")
             require_role(actor, (APPROVER_ROLE,), "approve changes")
             ref = check_decision_record(dr, DEFAULT_DR_PATTERN)
             if control == ROLLOUT_VAR and int(value) not in LADDER:
@@ -187,7 +187,7 @@ class RunbookModel(RuleBasedStateMachine):
 
     def attempt_verify(self, operator: str, dr: str | None, passed: bool) -> None:
         try:
-            actor = resolve_actor(ROSTER, operator)
+            actor = resolve_actor(ROSTER, operator, identity="declared")
             require_role(actor, CHANGE_ROLES, "record a verification")
             ref = check_decision_record(dr, DEFAULT_DR_PATTERN)
         except BadInput:
@@ -235,7 +235,7 @@ class RunbookModel(RuleBasedStateMachine):
     @rule(operator=OPERATORS, dr=st.sampled_from([None, "DR-9", "DR-0"]), verify=st.sampled_from([None, True, False]))
     def explicit_rollback(self, operator, dr, verify):
         try:
-            require_role(resolve_actor(ROSTER, operator), CHANGE_ROLES, "roll back")
+            require_role(resolve_actor(ROSTER, operator, identity="declared"), CHANGE_ROLES, "roll back")
             ref = check_decision_record(dr, DEFAULT_DR_PATTERN, required=False)
         except BadInput:
             return
@@ -423,7 +423,7 @@ TestProductionRunbook.settings = SETTINGS
 def test_the_model_reaches_the_interesting_states(model, env):
     """The exploration is not vacuous: the walk reaches Beta live at the top and rolls back."""
     REACHED[env].clear()
-    run_state_machine_as_test(model, settings=settings(SETTINGS, max_examples=40, derandomize=True))
+    run_state_machine_as_test(model, settings=settings(SETTINGS, max_examples=80, derandomize=True))
     reached = REACHED[env]
     for key in ("kill-switch-off", "rollout-progression", "live-top", "auto-rollback", "rollback-from-live",
                 "refused", "verify", "reduce-exposure", "re-entry"):
