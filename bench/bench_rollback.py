@@ -69,10 +69,13 @@ from slotgen_ops.ops.controls_file import runtime_values  # noqa: E402
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer  # noqa: E402
 
 FAULTWRAP = c.REPO / "tests" / "faultwrap.py"
-ROLLBACK = ["rollback", "--env", "staging", "--reason", "bench", "--operator", "oncall", "--json"]
+# Run in the workspace: each operator signs with the rehearsal key `slotgen init` wrote for them.
+ROLLBACK = ["rollback", "--env", "staging", "--reason", "bench", "--operator", "oncall", "--key", "demo-keys/oncall",
+            "--json"]
 SET_KILL_OFF = ["set", "--env", "staging", "SLOTGEN_AI_KILL=false", "--decision-record", "DR-1", "--operator",
-                "owner", "--yes", "--json"]
-VERIFY_RECORDED = ["verify", "--env", "staging", "--decision-record", "DR-1", "--operator", "owner", "--json"]
+                "owner", "--key", "demo-keys/owner", "--yes", "--json"]
+VERIFY_RECORDED = ["verify", "--env", "staging", "--decision-record", "DR-1", "--operator", "owner", "--key",
+                   "demo-keys/owner", "--json"]
 POLL_S = 0.001
 AIM_FLOOR, AIM_BUSY = 1.5, 1.2
 

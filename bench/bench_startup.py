@@ -89,6 +89,8 @@ def slowest_imports(argv_tail: list[str], env: dict[str, str], cwd: Path, top: i
 
 
 def _refusal_fields(env_name: str, actor) -> dict:
+    """A refusal as the product records it. By a proven operator it is signed; by an unknown one
+    (`actor.unidentified()`) it is recorded unsigned, which `audit verify` accepts for a refusal."""
     reason = ("ladder jump: SLOTGEN_AI_ROLLOUT_PERCENT 0 -> 5 skips the rung 1 (bench-generated refusal)")
     return {"env": env_name, **actor.audit_fields(), "action": "refused", "control": "SLOTGEN_AI_ROLLOUT_PERCENT",
             "old": None, "new": "5", "decisionRecord": "DR-1", "reason": reason, "step": None,
@@ -103,17 +105,21 @@ def grow_log_with_library(root: Path, target: int) -> None:
 
     ws = Workspace.locate(root)
     env = ws.environment("staging")
-    actor = resolve_actor(ws.roster, "oncall")
+    actor = resolve_actor(ws.roster, "oncall", root / "demo-keys" / "oncall")
     fields = _refusal_fields(env.name, actor)
-    with env.writer(actor) as writer:
-        while env.log.count() < target:
+
+    def body(writer) -> None:  # signed: computed, signed with the lock released, then recorded
+        while writer.snapshot.head["seq"] < target:
             writer.record({**fields, "state": writer.snapshot.state})
+
+    env.transact(actor, body)
 
 
 def grow_log_fast(root: Path, target: int) -> None:
     """Correctly chained refusal entries appended in bulk, then the controls head rewritten.
 
-    Every entry is the same refusal but for ts, seq, prevHash and hash, so its
+    The refusals are by an unknown operator (unsigned, as the product records them). Every entry is the
+    same refusal but for ts, seq, prevHash and hash, so its
     canonical bytes are a template with those four filled in; the first entry
     is checked against a full canonical serialisation, and `audit verify`
     checks them all afterwards.
@@ -126,7 +132,7 @@ def grow_log_fast(root: Path, target: int) -> None:
 
     ws = Workspace.locate(root)
     env = ws.environment("staging")
-    fields = _refusal_fields(env.name, resolve_actor(ws.roster, "oncall"))
+    fields = _refusal_fields(env.name, resolve_actor(ws.roster, "mallory").unidentified())
     with env.log.locked():
         snap = env.snapshot()
         state, seq, prev = snap.state, snap.head["seq"], snap.head["hash"]
@@ -168,6 +174,50 @@ def grow_log_fast(root: Path, target: int) -> None:
         atomic_write(env.controls_path, render_controls(env.name, state["controls"], target, prev_b.decode()))
 
 
+def grow_log_signed(root: Path, target: int) -> None:
+    """`target` refusals by oncall appended after the log's head, each signed by oncall's rehearsal key.
+
+    An entry's hash does not cover its signature, so the chain of hashes is computed first and then
+    every hash is signed by one `ssh-keygen -Y sign` per 2,000 entries; `audit verify` checks them all.
+    """
+    from slotgen_ops.audit import sshsig
+    from slotgen_ops.ops.atomic import atomic_write
+    from slotgen_ops.ops.audit import complete
+    from slotgen_ops.ops.authority import resolve_actor
+    from slotgen_ops.ops.canonical import _dumps
+    from slotgen_ops.ops.environment import render_controls
+    from slotgen_ops.ops.signing import NAMESPACE, signature
+    from slotgen_ops.ops.state import apply
+    from slotgen_ops.ops.workspace import Workspace
+
+    ws = Workspace.locate(root)
+    env = ws.environment("staging")
+    key = root / "demo-keys" / "oncall"
+    actor = resolve_actor(ws.roster, "oncall", key)
+    fields = _refusal_fields(env.name, actor)
+    with env.log.locked():
+        snap = env.snapshot()
+        prev, state = snap.head, snap.state
+        start = datetime.now(timezone.utc)
+        made = []
+        for i in range(target):
+            ts = (start + timedelta(microseconds=10 * i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            entry = complete({**fields, "ts": ts, "state": apply(state, {**fields, "ts": ts})}, prev)
+            made.append(entry)
+            prev = entry
+        for at in range(0, len(made), 2000):
+            batch = made[at:at + 2000]
+            armored = sshsig.sign_many([e["hash"].encode() for e in batch], key, NAMESPACE)
+            for entry, text in zip(batch, armored):
+                entry["signature"] = signature(actor.fingerprint, text)
+        with open(env.log.path, "ab") as fh:
+            fh.write(b"".join(_dumps(e) + b"\n" for e in made))
+            fh.flush()
+            os.fsync(fh.fileno())
+        head = made[-1]
+        atomic_write(env.controls_path, render_controls(env.name, head["state"]["controls"], head["seq"], head["hash"]))
+
+
 # --- the run --------------------------------------------------------------------------------------
 
 
@@ -195,8 +245,10 @@ def main() -> dict:
             ("slotgen status --env staging", [*sg, "status", "--env", "staging"], env, ws,
              ["status", "--env", "staging"]),
             ("slotgen rollback --env staging ... --json",
-             [*sg, "rollback", "--env", "staging", "--reason", "bench", "--operator", "oncall", "--json"], env, ws,
-             ["rollback", "--env", "staging", "--reason", "bench", "--operator", "oncall", "--json"]),
+             [*sg, "rollback", "--env", "staging", "--reason", "bench", "--operator", "oncall", "--key",
+              "demo-keys/oncall", "--json"], env, ws,
+             ["rollback", "--env", "staging", "--reason", "bench", "--operator", "oncall", "--key", "demo-keys/oncall",
+              "--json"]),
         ]
         print(f"\n  {n} rounds after 1 warm-up round (each round runs every command once, in turn); "
               "wall time of the whole process")
@@ -254,7 +306,7 @@ def main() -> dict:
         ratio = st[f"{big:,}"].median / st["10"].median
         print(f"    -> {ratio:.2f}x at {big:,} entries vs 10")
         dry_argv = [*sg, "set", "--env", "staging", "SLOTGEN_AI_KILL=true", "--decision-record", "DR-1",
-                    "--operator", "owner", "--dry-run", "--yes"]
+                    "--operator", "owner", "--key", "demo-keys/owner", "--dry-run", "--yes"]
         dry = {label: t for label, (t, _) in c.run_rounds(
             {"10": (dry_argv, env, ws10), f"{big:,}": (dry_argv, env, wsbig)}, n).items()}
         for label, t in dry.items():
@@ -268,7 +320,28 @@ def main() -> dict:
             print(f"    slotgen audit verify --env staging --json, {label:>7} entries: {r.wall_s:6.2f} s wall, "
                   f"{r.cpu_s:6.2f} s CPU, valid={doc['valid']} entries={doc['entries']:,} -> {rate:,.0f} entries/s, "
                   f"peak RSS {r.maxrss_kib / 1024:.0f} MiB")
+        signed_n = 2_000 if c.quick() else 10_000
+        wssigned = tmpdir / "wssigned"
+        shutil.copytree(ws10, wssigned)
+        t0 = datetime.now()
+        grow_log_signed(wssigned, signed_n)
+        built = (datetime.now() - t0).total_seconds()
+        print(f"\n  audit verify on a signed log: {signed_n:,} entries, each signed by ssh-keygen -Y sign (Ed25519), "
+              f"built in {built:.1f} s")
+        walls = []
+        for _ in range(n):
+            sr = c.run(verify_argv, env=env, cwd=wssigned)
+            walls.append(sr.wall_s)
+        sdoc = sr.json()
+        best = min(walls)
+        med = sorted(walls)[len(walls) // 2]
+        signed_rate = sdoc["entries"] / med
+        print(f"    slotgen audit verify --env staging --json: median {med:.2f} s, best {best:.2f} s wall, "
+              f"valid={sdoc['valid']} entries={sdoc['entries']:,} -> {signed_rate:,.0f} signed entries/s "
+              f"(median; {sdoc['entries'] / best:,.0f} best), whole process included")
         summary += [
+            (f"audit verify, {signed_n:,} signed entries", f"{signed_rate:,.0f} entries/s",
+             f"{med:.2f} s median, valid={sdoc['valid']}"),
             ("status, 10 entries", f"{st['10'].median:.0f} ms", "median"),
             (f"status, {big:,} entries", f"{st[f'{big:,}'].median:.0f} ms", f"{ratio:.2f}x the 10-entry time"),
             (f"set --dry-run, {big:,} entries", f"{dry[f'{big:,}'].median:.0f} ms",

@@ -55,18 +55,18 @@ def walk_to_live(sg: list[str], env: dict[str, str], ws: Path) -> list[tuple[str
             raise SystemExit(f"bench_verify: the walk is blocked at {step}: {nxt['blockedBy']}")
         base = ["--env", "staging", "--decision-record", DR]
         if nxt.get("control") is None:  # step 5: a recorded verification
-            argv = [*sg, "verify", *base, "--operator", OPERATOR, "--json"]
+            argv = [*sg, "verify", *base, "--operator", OPERATOR, "--key", f"demo-keys/{OPERATOR}", "--json"]
             r = c.run(argv, env=env, cwd=ws).check()
             done.append((f"verify (step {nxt['number']})", r.wall_s, f"passed={r.json().get('passed')}"))
             continue
         item = f"{nxt['control']}={nxt['value']}"
         extra = []
         if nxt.get("needsApproval"):
-            r = c.run([*sg, "approve", item, *base, "--operator", APPROVER, "--yes", "--json"], env=env, cwd=ws).check()
+            r = c.run([*sg, "approve", item, *base, "--operator", APPROVER, "--key", f"demo-keys/{APPROVER}", "--yes", "--json"], env=env, cwd=ws).check()
             approval = r.json()["approvalId"]
             done.append((f"approve {item}", r.wall_s, f"approval {approval}"))
             extra = ["--approval", approval]
-        r = c.run([*sg, "set", item, *base, *extra, "--operator", OPERATOR, "--yes", "--json"], env=env, cwd=ws)
+        r = c.run([*sg, "set", item, *base, *extra, "--operator", OPERATOR, "--key", f"demo-keys/{OPERATOR}", "--yes", "--json"], env=env, cwd=ws)
         r.check()
         doc = r.json()
         done.append((f"set {item} (step {nxt['number']}, {step})", r.wall_s,
