@@ -126,7 +126,7 @@ def grow_log_fast(root: Path, target: int) -> None:
     """
     from slotgen_ops.ops.atomic import atomic_write
     from slotgen_ops.ops.authority import resolve_actor
-    from slotgen_ops.ops.canonical import _dumps, canonical_bytes
+    from slotgen_ops.audit.canonical import _dumps, canonical_bytes
     from slotgen_ops.ops.environment import render_controls
     from slotgen_ops.ops.workspace import Workspace
 
@@ -182,9 +182,9 @@ def grow_log_signed(root: Path, target: int) -> None:
     """
     from slotgen_ops.audit import sshsig
     from slotgen_ops.ops.atomic import atomic_write
-    from slotgen_ops.ops.audit import complete
+    from slotgen_ops.audit.log import complete
     from slotgen_ops.ops.authority import resolve_actor
-    from slotgen_ops.ops.canonical import _dumps
+    from slotgen_ops.audit.canonical import _dumps
     from slotgen_ops.ops.environment import render_controls
     from slotgen_ops.ops.signing import NAMESPACE, signature
     from slotgen_ops.ops.state import apply

@@ -196,6 +196,7 @@ class _Key:
     application: bytes = b""  # sk keys only
 
 
+@functools.lru_cache(maxsize=256)  # each signature carries its key: a log's few keys are parsed once
 def _parse_key_blob(blob: bytes) -> _Key:
     """Parse a public key blob strictly; raises _Short (malformed) or _Unsupported."""
     r = _Reader(blob)

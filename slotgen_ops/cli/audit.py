@@ -47,7 +47,7 @@ def show(
     json_out: JsonOpt = False,
 ) -> int:
     """Show audit entries, filtered by operator, action and time."""
-    from ..ops.audit import filter_entries
+    from ..audit.log import filter_entries
 
     environment = _environment(workspace, env)
     entries = filter_entries(environment.log.entries(), operator=operator, action=action,
@@ -86,7 +86,7 @@ def show(
 
 def _break_glass(environment, operator, action, since, until) -> list[dict]:
     """The break-glass journal's entries under the same filters, each marked folded or not."""
-    from ..ops.audit import filter_entries
+    from ..audit.log import filter_entries
     from ..ops.breakglass import BreakGlassJournal
 
     journal = BreakGlassJournal(environment)
@@ -157,7 +157,7 @@ def checkpoint_cmd(
 
     environment = _environment(workspace, env)
     ws = environment.workspace
-    actor = resolve_actor(ws.roster, operator, key, identity=ws.config.identity)
+    actor = resolve_actor(ws.roster, operator, key, identity=ws.config.identity, base=ws.root)
     done = make_checkpoint(environment, actor)
     if output is not None:
         if output.resolve().parent == environment.dir.resolve():
@@ -190,7 +190,7 @@ def export(
     workspace: WorkspaceOpt = None,
 ) -> int:
     """Export audit entries as JSON lines or CSV."""
-    from ..ops.audit import filter_entries
+    from ..audit.log import filter_entries
 
     if fmt not in ("jsonl", "csv"):
         raise BadInput(f"--format {fmt!r}: expected jsonl or csv")

@@ -32,7 +32,7 @@ def _actor(environment, operator, key):
     from ..ops.authority import resolve_actor
 
     ws = environment.workspace
-    return resolve_actor(ws.roster, operator, key, identity=ws.config.identity)
+    return resolve_actor(ws.roster, operator, key, identity=ws.config.identity, base=ws.root)
 
 
 def _finish(result, json_out: bool) -> int:
@@ -195,9 +195,10 @@ def rollback(
     except SlotgenError:  # slotgen.yaml unreadable: a signed identity, as init writes
         identity = "signed"
     try:
-        actor = resolve_actor(environment.workspace.roster, operator, key, identity=identity)
+        actor = resolve_actor(environment.workspace.roster, operator, key, identity=identity,
+                              base=environment.workspace.root)
     except SlotgenError:  # operators.yaml unreadable: the claim is still recorded
-        actor = resolve_actor(None, operator, key, identity=identity)
+        actor = resolve_actor(None, operator, key, identity=identity, base=environment.workspace.root)
         actor = Actor(claimed=actor.claimed, operator=None)
     result = do_rollback(environment, actor=actor, reason=reason, decision_record=decision_record,
                          dry_run=dry_run, verifier=verifier_with_progress(json_out), start=STARTED,

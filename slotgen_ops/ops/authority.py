@@ -111,10 +111,12 @@ class Actor:
 
 
 def resolve_actor(roster: Roster | None, operator_opt: str | None, key_opt: Path | str | None = None, *,
-                  identity: str = "signed") -> Actor:
+                  identity: str = "signed", base: Path | None = None) -> Actor:
     """Who acts: --operator, else SLOTGEN_OPERATOR, with the key of --key, else SLOTGEN_SIGNING_KEY (its
-    public half read now; nothing is signed until an entry is recorded). `identity` is the workspace's
-    mode; the services judge the actor again under the accepted policy (`Actor.under`)."""
+    public half read now; nothing is signed until an entry is recorded). A relative key path that is not
+    there from the current directory is looked for under `base` (the workspace: `demo-keys/owner` works
+    from anywhere). `identity` is the workspace's mode; the services judge the actor again under the
+    policy the log accepted (`policy.accepted_actor`)."""
     claimed = operator_opt if operator_opt else os.environ.get("SLOTGEN_OPERATOR") or None
     operator = roster.get(claimed) if (roster is not None and claimed) else None
     mode = "declared" if identity == "declared" else "signed"
@@ -124,6 +126,8 @@ def resolve_actor(roster: Roster | None, operator_opt: str | None, key_opt: Path
     from ..audit.sshsig import KeyFormatError, public_key_of
 
     key = Path(key).expanduser()
+    if base is not None and not key.is_absolute() and not key.exists() and (Path(base) / key).exists():
+        key = Path(base) / key
     try:
         return Actor(claimed, operator, mode, key, public_key_of(key))
     except KeyFormatError as exc:

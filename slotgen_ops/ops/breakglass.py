@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityFailure
-from .audit import AuditLog
+from ..audit.log import AuditLog
 from .locking import FileLock
 from .state import ROLLBACK
 

@@ -36,14 +36,27 @@ def make_checkpoint(env: Any, actor: Actor) -> dict[str, Any]:
     from ..audit import merkle
     from .chain import require_sound
 
+    from dataclasses import replace
+
+    from .policy import accepted_actor, accepted_roster
+
+    require_sound(env)  # never vouch for a log that fails verification
+    head = env.log.head()
+    state = head.get("state") if isinstance(head, dict) and isinstance(head.get("state"), dict) else {}
+    actor = accepted_actor(state, actor)  # the roster and keys the log accepted, not an edited file
+    roster = accepted_roster(state)
+    if actor.claimed is None and actor.fingerprint is not None and roster is not None:
+        owners = roster.owners_of(actor.fingerprint)
+        if len(owners) == 1:  # the key says who: --operator may be left out
+            actor = replace(actor, claimed=owners[0].id, operator=owners[0])
     if actor.claimed is None:
-        raise Refused("no operator given for a checkpoint: pass --operator ID or set SLOTGEN_OPERATOR")
+        raise Refused("no operator given for a checkpoint: pass --operator ID (or set SLOTGEN_OPERATOR), and "
+                      "--key FILE")
     if actor.operator is None:
         raise Refused(f"unknown operator {actor.claimed!r}: not listed in operators.yaml")
     if actor.identity != "signed":
         raise Refused("a checkpoint is signed: this workspace has identity: declared, so no operator has a key")
     require_key(actor)
-    require_sound(env)  # never vouch for a log that fails verification
     with env.log.reading():
         hashes = list(cp.leaves(env.log.path)) if env.log.path.exists() else []
     text = cp.body(f"slotgen/{env.name}", len(hashes), merkle.root(hashes))

@@ -19,8 +19,8 @@ from ..contract import KILL_VAR
 from ..errors import BadInput, IntegrityFailure, Refused
 from . import hooks
 from .atomic import clean_stale_temps
-from .audit import AuditLog, Unsealed, complete
-from .canonical import entry_hash
+from ..audit.log import AuditLog, Unsealed, complete
+from ..audit.canonical import entry_hash
 from .controls_file import (
     ControlsChanged,
     ControlsFile,

@@ -33,7 +33,8 @@ def repair_log(env, operator: str | None, key: str | None = None) -> dict[str, A
     from .rollback import _under_accepted_policy
 
     actor = _under_accepted_policy(env, resolve_actor(env.workspace.roster, operator, key,
-                                                      identity=env.workspace.config.identity))
+                                                      identity=env.workspace.config.identity,
+                                                      base=env.workspace.root))
     require_role(actor, CHANGE_ROLES, "repair the audit log")
     cut = _cut_torn_tail(env, actor)
     restored = _restore_controls(env, actor)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..contract import KILL_VAR, Controls, describe_controls, kill_switch_engaged
 from ..errors import BadInput, IntegrityFailure
-from .canonical import entry_hash
+from ..audit.canonical import entry_hash
 from .controls_file import lenient_controls
 from .environment import Environment, parse_controls
 from .guidance import describe_next
@@ -114,6 +114,12 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         warnings.append(f"policy files differ from what was accepted: {describe(policy_drift)}; changes are refused "
                         f"until accepted ('slotgen config status --env {env.name}')")
     identity = ((accepted or {}).get("identity") if isinstance(accepted, dict) else None) or "signed"
+    from .policy import accepted_roster
+
+    roster = accepted_roster(state) if state else None
+    for fp, ids in (roster.shared_keys() if roster is not None else {}).items():
+        warnings.append(f"key {fp} is listed for {', '.join(ids)}: it proves only that one of them acted, and an "
+                        "approval it signs cannot be used by any of them")
     if identity == "declared":
         warnings.append("identity: declared: this environment's entries only claim who acted, nobody's key proves "
                         "it (slotgen.yaml opts out of signing; 'identity: signed' turns it back on)")
@@ -194,7 +200,7 @@ def audit_verify(env: Environment, checkpoints: list[tuple[str, str]] | None = N
     try:
         report = env.log.verify(anchor=anchor, env=env.name, check=replay_checker())
     except IntegrityFailure as exc:  # the log cannot be read at all (a directory, say): still a report
-        from .audit_review import VerifyReport
+        from ..audit.review import VerifyReport
 
         report = VerifyReport(valid=False, entries=0, first_bad=exc.first_bad, reason=exc.message)
     first_bad, reason = report.first_bad, report.reason

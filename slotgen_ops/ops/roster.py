@@ -45,21 +45,23 @@ class Roster(_Strict):
     @classmethod
     def _unique(cls, value: tuple[Operator, ...]) -> tuple[Operator, ...]:
         seen: set[str] = set()
-        owners: dict[str, str] = {}
         for op in value:
             if op.id in seen:
                 raise ValueError(f"operator id {op.id!r} is listed twice")
             seen.add(op.id)
-            for fp in op.fingerprints:
-                if fp in owners and owners[fp] != op.id:
-                    # One key, two ids: its signatures could not say who acted (and four-eyes would be one pair).
-                    raise ValueError(f"key {fp} is listed for both {owners[fp]!r} and {op.id!r}; a key proves "
-                                     "one operator")
-                owners[fp] = op.id
         return value
+
+    def shared_keys(self) -> dict[str, list[str]]:
+        """{fingerprint: operator ids} for each key listed under more than one id. Allowed, but such a key
+        proves only that one of them acted, and an approval it signed cannot be used by any of them."""
+        owners: dict[str, list[str]] = {}
+        for op in self.operators:
+            for fp in dict.fromkeys(op.fingerprints):
+                owners.setdefault(fp, []).append(op.id)
+        return {fp: ids for fp, ids in owners.items() if len(ids) > 1}
 
     def get(self, operator_id: str) -> Operator | None:
         return next((op for op in self.operators if op.id == operator_id), None)
 
-    def owner_of(self, key_fingerprint: str) -> Operator | None:
-        return next((op for op in self.operators if key_fingerprint in op.fingerprints), None)
+    def owners_of(self, key_fingerprint: str) -> list[Operator]:
+        return [op for op in self.operators if key_fingerprint in op.fingerprints]

@@ -10,7 +10,7 @@ import pytest
 
 from slotgen_ops.audit import checkpoint, sshsig
 from slotgen_ops.ops.authority import resolve_actor
-from slotgen_ops.ops.canonical import _dumps, entry_hash
+from slotgen_ops.audit.canonical import _dumps, entry_hash
 from slotgen_ops.ops.init import init_workspace
 
 

@@ -97,6 +97,9 @@ def test_mallory_cannot_grant_herself_roles(tmp_path, endpoint):
     assert r.code == 3 and "unknown operator 'mallory'" in r.stderr
     # Nothing changed: every change is still refused.
     assert run(ws, "verify", "--env", "staging", "--decision-record", "DR-9", "--operator", "mallory").code == 4
+    # And rollback still works in that state (SPEC section 6), recorded in the log, signed by oncall.
+    rb = run(ws, "rollback", "--env", "staging", "--reason", "roster edit", "--operator", "oncall", "--json")
+    assert rb.code == 0 and rb.json()["rollback"]["engaged"] is True and not rb.json().get("breakGlass")
 
 
 def test_an_accepted_edit_needs_another_operators_approval_bound_to_the_files(tmp_path, endpoint):

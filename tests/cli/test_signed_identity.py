@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from slotgen_ops.audit import sshsig
-from slotgen_ops.ops.canonical import _dumps, entry_hash
+from slotgen_ops.audit.canonical import _dumps, entry_hash
 from slotgen_ops.ops.controls_file import render_controls, runtime_values
 from slotgen_ops.ops.state import apply
 
@@ -314,23 +314,50 @@ def test_a_checkpoint_of_another_environment_or_forged_is_refused(tmp_path, endp
 # -- one key, two ids; and the roster is a policy change like any other ------------------------------------------
 
 
-def test_one_key_under_two_ids_is_never_a_roster(tmp_path, endpoint):
+def test_self_approval_under_two_ids_with_one_key_is_refused(tmp_path, endpoint):
+    """oncall lists their own key under a second id with the approver role, and gets that roster accepted
+    (another approver approves it, the owner accepts it). The approval oncall2 signs cannot be used by
+    oncall: it is the same key, whatever ids are claimed (SPEC section 7)."""
     ws = tmp_path / "ws"
     walk(ws, 3, endpoint.base_url)
     oncall_key = (ws / "demo-keys" / "oncall.pub").read_text().strip()
     roster = ws / "operators.yaml"
     roster.write_text(roster.read_text() + f"  - id: oncall2\n    name: Second hat\n    roles: [approver]\n"
                       f"    keys: [\"{oncall_key}\"]\n")
-    (ws / "demo-keys" / "oncall2").write_bytes((ws / "demo-keys" / "oncall").read_bytes())
-    (ws / "demo-keys" / "oncall2").chmod(0o600)
-    r = run(ws, "approve", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--decision-record", "DR-4",
-            "--operator", "oncall2", "--yes")
-    assert_one_line_error(r, 2)
-    assert "listed for both 'oncall' and 'oncall2'" in r.stderr
-    accept = run(ws, "approve", "--env", "staging", "--config", "--decision-record", "DR-4", "--operator", "approver",
-                 "--yes")
-    assert_one_line_error(accept, 2)  # and such a roster can never be accepted
+    approval = run(ws, "approve", "--env", "staging", "--config", "--decision-record", "DR-4", "--operator",
+                   "approver", "--yes", "--json").json()["approvalId"]
+    assert run(ws, "config", "accept", "--env", "staging", "--decision-record", "DR-4", "--approval", approval,
+               "--operator", "owner").code == 0
+    assert run(ws, "verify", "--env", "staging", "--decision-record", "DR-4", "--operator", "owner").code == 0
+    status = run(ws, "status", "--env", "staging", "--json").json()
+    assert any("listed for oncall, oncall2" in w for w in status["warnings"]), status["warnings"]
+    own = run(ws, "approve", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--decision-record", "DR-4",
+              "--operator", "oncall2", "--key", "demo-keys/oncall", "--yes", "--json")
+    assert own.code == 0, own.stderr
+    r = run(ws, "set", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--decision-record", "DR-4", "--approval",
+            own.json()["approvalId"], "--operator", "oncall", "--yes")
+    assert_one_line_error(r, 3)
+    assert "cannot be used by the key that signed it" in r.stderr
+    other = run(ws, "approve", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--decision-record", "DR-4",
+                "--operator", "approver", "--yes", "--json").json()["approvalId"]
+    assert run(ws, "set", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--decision-record", "DR-4",
+               "--approval", other, "--operator", "oncall", "--yes").code == 0
+    assert run(ws, "audit", "verify", "--env", "staging").code == 0
     assert_rollback_still_works(ws)
+
+
+def test_a_relative_key_is_found_in_the_workspace_and_a_checkpoint_knows_its_signer_by_key(tmp_path, endpoint):
+    ws = tmp_path / "ws"
+    walk(ws, 1, endpoint.base_url)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = slotgen("set", "--env", "staging", "FEATURE_SLOTGEN_AI=true", "--decision-record", "DR-5", "--operator",
+                "oncall", "--key", "demo-keys/oncall", "--yes", "--workspace", str(ws), env=ENV, cwd=elsewhere)
+    assert r.code == 0, r.stderr
+    cp = slotgen("audit", "checkpoint", "--env", "staging", "--key", "demo-keys/approver", "--workspace", str(ws),
+                 "--json", env={**ENV, "SLOTGEN_SIGNING_KEY": ""}, cwd=elsewhere)
+    assert cp.code == 0, cp.stderr
+    assert cp.json()["signer"] == "approver" and cp.json()["size"] == len(entries(ws))
 
 
 def test_an_approval_cannot_be_used_by_the_key_that_signed_it():

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
-from slotgen_ops.ops.audit_review import GENESIS_HASH, verify_lines
+from slotgen_ops.audit.review import GENESIS_HASH, verify_lines
 from slotgen_ops.ops.authority import utc
-from slotgen_ops.ops.canonical import _dumps, entry_hash
+from slotgen_ops.audit.canonical import _dumps, entry_hash
 from slotgen_ops.ops.runbook import CHECK_NAMES, Runbook
 from slotgen_ops.ops.state import APPROVE, INIT, ROLLBACK, SAFE_CONTROLS, SET, VERIFY, apply
 

@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slotgen_ops.errors import BadInput, IntegrityFailure
-from slotgen_ops.ops.audit import (
+from slotgen_ops.audit.log import (
     AUDIT_FIELDS,
     GENESIS_HASH,
     AuditLog,
     VerifyReport,
     filter_entries,
 )
-from slotgen_ops.ops.canonical import canonical_bytes, entry_hash, parse_canonical, parse_entry
+from slotgen_ops.audit.canonical import canonical_bytes, entry_hash, parse_canonical, parse_entry
 
 ENV = "staging"
 N = 10

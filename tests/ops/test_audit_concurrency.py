@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from slotgen_ops.errors import IntegrityFailure
-from slotgen_ops.ops.audit import AuditLog
+from slotgen_ops.audit.log import AuditLog
 
 WRITERS = 8
 APPENDS = 50
@@ -32,7 +32,7 @@ if len(sys.argv) > 5 and sys.argv[5] == "no-lock":  # test-only: the package its
     import faultwrap
     faultwrap.disable_lock()
     faultwrap.install([], widen_race=True)
-from slotgen_ops.ops.audit import AuditLog
+from slotgen_ops.audit.log import AuditLog
 log, writer, count, start = AuditLog(Path(sys.argv[1])), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 deadline = time.monotonic() + 60
 while not start.exists() and time.monotonic() < deadline:

@@ -19,7 +19,7 @@ import sys
 from helpers_runbook import APPROVED_ALLOWLIST, report
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_REFUSED, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
-from slotgen_ops.ops.audit import AuditLog
+from slotgen_ops.audit.log import AuditLog
 from slotgen_ops.ops.authority import resolve_actor
 from slotgen_ops.ops.changes import Result, approve, set_control, verify_environment
 from slotgen_ops.ops.rollback import rollback

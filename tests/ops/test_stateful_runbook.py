@@ -38,8 +38,8 @@ from slotgen_ops.ops.authority import (
     resolve_actor,
 )
 from slotgen_ops.ops.runbook import REDUCE, judge, needs_approval, next_step, normalise_value, parse_ts
-from slotgen_ops.ops.audit_review import GENESIS_HASH
-from slotgen_ops.ops.canonical import entry_hash
+from slotgen_ops.audit.review import GENESIS_HASH
+from slotgen_ops.audit.canonical import entry_hash
 from slotgen_ops.ops.state import APPROVE, INIT, REFUSED, ROLLBACK, SAFE_CONTROLS, SET, VERIFY, apply, replay
 from slotgen_ops.ops.workspace import DEFAULT_DR_PATTERN, Roster
 

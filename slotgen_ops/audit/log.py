@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BadInput, IntegrityFailure
-from . import hooks
-from .atomic import atomic_write, fsync_directory
-from .audit_review import (
+from ..ops import hooks
+from ..ops.atomic import atomic_write, fsync_directory
+from .review import (
     AUDIT_FIELDS,
     GENESIS_HASH,
     REPAIR_HINT,
@@ -119,7 +119,7 @@ class AuditLog:
     """One environment's audit log file (``path``), plus its lock ``<path>.lock``."""
 
     def __init__(self, path: Path, lock: Any = None) -> None:
-        from .locking import EnvLock
+        from ..ops.locking import EnvLock
 
         self.path = Path(path)
         self.lock = lock if lock is not None else EnvLock.for_directory(self.path.parent)

@@ -1,6 +1,6 @@
 """Reviewing an audit log: chain verification, filters, exports (SPEC section 3).
 
-The reading side of ``audit.AuditLog``, kept apart from the writing side;
+The reading side of ``log.AuditLog``, kept apart from the writing side;
 everything here works on streams of lines or entries and holds no state.
 
 Verification: ``slotgen audit verify`` detects any edited, deleted, inserted,
