@@ -1,0 +1,49 @@
+"""`slotgen state upgrade`: create or migrate the PostgreSQL schema a team keeps its environments in."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from ..errors import BadInput
+from .common import JsonOpt, console, emit_json
+
+state_app = typer.Typer(help="Where environments are kept: the PostgreSQL schema (SPEC section 10).",
+                        no_args_is_help=True)
+
+UrlOpt = Annotated[str | None, typer.Option(
+    "--url", metavar="URL", show_default=False,
+    help="postgresql://user@host:port/db (else $SLOTGEN_STATE_URL); the password from the URL, PGPASSWORD or "
+         "~/.pgpass, never printed.")]
+
+
+def _url(url: str | None) -> str:
+    found = url or os.environ.get("SLOTGEN_STATE_URL")
+    if not found:
+        raise BadInput("no state database given: pass --url postgresql://... or set SLOTGEN_STATE_URL")
+    return found
+
+
+@state_app.command("upgrade")
+def upgrade(url: UrlOpt = None, json_out: JsonOpt = False) -> int:
+    """Create the slotgen schema in the database, or migrate it to this version (idempotent; run as the
+    database's owner). Grants role slotgen_writer the rights operators need: read, and append to the log."""
+    from ..store.postgres import describe_url
+    from ..store.postgres import upgrade as do_upgrade
+
+    target = _url(url)
+    done = do_upgrade(target)
+    if json_out:
+        emit_json({"ok": True, "database": describe_url(target), **done})
+    elif done["applied"]:
+        console().print(f"{describe_url(target)}: schema migrated from version {done['from']} to {done['to']} "
+                        f"(applied {', '.join(map(str, done['applied']))})")
+    else:
+        console().print(f"{describe_url(target)}: schema already at version {done['to']}; nothing to do")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(state_app, name="state")
