@@ -1,0 +1,258 @@
+"""One environment kept in PostgreSQL: its lock, its log and its controls (SPEC section 10).
+
+The same three parts as the file backend, with the same contracts, so that
+the write protocol (`ops.environment`) does not need to know which it runs on:
+
+- `PgLock`: the writer's mutual exclusion is a transaction holding the
+  environment's advisory transaction lock; it waits at most `timeout`
+  (`lock_timeout`), says at once who holds it, and is released by the server
+  when the transaction ends, the connection drops or the client dies. No lock
+  is ever held across anything but the database round trips of a critical
+  section: verification and signing happen before it.
+- `PgLog`: the audit log as rows of `slotgen_log`, each row the entry's
+  canonical line exactly as the file backend stores it (so the chain,
+  signatures, Merkle leaves and `audit verify` are the same code and give the
+  same answers). `append` is compare-and-append under the lock, and the
+  database refuses to update or delete a row.
+- `PgControls`: the environment's row in `slotgen_environments` (the head the
+  controls reflect, and the controls), written in the same transaction as the
+  log row, so log and controls commit together or not at all.
+
+The commit point is the transaction's COMMIT at the end of the critical
+section; a crash or a dropped connection before it leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..audit.canonical import _dumps
+from ..audit.log import StaleHead, complete
+from ..audit.review import GENESIS_HASH, VerifyReport, verify_lines
+from ..errors import IntegrityFailure
+from ..ops.controls_file import ControlsChanged, ControlsFile, render_controls
+
+__all__ = ["PgControls", "PgEnvironmentStore", "PgLock", "PgLog"]
+
+
+class PgEnvironmentStore:
+    """One connection, shared by the lock, the log and the controls of one environment."""
+
+    def __init__(self, url: str, env: str) -> None:
+        self.url = url
+        self.env = env
+        self._conn: Any = None
+        self.lock = PgLock(self)
+        self.log = PgLog(self)
+        self.controls = PgControls(self)
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            from .postgres import connect
+
+            self._conn = connect(self.url)
+        return self._conn
+
+    def describe(self) -> str:
+        from .postgres import describe_url
+
+        return f"{describe_url(self.url)} environment {self.env}"
+
+    def side_connection(self) -> Any:
+        """A second, autocommit connection (to look at who holds the lock while this one waits)."""
+        from .postgres import connect
+
+        return connect(self.url, autocommit=True)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A consistent read: one REPEATABLE READ snapshot for everything read inside (or the writer's own)."""
+        if self.lock.held:
+            yield self.conn
+            return
+        conn = self.conn
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield conn
+
+
+def _lock_key(env: str) -> str:
+    return f"slotgen-env:{env}"
+
+
+class PgLock:
+    """`EnvLock`'s contract on PostgreSQL: exclusive (a transaction holding the advisory lock), re-entrant."""
+
+    def __init__(self, store: PgEnvironmentStore) -> None:
+        self._store = store
+        self._depth = 0
+
+    @property
+    def held(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def exclusive(self, timeout: float | None = None, what: str = "this change") -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        import psycopg
+
+        from ..ops.locking import LockBusy, _notice
+
+        conn = self._store.conn
+        with conn.transaction():
+            key = _lock_key(self._store.env)
+            got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+            if not got:
+                holder = self.holder()
+                if _notice is not None:
+                    _notice(f"waiting for the lock on {self._store.describe()} ({what}): held by {holder}")
+                conn.execute(f"SET LOCAL lock_timeout = {int((timeout or 0) * 1000)}")
+                try:
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+                except psycopg.errors.LockNotAvailable:
+                    raise LockBusy(holder) from None
+                conn.execute("SET LOCAL lock_timeout = 0")
+            self._depth = 1
+            try:
+                yield
+            finally:
+                self._depth = 0
+
+    @contextmanager
+    def shared(self, timeout: float = 2.0) -> Iterator[None]:
+        """Readers need no lock on PostgreSQL: a transaction's snapshot never shows half a commit."""
+        yield
+
+    def holder(self) -> str:
+        """Who holds the environment's lock: 'pid N (application, client), in transaction for S s'."""
+        try:
+            with self._store.side_connection() as conn:
+                row = conn.execute(
+                    "WITH k AS (SELECT hashtextextended(%s, 0) AS h) "
+                    "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local'), "
+                    "extract(epoch FROM clock_timestamp() - a.xact_start)::int "
+                    "FROM k, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                    "AND l.classid = ((k.h >> 32) & 4294967295)::oid AND l.objid = (k.h & 4294967295)::oid "
+                    "LIMIT 1", (_lock_key(self._store.env),)).fetchone()
+        except Exception:  # noqa: BLE001 - who holds it is a courtesy; the wait goes on regardless
+            return "another session"
+        if row is None:
+            return "another session"
+        return f"pid {row[0]} ({row[1] or 'unknown application'} from {row[2]}), in its transaction for {row[3]} s"
+
+
+class PgLog:
+    """`AuditLog`'s contract on PostgreSQL (the parts the write protocol and the review use)."""
+
+    def __init__(self, store: PgEnvironmentStore) -> None:
+        self._store = store
+        self.lock = store.lock
+
+    @property
+    def path(self) -> str:  # for messages only
+        return self._store.describe()
+
+    def locked(self):
+        return self.lock.exclusive()
+
+    def reading(self):
+        return self._store.reading()
+
+    def _head_row(self, conn: Any) -> dict[str, Any] | None:
+        row = conn.execute("SELECT line FROM slotgen_log WHERE env = %s ORDER BY seq DESC LIMIT 1",
+                           (self._store.env,)).fetchone()
+        return json.loads(bytes(row[0])) if row else None
+
+    def head(self) -> dict[str, Any] | None:
+        with self.reading() as conn:
+            return self._head_row(conn)
+
+    def count(self) -> int:
+        head = self.head()
+        return int(head["seq"]) if head else 0
+
+    def append(self, fields: dict[str, Any], after: tuple[int, str] | None = None,
+               seal: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> dict[str, Any]:
+        """Compare-and-append one entry in the writer's transaction (it commits with the critical section)."""
+        if not self.lock.held:
+            raise RuntimeError("PgLog.append() called without holding the environment's lock")
+        conn = self._store.conn
+        prev = self._head_row(conn)
+        if after is not None:
+            now = (prev["seq"], prev["hash"]) if prev else (0, GENESIS_HASH)
+            if now != tuple(after):
+                raise StaleHead(f"{self.path}: the head is seq {now[0]}, not seq {after[0]} that this change was "
+                                "judged against (another writer got there first)")
+        entry = complete(fields, prev)
+        entry["signature"] = seal(entry) if seal is not None else None
+        conn.execute("INSERT INTO slotgen_log (env, seq, hash, line) VALUES (%s, %s, %s, %s)",
+                     (self._store.env, entry["seq"], entry["hash"], _dumps(entry)))
+        return entry
+
+    def lines(self) -> Iterator[bytes]:
+        """Every entry's canonical line with its newline, in order, streamed (a server-side cursor)."""
+        with self.reading() as conn:
+            with conn.cursor(name=f"slotgen_lines_{self._store.env}") as cur:
+                cur.itersize = 2000
+                cur.execute("SELECT line FROM slotgen_log WHERE env = %s ORDER BY seq", (self._store.env,))
+                for (line,) in cur:
+                    yield bytes(line) + b"\n"
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        for line in self.lines():
+            yield json.loads(line)
+
+    def verify(self, anchor: tuple[int, str] | None = None, env: str | None = None,
+               check: Callable[[dict[str, Any]], str | None] | None = None) -> VerifyReport:
+        """The same verification as the file backend, over the same lines."""
+        return verify_lines(self.lines(), anchor=anchor, env=env, check=check)
+
+
+class PgControls:
+    """The environment's row: the head its controls reflect, and the controls."""
+
+    def __init__(self, store: PgEnvironmentStore) -> None:
+        self._store = store
+
+    def read(self) -> ControlsFile:
+        with self._store.reading() as conn:
+            row = conn.execute("SELECT head_seq, head_hash, controls FROM slotgen_environments WHERE name = %s",
+                               (self._store.env,)).fetchone()
+        if row is None:
+            raise IntegrityFailure(f"{self._store.describe()}: no such environment in the state database")
+        values = dict(row[2])
+        return ControlsFile(values=values, head_seq=int(row[0]), head_hash=str(row[1]),
+                            raw=render_controls(self._store.env, values, int(row[0]), str(row[1])))
+
+    def write(self, values: dict[str, str | None], seq: int, digest: str, *, expect: ControlsFile | None) -> None:
+        """Set the controls for the entry (seq, digest) in the writer's transaction, if the row still holds
+        what the writer judged against (`expect`; None: the environment is new). ControlsChanged otherwise."""
+        if not self._store.lock.held:
+            raise RuntimeError("PgControls.write() called without holding the environment's lock")
+        conn = self._store.conn
+        if expect is None:
+            done = conn.execute("INSERT INTO slotgen_environments (name, head_seq, head_hash, controls) "
+                                "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                                (self._store.env, seq, digest, json.dumps(values)))
+        else:
+            done = conn.execute("UPDATE slotgen_environments SET head_seq = %s, head_hash = %s, controls = %s, "
+                                "changed_at = clock_timestamp() WHERE name = %s AND head_seq = %s AND head_hash = %s",
+                                (seq, digest, json.dumps(values), self._store.env, expect.head_seq, expect.head_hash))
+        if done.rowcount != 1:
+            raise ControlsChanged(f"{self._store.describe()}: the controls are not what this writer judged against")
