@@ -25,11 +25,8 @@ from .controls_file import (
     ControlsChanged,
     ControlsFile,
     ensure_ballast,
-    lenient_controls,
     parse_controls,
     render_controls,
-    target_of,
-    write_controls,
 )
 from .clock import now_utc, utc
 from .locking import EnvLock
@@ -89,11 +86,14 @@ class Environment:
         self.config = config  # None when slotgen.yaml cannot be read (rollback still works)
         self.dir = workspace.environments_dir
         self.controls_path = self.dir / f"{name}.env"
+        from ..store.files import FileControls
+
+        self.controls = FileControls(self.controls_path, name)
         self.lock = EnvLock.for_directory(self.dir)
         self.log = AuditLog(self.dir / f"{name}.audit.jsonl", lock=self.lock)
 
     def read_controls(self) -> ControlsFile:
-        return parse_controls(self.controls_path)
+        return self.controls.read()
 
     def snapshot(self) -> Snapshot:
         """Read both files (under the shared lock) and check they agree.
@@ -192,7 +192,7 @@ class Environment:
         with self.lock.exclusive(timeout=timeout, what=what), signals_deferred():
             hooks.point("writer-locked")
             try:
-                clean_stale_temps(target_of(self.controls_path).parent)
+                clean_stale_temps(self.controls.folder)
                 if keep_reserve:  # not for a rollback: it may just have freed the reserve to record itself
                     ensure_ballast(self.dir)
                 writer = ControlsWriter(self, actor, session)
@@ -317,14 +317,10 @@ class ControlsWriter:
 
             self._sound = advance(env, self._sound, True)
         hooks.point("after-audit-append")
-        data = render_controls(env.name, entry["state"]["controls"], entry["seq"], entry["hash"])
         try:
-            write_controls(env.controls_path, data, expect=snap.controls.raw)
+            back = env.controls.write(entry["state"]["controls"], entry["seq"], entry["hash"], expect=snap.controls)
         except ControlsChanged:
             return self._lost_to_rollback(entry)
-        back = parse_controls(env.controls_path)
-        if back.values != entry["state"]["controls"] or back.head_seq != entry["seq"]:
-            raise IntegrityFailure(f"{env.controls_path}: read-back differs from what was written")
         self.snapshot = Snapshot(entry["state"], entry, back, None, False)
         return self.snapshot
 
@@ -343,7 +339,7 @@ class ControlsWriter:
         the file), write the controls, and tell the caller it was superseded.
         """
         env = self._env
-        found = lenient_controls(env.controls_path)
+        found = env.controls.lenient()
         if found.values.get(KILL_VAR) != "true":
             raise IntegrityFailure(f"{env.controls_path} changed under the lock, and not by a rollback; "
                                    "run 'slotgen audit verify'")
@@ -370,12 +366,11 @@ def _rollback_fields(env: Environment, actor: "Actor", state: dict[str, Any], *,
 
 def create_environment(env: Environment, init_fields: dict[str, Any], actor: "Actor") -> dict[str, Any]:
     """Start an environment's log with its `init` entry and write its controls."""
-    if env.log.path.exists() or env.controls_path.exists():
+    if env.log.path.exists() or env.controls.exists():
         raise BadInput(f"environment {env.name!r} already exists in {env.workspace.root}")
     env.dir.mkdir(parents=True, exist_ok=True)
     with env.writer(actor, reconcile=False) as writer:
         entry = env.log.append(init_fields, after=(0, "0" * 64))
-        data = render_controls(env.name, entry["state"]["controls"], entry["seq"], entry["hash"])
-        write_controls(env.controls_path, data, expect=None)
+        env.controls.write(entry["state"]["controls"], entry["seq"], entry["hash"], expect=None)
         writer.snapshot = None
         return entry

@@ -23,7 +23,6 @@ from typing import Any
 from ..contract import KILL_VAR
 from ..errors import IntegrityFailure
 from .authority import CHANGE_ROLES, require_role, resolve_actor
-from .controls_file import lenient_controls
 from .environment import _rollback_fields
 from .state import REPAIR
 
@@ -48,11 +47,10 @@ def _cut_torn_tail(env, actor) -> dict[str, Any] | None:
     One critical section, like any change: a crash after the entry leaves the
     controls exactly one entry behind, which the next command closes.
     """
-    from .controls_file import render_controls, write_controls
 
     def cut(writer) -> dict[str, Any] | None:
         head = env.log.head()
-        found = lenient_controls(env.controls_path)
+        found = env.controls.lenient()
         intact = int(head["seq"]) if head else 0
         if not _has_torn_tail(env):
             return None
@@ -64,8 +62,7 @@ def _cut_torn_tail(env, actor) -> dict[str, Any] | None:
         entry = env.log.repair(env.name, actor.to_json(), extra=_extra(actor, found.values.get(KILL_VAR), env.name, ts),
                                seal=writer.seal)
         if entry is not None and isinstance(entry.get("state"), dict):
-            data = render_controls(env.name, entry["state"]["controls"], entry["seq"], entry["hash"])
-            write_controls(env.controls_path, data, expect=found.raw)
+            env.controls.write(entry["state"]["controls"], entry["seq"], entry["hash"], expect=found)
         return entry
 
     return env.transact(actor, cut, what="audit repair", reconcile=False)
@@ -96,7 +93,7 @@ def _restore_controls(env, actor) -> dict[str, Any] | None:
         return None  # agreement (or a window any writer closes, engaging the kill-switch)
     except IntegrityFailure as exc:
         problem = exc.message
-    found = lenient_controls(env.controls_path)
+    found = env.controls.lenient()
     if found.head_seq > chain["entries"]:
         # Restoring would hide entries the log has lost: never lose a record.
         raise IntegrityFailure(f"the controls file records audit seq {found.head_seq} but the log ends at seq "

@@ -14,8 +14,7 @@ from typing import Any
 from ..contract import KILL_VAR, Controls, describe_controls, kill_switch_engaged
 from ..errors import BadInput, IntegrityFailure
 from ..audit.canonical import entry_hash
-from .controls_file import lenient_controls
-from .environment import Environment, parse_controls
+from .environment import Environment
 from .guidance import describe_next
 from .runbook import STEP_ORDER, soak_ready_at
 from .samples import load_sample_jobs, shadow_exposure
@@ -91,7 +90,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         except (IntegrityFailure, ValueError):
             head, state = None, None
         warnings.append(f"audit integrity: {problem}")
-        controls = lenient_controls(env.controls_path).values
+        controls = env.controls.lenient().values
     meaning = describe_controls(Controls.from_mapping(controls)) if controls else {}
     if state is not None and valid:
         nxt = describe_next(env, state)
@@ -193,7 +192,7 @@ def audit_verify(env: Environment, checkpoints: list[tuple[str, str]] | None = N
     anchor = None
     problems: list[str] = []
     try:
-        found = parse_controls(env.controls_path)
+        found = env.controls.read()
         anchor = (found.head_seq, found.head_hash)
     except IntegrityFailure as exc:
         problems.append(exc.message)

@@ -36,7 +36,7 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
     written. `early`: what the entry point's kill-switch-first write did
     (`cli.entry.early_rollback`); the kill-switch is written again here anyway.
     """
-    from .controls_file import KillSwitchNotEngaged, engage_kill_switch, lenient_controls
+    from .controls_file import KillSwitchNotEngaged
 
     start = time.perf_counter() if start is None else start
     warnings: list[str] = []
@@ -51,7 +51,7 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
         warnings.append(f"{exc.message}; the rollback proceeds, recorded as unidentified")
         actor = actor.unidentified()
     dr = _lenient_decision_record(env, decision_record, warnings)
-    found = lenient_controls(env.controls_path)
+    found = env.controls.lenient()
     old = found.values.get(KILL_VAR)
     change = {"control": KILL_VAR, "old": old, "new": "true"}
     if dry_run:
@@ -59,7 +59,7 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
                       message="dry-run: would engage the kill-switch (SLOTGEN_AI_KILL=true) at once and record it; "
                       "nothing written")
     try:
-        values, how, found_old = engage_kill_switch(env.controls_path, env.name)
+        values, how, found_old = env.controls.engage()
     except KillSwitchNotEngaged as exc:
         _journal_quietly(env, actor, old, reason, dr, f"KILL-SWITCH NOT ENGAGED: {exc}",
                          {"trigger": "operator", "engaged": False})
