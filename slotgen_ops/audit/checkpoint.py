@@ -88,9 +88,15 @@ def verify(text: str, allowed_keys: Iterable[str]) -> tuple[Checkpoint, sshsig.V
     return checkpoint, signer
 
 
-def consistent(checkpoint: Checkpoint, log_path: Path) -> tuple[bool, str]:
-    """Is the log an append-only extension of the checkpoint? (RFC 6962 consistency proof, checked.)"""
-    hashes = list(leaves(log_path))
+def leaves_of(lines: Iterable[bytes]) -> list[bytes]:
+    """The leaf hashes of a log's lines (each with its newline), wherever they are kept."""
+    return [merkle.leaf_hash(line[:-1]) for line in lines if line.endswith(b"\n")]
+
+
+def consistent(checkpoint: Checkpoint, log: Path | list[bytes]) -> tuple[bool, str]:
+    """Is the log (a file, or its leaf hashes) an append-only extension of the checkpoint? (RFC 6962
+    consistency proof, checked.)"""
+    hashes = list(leaves(log)) if isinstance(log, Path) else list(log)
     n, m = len(hashes), checkpoint.size
     if m > n:
         return False, f"the log has {n} entries, fewer than the checkpoint's {m} (truncated?)"

@@ -281,6 +281,33 @@ class AuditLog:
             )
         return tail.entry
 
+    def exists(self) -> bool:
+        return self.path.exists() or self.path.is_symlink()
+
+    def lines(self) -> Iterator[bytes]:
+        """Every complete line as stored, newline included, in order (a torn tail is no line)."""
+        with self.reading():
+            try:
+                handle = open(self.path, "rb")
+            except FileNotFoundError:
+                return
+            with handle:
+                for line in handle:
+                    if line.endswith(b"\n"):
+                        yield line
+
+    def cache_key(self) -> str:
+        """What the verified-log cache is kept under (the file's real path)."""
+        return os.path.realpath(self.path)
+
+    def identity(self) -> list[int] | None:
+        """The file's identity (device, inode, size, mtime, ctime): any write changes it; None if missing."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
     def count(self) -> int:
         """Number of entries, from the head's ``seq`` (0 for an empty log)."""
         head = self.head()

@@ -94,9 +94,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import audit, change, decide, demo, exposure, init_cmd, state, status
+    from . import audit, change, decide, demo, exposure, init_cmd, render_cmd, state, status
 
-    for module in (init_cmd, status, change, decide, exposure, audit, state, demo):
+    for module in (init_cmd, status, change, decide, exposure, audit, render_cmd, state, demo):
         module.register(app)
 
 

@@ -14,6 +14,10 @@ from .options import OperatorOpt
 def init(
     directory: Annotated[Path, typer.Argument(metavar="[DIR]", help="Where to create the workspace.")] = Path("."),
     operator: OperatorOpt = None,
+    state: Annotated[str | None, typer.Option(
+        "--state", metavar="URL", show_default=False,
+        help="Keep the environments in this PostgreSQL database (postgresql://user@host:port/db; the password "
+             "from PGPASSWORD or ~/.pgpass, never written) instead of the workspace's files.")] = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Create a workspace that works with no further editing: config, three demo operators,
@@ -22,7 +26,7 @@ def init(
     from ..ops.authority import resolve_actor
     from ..ops.init import init_workspace
 
-    result = init_workspace(directory, resolve_actor(None, operator))
+    result = init_workspace(directory, resolve_actor(None, operator), state=state)
     if json_out:
         emit_json({"ok": True, **result})
     else:

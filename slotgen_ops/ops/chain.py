@@ -116,39 +116,31 @@ def chain_report(env: Any) -> dict[str, Any]:
     return {"valid": report.valid, "entries": report.entries, "firstBad": report.first_bad, "reason": report.reason}
 
 
-def _identity(path: Path) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
-def _cache_file(path: Path) -> Path:
+def _cache_file(key: str) -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.access(os.path.dirname(base) or "/", os.W_OK) and not os.path.isdir(base):
         base = os.path.join(tempfile.gettempdir(), f"slotgen-cache-{os.getuid()}")
-    key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:32]
-    return Path(base) / "slotgen" / "verified" / f"{key}.json"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return Path(base) / "slotgen" / "verified" / f"{digest}.json"
 
 
-def _cached(path: Path) -> list[int] | None:
+def _cached(key: str) -> Any:
     try:
-        doc = json.loads(_cache_file(path).read_text())
+        doc = json.loads(_cache_file(key).read_text())
     except (OSError, ValueError):
         return None
     return doc.get("identity") if isinstance(doc, dict) else None
 
 
-def remember(path: Path, identity: list[int] | None) -> None:
-    """Record that the log, as the file stands with this identity, is sound (best effort)."""
+def remember(key: str, identity: Any) -> None:
+    """Record that the log, as it stands with this identity, is sound (best effort)."""
     if identity is None:
         return
-    target = _cache_file(path)
+    target = _cache_file(key)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"log": os.path.realpath(path), "identity": identity}))
+        tmp.write_text(json.dumps({"log": key, "identity": identity}))
         os.replace(tmp, target)
     except OSError:
         pass  # no cache: the next command checks in full
@@ -156,23 +148,24 @@ def remember(path: Path, identity: list[int] | None) -> None:
 
 def require_sound(env: Any) -> list[int] | None:
     """IntegrityFailure (exit 4) naming the first bad entry if the log is not sound; the identity checked."""
-    path = env.log.path
-    before = _identity(path)
-    if before is not None and _cached(path) == before:
+    log = env.log
+    key = log.cache_key()
+    before = log.identity()
+    if before is not None and _cached(key) == before:
         return before
     report = chain_report(env)
     if not report["valid"]:
-        raise IntegrityFailure(f"{path}: the audit log fails verification at seq {report['firstBad']}: "
+        raise IntegrityFailure(f"{log.path}: the audit log fails verification at seq {report['firstBad']}: "
                                f"{report['reason']}; 'slotgen audit verify --env {env.name}' shows it (rollback "
                                "still works)", first_bad=report["firstBad"])
-    if _identity(path) == before:  # unchanged while it was read: what was checked is what is there
-        remember(path, before)
+    if log.identity() == before:  # unchanged while it was read: what was checked is what is there
+        remember(key, before)
     return before
 
 
 def advance(env: Any, checked: list[int] | None, appended_by_us: bool) -> list[int] | None:
     """After this writer's own append to a log it found sound: the cache follows the file."""
-    now = _identity(env.log.path)
+    now = env.log.identity()
     if checked is not None and appended_by_us:
-        remember(env.log.path, now)
+        remember(env.log.cache_key(), now)
     return now

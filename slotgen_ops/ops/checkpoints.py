@@ -57,8 +57,7 @@ def make_checkpoint(env: Any, actor: Actor) -> dict[str, Any]:
     if actor.identity != "signed":
         raise Refused("a checkpoint is signed: this workspace has identity: declared, so no operator has a key")
     require_key(actor)
-    with env.log.reading():
-        hashes = list(cp.leaves(env.log.path)) if env.log.path.exists() else []
+    hashes = cp.leaves_of(env.log.lines())
     text = cp.body(f"slotgen/{env.name}", len(hashes), merkle.root(hashes))
     from ..audit import sshsig
 
@@ -102,8 +101,7 @@ def check_checkpoint(env: Any, name: str, text: str) -> dict[str, Any]:
     except (cp.BadCheckpoint, IntegrityFailure, ValueError) as exc:
         doc["reason"] = f"its signature is not by an operator of the roster in force ({exc})"
     try:
-        with env.log.reading():
-            ok, why = cp.consistent(parsed, env.log.path)
+        ok, why = cp.consistent(parsed, cp.leaves_of(env.log.lines()))
     except (OSError, IntegrityFailure) as exc:
         ok, why = False, f"the log cannot be read ({exc})"
     doc["consistent"] = ok

@@ -86,11 +86,35 @@ class Environment:
         self.config = config  # None when slotgen.yaml cannot be read (rollback still works)
         self.dir = workspace.environments_dir
         self.controls_path = self.dir / f"{name}.env"
-        from ..store.files import FileControls
+        url = workspace.state_url if config is not None else workspace.state_url_leniently()
+        if url:  # a team's database (SPEC section 10): the same contracts, behind the same seam
+            from ..store.pg_env import PgEnvironmentStore
 
-        self.controls = FileControls(self.controls_path, name)
-        self.lock = EnvLock.for_directory(self.dir)
-        self.log = AuditLog(self.dir / f"{name}.audit.jsonl", lock=self.lock)
+            self.backend = "postgresql"
+            self.store: Any = PgEnvironmentStore(url, name)
+            self.lock = self.store.lock
+            self.log = self.store.log
+            self.controls = self.store.controls
+        else:
+            from ..store.files import FileControls
+
+            self.backend = "files"
+            self.store = None
+            self.lock = EnvLock.for_directory(self.dir)
+            self.log = AuditLog(self.dir / f"{name}.audit.jsonl", lock=self.lock)
+            self.controls = FileControls(self.controls_path, name)
+
+    @contextmanager
+    def signing_turn(self, timeout: float | None, what: str) -> Iterator[bool]:
+        """Writers of this environment take turns at signing (fairness only; see `locking.signing_turn`)."""
+        if self.store is not None:
+            with self.store.turn(timeout, what) as taken:
+                yield taken
+            return
+        from .locking import signing_turn
+
+        with signing_turn(self.dir / f".{self.name}.signing", timeout, what) as taken:
+            yield taken
 
     def read_controls(self) -> ControlsFile:
         return self.controls.read()
@@ -157,9 +181,7 @@ class Environment:
         if session.signer is None:  # nothing to sign: one pass
             with self.writer(actor, timeout=timeout, what=what, reconcile=reconcile, keep_reserve=keep_reserve) as w:
                 return body(w)
-        from .locking import signing_turn
-
-        with signing_turn(self.dir / f".{self.name}.signing", timeout, what):
+        with self.signing_turn(timeout, what):
             for _ in range(MAX_PASSES):
                 with self.writer(actor, timeout=timeout, what=what, reconcile=reconcile, keep_reserve=keep_reserve,
                                  session=session) as writer:
@@ -192,9 +214,10 @@ class Environment:
         with self.lock.exclusive(timeout=timeout, what=what), signals_deferred():
             hooks.point("writer-locked")
             try:
-                clean_stale_temps(self.controls.folder)
-                if keep_reserve:  # not for a rollback: it may just have freed the reserve to record itself
-                    ensure_ballast(self.dir)
+                if self.backend == "files":
+                    clean_stale_temps(self.controls.folder)
+                    if keep_reserve:  # not for a rollback: it may just have freed the reserve to record itself
+                        ensure_ballast(self.dir)
                 writer = ControlsWriter(self, actor, session)
                 if reconcile:
                     writer.reconcile()
@@ -366,8 +389,10 @@ def _rollback_fields(env: Environment, actor: "Actor", state: dict[str, Any], *,
 
 def create_environment(env: Environment, init_fields: dict[str, Any], actor: "Actor") -> dict[str, Any]:
     """Start an environment's log with its `init` entry and write its controls."""
-    if env.log.path.exists() or env.controls.exists():
-        raise BadInput(f"environment {env.name!r} already exists in {env.workspace.root}")
+    if env.log.exists() or env.controls.exists():
+        where = env.workspace.root if env.backend == "files" else env.controls.describe()
+        raise BadInput(f"environment {env.name!r} already exists in {where} (a second operator clones the "
+                       "workspace instead)")
     env.dir.mkdir(parents=True, exist_ok=True)
     with env.writer(actor, reconcile=False) as writer:
         entry = env.log.append(init_fields, after=(0, "0" * 64))

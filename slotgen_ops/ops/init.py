@@ -24,6 +24,9 @@ runbook: runbooks/beta-enable.yaml
 # identity: signed -- every audit entry is signed by the acting operator's SSH key (operators.yaml lists the
 # keys; pass yours with --key FILE or SLOTGEN_SIGNING_KEY). 'declared' opts out: entries then only claim who acted.
 identity: signed
+# Where the environments are kept: files (environments/ here) or a postgresql:// URL for a team sharing them
+# (no password here: PGPASSWORD or ~/.pgpass). $SLOTGEN_STATE_URL overrides it.
+state: files
 decisionRecordPattern: '^(DR-[1-9][0-9]*|https://[^\\s/$.?#][^\\s]*)$'
 environments:
   staging:
@@ -92,10 +95,41 @@ def _demo_keys(folder: Path) -> dict[str, str]:
     return out
 
 
-def init_workspace(target: Path, actor: Actor) -> dict[str, Any]:
-    """Write a complete workspace into `target` and start each environment's audit log."""
+def _state_line(url: str) -> str:
+    """slotgen.yaml's `state:` for a database URL, without any password in it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from ..store.postgres import _check_url
+
+    _check_url(url)
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    if len(netloc) == 2:
+        user = netloc[0].split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}@{netloc[1]}")
+    return f"state: '{urlunsplit(parts)}'"
+
+
+def _ensure_schema(url: str) -> None:
+    """The schema, created if the database has none yet (as its owner); refused if it is newer than this tool."""
+    from ..errors import IntegrityFailure
+    from ..store.postgres import connect, upgrade
+
+    try:
+        connect(url).close()
+    except IntegrityFailure as exc:
+        if "no slotgen schema" not in exc.message:
+            raise
+        upgrade(url)
+
+
+def init_workspace(target: Path, actor: Actor, state: str | None = None) -> dict[str, Any]:
+    """Write a complete workspace into `target` and start each environment's audit log (in the files of
+    the workspace, or with `state` a postgresql:// URL, in that database)."""
     from .environment import create_environment
 
+    if state is not None and state != "files":
+        _ensure_schema(state)
     if (target / WORKSPACE_FILE).exists():
         raise BadInput(f"{target}: already a slotgen workspace ({WORKSPACE_FILE} exists); nothing changed")
     if target.exists() and not target.is_dir():
@@ -112,8 +146,9 @@ def init_workspace(target: Path, actor: Actor) -> dict[str, Any]:
     atomic_write(target / OPERATORS_FILE, OPERATORS_YAML.format(**keys).encode("utf-8"))
     (target / "environments").mkdir(exist_ok=True)
     # slotgen.yaml last: until it exists the folder is not a workspace.
-    atomic_write(target / WORKSPACE_FILE, WORKSPACE_YAML.encode("utf-8"))
-    workspace = Workspace(target)
+    config = WORKSPACE_YAML if state in (None, "files") else WORKSPACE_YAML.replace("state: files", _state_line(state))
+    atomic_write(target / WORKSPACE_FILE, config.encode("utf-8"))
+    workspace = Workspace(target, state_url=state if state not in (None, "files") else None)
     from .policy import snapshot
 
     policy = snapshot(target, workspace.roster.model_dump(mode="json"), workspace.config.identity)

@@ -24,7 +24,10 @@ _RECENT = 5
 
 
 def recent_entries(env: Environment, count: int = _RECENT) -> list[dict[str, Any]]:
-    """The last `count` complete entries, read from the end of the file."""
+    """The last `count` complete entries, read from the end of the file (or the database)."""
+    recent = getattr(env.log, "recent", None)
+    if recent is not None:
+        return recent(count)
     path = env.log.path
     try:
         with open(path, "rb") as fh:
@@ -85,7 +88,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
     except IntegrityFailure as exc:
         valid, problem = False, exc.message
         try:
-            head = env.log.head() if env.log.path.exists() else None
+            head = env.log.head() if env.log.exists() else None
             state = head.get("state") if head and entry_hash(head) == head.get("hash") else None
         except (IntegrityFailure, ValueError):
             head, state = None, None
@@ -221,14 +224,13 @@ def audit_verify(env: Environment, checkpoints: list[tuple[str, str]] | None = N
     # Folded entries are named by hash in the log (details.breakGlassHash). A text search of the log
     # counts them even when the log fails verification.
     pending = {str(e.get("hash")).encode() for _, e in journal.entries()}
-    if pending and env.log.path.is_file():
+    if pending and env.log.exists():
         try:
-            with open(env.log.path, "rb") as fh:
-                for line in fh:
-                    pending = {h for h in pending if h not in line}
-                    if not pending:
-                        break
-        except OSError:
+            for line in env.log.lines():
+                pending = {h for h in pending if h not in line}
+                if not pending:
+                    break
+        except (OSError, IntegrityFailure):
             pass
     unfolded = len(pending)
     doc = {"env": env.name, "valid": valid, "entries": report.entries, "firstBad": first_bad, "reason": reason,

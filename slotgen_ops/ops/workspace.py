@@ -50,6 +50,8 @@ class WorkspaceConfig(_Strict):
     decisionRecordPattern: str = DEFAULT_DR_PATTERN
     # signed: every entry is signed by the acting operator's key (SPEC section 7); declared: an explicit opt-out.
     identity: Literal["signed", "declared"] = "signed"
+    # files: environments/ in the workspace; a postgresql:// URL: a team's database (SPEC section 10).
+    state: str = "files"
     environments: dict[str, EnvironmentConfig]
 
     @field_validator("environments")
@@ -60,6 +62,19 @@ class WorkspaceConfig(_Strict):
         for name in value:
             if not ENV_NAME_RE.match(name):
                 raise ValueError(f"environment name {name!r} must match {ENV_NAME_RE.pattern}")
+        return value
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: str) -> str:
+        if value != "files" and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be 'files' or a postgresql:// URL")
+        if value != "files":
+            from urllib.parse import urlsplit
+
+            if urlsplit(value).password:
+                raise ValueError("must not hold a password (it would be in version control): use PGPASSWORD or "
+                                 "~/.pgpass")
         return value
 
     @field_validator("decisionRecordPattern")
@@ -75,8 +90,9 @@ class WorkspaceConfig(_Strict):
 class Workspace:
     """A workspace directory: slotgen.yaml, operators.yaml, runbooks/, allowlists/, environments/."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, state_url: str | None = None) -> None:
         self.root = root.resolve()
+        self._state_url = state_url  # given by the caller (init --state): wins over the environment and the file
 
     @classmethod
     def locate(cls, explicit: Path | None = None) -> "Workspace":
@@ -94,6 +110,29 @@ class Workspace:
     @cached_property
     def config(self) -> WorkspaceConfig:
         return load_yaml_model(self.root / WORKSPACE_FILE, WorkspaceConfig)
+
+    @property
+    def state_url(self) -> str | None:
+        """Where the environments are kept: $SLOTGEN_STATE_URL, else slotgen.yaml's `state:`; None for files."""
+        override = self._state_url or os.environ.get("SLOTGEN_STATE_URL")
+        if override:
+            return None if override == "files" else override
+        return None if self.config.state == "files" else self.config.state
+
+    def state_url_leniently(self) -> str | None:
+        """`state_url` even when slotgen.yaml does not validate (rollback must still find the environment)."""
+        try:
+            return self.state_url
+        except BadInput:
+            pass
+        import re
+
+        try:
+            text = (self.root / WORKSPACE_FILE).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        match = re.search(r"^state:\s*['\"]?(postgres(?:ql)?://[^'\"\s#]+)", text, re.MULTILINE)
+        return match.group(1) if match else None
 
     @cached_property
     def roster(self) -> Roster:

@@ -45,6 +45,7 @@ class PgEnvironmentStore:
         self.url = url
         self.env = env
         self._conn: Any = None
+        self._reading = 0
         self.lock = PgLock(self)
         self.log = PgLog(self)
         self.controls = PgControls(self)
@@ -68,6 +69,33 @@ class PgEnvironmentStore:
 
         return connect(self.url, autocommit=True)
 
+    @contextmanager
+    def turn(self, timeout: float | None, what: str) -> Iterator[bool]:
+        """Writers of this environment, on every host, take turns at signing: a session advisory lock on a
+        connection of its own (fairness only: every append is still compare-and-append under the lock)."""
+        import psycopg
+
+        from ..ops.locking import _notice
+
+        try:
+            conn = self.side_connection()
+        except Exception:  # noqa: BLE001 - no turn: only more retries
+            yield False
+            return
+        key = f"slotgen-turn:{self.env}"
+        with conn:
+            taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+            if not taken:
+                if _notice is not None:
+                    _notice(f"waiting for another writer of {self.env} to finish signing ({what})")
+                conn.execute(f"SET lock_timeout = {int((timeout or 0) * 1000)}")
+                try:
+                    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+                    taken = True
+                except psycopg.errors.LockNotAvailable:
+                    taken = False
+            yield bool(taken)  # closing the connection ends the turn
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -76,13 +104,17 @@ class PgEnvironmentStore:
     @contextmanager
     def reading(self) -> Iterator[Any]:
         """A consistent read: one REPEATABLE READ snapshot for everything read inside (or the writer's own)."""
-        if self.lock.held:
+        if self.lock.held or self._reading:
             yield self.conn
             return
         conn = self.conn
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            yield conn
+            self._reading += 1
+            try:
+                yield conn
+            finally:
+                self._reading -= 1
 
 
 def _lock_key(env: str) -> str:
@@ -135,8 +167,9 @@ class PgLock:
 
     @contextmanager
     def shared(self, timeout: float = 2.0) -> Iterator[None]:
-        """Readers need no lock on PostgreSQL: a transaction's snapshot never shows half a commit."""
-        yield
+        """Readers take no lock on PostgreSQL: one REPEATABLE READ snapshot never shows half a commit."""
+        with self._store.reading():
+            yield
 
     def holder(self) -> str:
         """Who holds the environment's lock: 'pid N (application, client), in transaction for S s'."""
@@ -183,6 +216,24 @@ class PgLog:
         with self.reading() as conn:
             return self._head_row(conn)
 
+    def exists(self) -> bool:
+        return self.head() is not None
+
+    def cache_key(self) -> str:
+        return f"{self._store.describe()}"
+
+    def identity(self) -> list[Any] | None:
+        """The head (seq, hash): rows are only ever appended (the database refuses anything else to all but
+        a superuser), so a log whose head is unchanged is the log that was checked."""
+        head = self.head()
+        return [int(head["seq"]), str(head["hash"])] if head else None
+
+    def recent(self, count: int) -> list[dict[str, Any]]:
+        with self.reading() as conn:
+            rows = conn.execute("SELECT line FROM slotgen_log WHERE env = %s ORDER BY seq DESC LIMIT %s",
+                                (self._store.env, count)).fetchall()
+        return [json.loads(bytes(row[0])) for row in reversed(rows)]
+
     def count(self) -> int:
         head = self.head()
         return int(head["seq"]) if head else 0
@@ -218,6 +269,16 @@ class PgLog:
         for line in self.lines():
             yield json.loads(line)
 
+    def export_jsonl(self, out: Any, entries: Any = None) -> int:
+        from ..audit.review import export_jsonl
+
+        return export_jsonl(self.entries() if entries is None else entries, out)
+
+    def export_csv(self, out: Any, entries: Any = None) -> int:
+        from ..audit.review import export_csv
+
+        return export_csv(self.entries() if entries is None else entries, out)
+
     def verify(self, anchor: tuple[int, str] | None = None, env: str | None = None,
                check: Callable[[dict[str, Any]], str | None] | None = None) -> VerifyReport:
         """The same verification as the file backend, over the same lines."""
@@ -227,8 +288,49 @@ class PgLog:
 class PgControls:
     """The environment's row: the head its controls reflect, and the controls."""
 
+    folder = None  # nothing on disk to tidy
+
     def __init__(self, store: PgEnvironmentStore) -> None:
         self._store = store
+
+    def describe(self) -> str:
+        return self._store.describe()
+
+    def exists(self) -> bool:
+        with self._store.reading() as conn:
+            return conn.execute("SELECT 1 FROM slotgen_environments WHERE name = %s",
+                                (self._store.env,)).fetchone() is not None
+
+    def lenient(self) -> ControlsFile:
+        """As found; every control safe (kill-switch engaged) when the row cannot be read."""
+        from ..ops.controls_file import NO_HEAD
+        from ..ops.state import SAFE_CONTROLS
+
+        try:
+            return self.read()
+        except Exception:  # noqa: BLE001 - an unreachable database or a missing row: fail closed
+            return ControlsFile(values=dict(SAFE_CONTROLS), head_seq=NO_HEAD[0], head_hash=NO_HEAD[1])
+
+    def engage(self) -> tuple[dict[str, str | None], str, str | None]:
+        """The rollback's first act: SLOTGEN_AI_KILL=true in the row, outside the log and any writer's lock
+        (waiting at most a second for a writer's uncommitted row); the next writer records it."""
+        from ..ops.controls_file import KillSwitchNotEngaged
+
+        try:
+            with self._store.side_connection() as conn, conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '1s'")
+                before = conn.execute("SELECT controls->>'SLOTGEN_AI_KILL' FROM slotgen_environments "
+                                      "WHERE name = %s FOR UPDATE", (self._store.env,)).fetchone()
+                row = conn.execute(
+                    "UPDATE slotgen_environments SET controls = jsonb_set(controls, '{SLOTGEN_AI_KILL}', '\"true\"'), "
+                    "changed_at = clock_timestamp() WHERE name = %s RETURNING controls",
+                    (self._store.env,)).fetchone()
+                row = None if row is None else (row[0], before[0] if before else None)
+        except Exception as exc:  # noqa: BLE001 - every way of failing is one line for the operator
+            raise KillSwitchNotEngaged(f"{self._store.describe()}: {' '.join(str(exc).split())[:200]}") from None
+        if row is None:
+            raise KillSwitchNotEngaged(f"{self._store.describe()}: no such environment in the state database")
+        return dict(row[0]), "database", row[1]
 
     def read(self) -> ControlsFile:
         with self._store.reading() as conn:
@@ -240,7 +342,8 @@ class PgControls:
         return ControlsFile(values=values, head_seq=int(row[0]), head_hash=str(row[1]),
                             raw=render_controls(self._store.env, values, int(row[0]), str(row[1])))
 
-    def write(self, values: dict[str, str | None], seq: int, digest: str, *, expect: ControlsFile | None) -> None:
+    def write(self, values: dict[str, str | None], seq: int, digest: str, *,
+              expect: ControlsFile | None) -> ControlsFile:
         """Set the controls for the entry (seq, digest) in the writer's transaction, if the row still holds
         what the writer judged against (`expect`; None: the environment is new). ControlsChanged otherwise."""
         if not self._store.lock.held:
@@ -251,8 +354,15 @@ class PgControls:
                                 "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
                                 (self._store.env, seq, digest, json.dumps(values)))
         else:
+            # Fenced on the whole row: a rollback that engaged the kill-switch meanwhile changed the controls.
             done = conn.execute("UPDATE slotgen_environments SET head_seq = %s, head_hash = %s, controls = %s, "
-                                "changed_at = clock_timestamp() WHERE name = %s AND head_seq = %s AND head_hash = %s",
-                                (seq, digest, json.dumps(values), self._store.env, expect.head_seq, expect.head_hash))
+                                "changed_at = clock_timestamp() WHERE name = %s AND head_seq = %s AND head_hash = %s "
+                                "AND controls = %s::jsonb",
+                                (seq, digest, json.dumps(values), self._store.env, expect.head_seq, expect.head_hash,
+                                 json.dumps(expect.values)))
         if done.rowcount != 1:
             raise ControlsChanged(f"{self._store.describe()}: the controls are not what this writer judged against")
+        back = self.read()
+        if back.values != values or back.head_seq != seq:
+            raise IntegrityFailure(f"{self._store.describe()}: read-back differs from what was written")
+        return back

@@ -65,10 +65,11 @@ def test_appends_by_slotgen_keep_the_cache_warm_and_a_foreign_append_is_checked(
     env = Workspace(ws).environment("staging")
     log = env.log.path
     assert run(ws, "verify", "--env", "staging", "--decision-record", "DR-1", "--operator", "oncall").code == 0
-    assert chain._cached(log) == chain._identity(log)  # the writer moved the cache forward with its append
+    key = env.log.cache_key()
+    assert chain._cached(key) == env.log.identity()  # the writer moved the cache forward with its append
     with open(log, "ab") as fh:  # a line appended by someone else: not an entry of the chain
         fh.write(b'{"seq":99}\n')
-    assert chain._cached(log) != chain._identity(log)
+    assert chain._cached(key) != env.log.identity()
     r = run(ws, "verify", "--env", "staging", "--decision-record", "DR-1", "--operator", "oncall")
     assert r.code == 4
 
@@ -80,11 +81,12 @@ def test_a_poisoned_cache_cannot_hide_an_edit_made_after_it(tmp_path, endpoint):
 
     ws = tmp_path / "ws"
     walk(ws, 6, endpoint.base_url)
-    log = Workspace(ws).environment("staging").log.path
+    env = Workspace(ws).environment("staging")
+    log = env.log.path
     seq = [json.loads(line)["seq"] for line in log.read_text().splitlines()
            if json.loads(line)["action"] == "approve"][0]
     edit_middle_entry(log, seq, keep_times=True)
     # An attacker who can write the workspace but not this user's cache: the cache still names the old file.
     assert run(ws, "status", "--env", "staging").code == 4
-    chain.remember(log, [0, 0, 0, 0, 0])  # garbage in the cache: only costs a full check
+    chain.remember(env.log.cache_key(), [0, 0, 0, 0, 0])  # garbage in the cache: only costs a full check
     assert run(ws, "status", "--env", "staging").code == 4

@@ -1,0 +1,152 @@
+"""Two operators' clones of one workspace on one PostgreSQL database (SPEC section 10), through the real CLI:
+the runbook walked alternating between them, one winner when they contend, and the same verdicts from
+either side."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cli.helpers import assert_one_line_error, clean_env, command, slotgen  # noqa: E402
+
+DR = ["--decision-record", "DR-1"]
+APPROVED = "allowlists/slot-generation-allowlist.v1.json"
+
+
+@pytest.fixture
+def team(tmp_path, pg_url):
+    """Workspace A made by `init --state URL`, and B, a second operator's copy of it (as a git clone would be)."""
+    with FakeOpenAIServer("ok") as server:
+        env = {"SLOTGEN_STATE_URL": pg_url, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-local"}
+        a, b = tmp_path / "a", tmp_path / "b"
+        made = slotgen("init", str(a), "--state", pg_url, cwd=tmp_path)
+        assert made.code == 0, made.stderr
+        shutil.copytree(a, b)
+        yield a, b, env, server
+
+
+def run(ws: Path, *args: str, env: dict, **kw):
+    return slotgen(*args, "--workspace", str(ws), env=env, cwd=ws, **kw)
+
+
+def as_(ws: Path, operator: str) -> list[str]:
+    return ["--operator", operator, "--key", str(ws / "demo-keys" / operator)]
+
+
+def test_init_keeps_the_password_out_of_the_workspace_and_the_environments_in_the_database(team, pg_url):
+    a, b, env, _ = team
+    info = psycopg.conninfo.conninfo_to_dict(pg_url)
+    text = (a / "slotgen.yaml").read_text()
+    assert f"state: 'postgresql://{info['user']}@" in text and info["password"] not in text
+    assert not (a / "environments" / "staging.env").exists(), "no controls file: the database holds them"
+    with psycopg.connect(pg_url) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM slotgen_environments")}
+        assert names == {"staging", "production"}
+        assert conn.execute("SELECT count(*) FROM slotgen_log").fetchone()[0] == 2
+    for ws in (a, b):
+        assert run(ws, "audit", "verify", "--env", "staging", env=env).code == 0
+
+
+def test_the_runbook_walked_alternating_between_two_clones(team):
+    a, b, env, _ = team
+    sides = [a, b]
+
+    def step(i: int, *args: str, who: str):
+        ws = sides[i % 2]
+        r = run(ws, *args, *DR, *as_(ws, who), env=env)
+        assert r.code == 0, (ws.name, args, r.stderr)
+        return r
+
+    step(0, "set", "--env", "staging", "SLOTGEN_AI_KILL=true", "--yes", who="owner")
+    # Skipping ahead from the other clone is refused there too, and recorded for both to see.
+    skipped = run(b, "set", "--env", "staging", "SLOTGEN_AI_KILL=false", *DR, *as_(b, "owner"), "--yes", env=env)
+    assert_one_line_error(skipped, 3)
+    step(1, "set", "--env", "staging", "FEATURE_SLOTGEN_AI=true", "--yes", who="oncall")
+    step(2, "set", "--env", "staging", f"SLOTGEN_AI_ALLOWLIST_PATH={APPROVED}", "--yes", who="owner")
+    approval = step(3, "approve", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--yes", "--json",
+                    who="approver").json()["approvalId"]
+    step(4, "set", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--approval", approval, "--yes", who="oncall")
+    step(5, "verify", "--env", "staging", who="owner")
+    step(6, "set", "--env", "staging", "SLOTGEN_AI_KILL=false", "--yes", who="owner")
+    for ws in (a, b):
+        status = run(ws, "status", "--env", "staging", "--json", env=env)
+        assert status.code == 0
+        doc = status.json()
+        assert doc["controls"]["SLOTGEN_AI_KILL"] == "false" and doc["audit"]["valid"] is True
+    rb = run(b, "rollback", "--env", "staging", "--reason", "from the other clone", *as_(b, "oncall"), "--json",
+             env=env)
+    assert rb.code == 0 and rb.json()["rollback"]["engaged"] is True and not rb.json().get("breakGlass")
+    assert run(a, "status", "--env", "staging", "--json", env=env).json()["controls"]["SLOTGEN_AI_KILL"] == "true"
+    for ws in (a, b):
+        verify = run(ws, "audit", "verify", "--env", "staging", "--json", env=env)
+        assert verify.code == 0 and verify.json()["valid"] is True
+    actions = [e["action"] for e in json.loads("[" + ",".join(
+        run(a, "audit", "export", "--env", "staging", env=env).stdout.splitlines()) + "]")]
+    assert actions.count("refused") == 1 and actions.count("rollback") == 1
+
+
+def test_contending_changes_from_both_clones_have_exactly_one_winner(team, pg_url):
+    a, b, env, _ = team
+    assert run(a, "set", "--env", "staging", "SLOTGEN_AI_KILL=true", *DR, *as_(a, "owner"), "--yes", env=env).code == 0
+
+    def contend(i: int):
+        ws = (a, b)[i % 2]
+        proc = subprocess.run(command("set", "--env", "staging", "FEATURE_SLOTGEN_AI=true", *DR,
+                                      *as_(ws, "oncall"), "--yes", "--workspace", str(ws)),
+                              env=clean_env(env), capture_output=True, text=True, cwd=ws, timeout=300)
+        return proc.returncode, proc.stderr
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(contend, range(8)))
+    codes = sorted(code for code, _ in results)
+    assert codes.count(0) == 1, results
+    assert all(code == 3 for code in codes if code != 0), results
+    with psycopg.connect(pg_url) as conn:
+        sets = conn.execute("SELECT count(*) FROM slotgen_log WHERE env = 'staging' AND "
+                            "convert_from(line, 'UTF8')::jsonb->>'action' = 'set'").fetchone()[0]
+    assert sets == 2, "step 1 and exactly one step 2"
+    for ws in (a, b):
+        assert run(ws, "audit", "verify", "--env", "staging", env=env).code == 0
+
+
+def test_many_approvals_from_both_clones_lose_nothing(team, pg_url):
+    a, b, env, _ = team
+    for ws, who in ((a, "owner"), (b, "oncall")):
+        pass
+    assert run(a, "set", "--env", "staging", "SLOTGEN_AI_KILL=true", *DR, *as_(a, "owner"), "--yes", env=env).code == 0
+    assert run(b, "set", "--env", "staging", "FEATURE_SLOTGEN_AI=true", *DR, *as_(b, "oncall"), "--yes",
+               env=env).code == 0
+    assert run(a, "set", "--env", "staging", f"SLOTGEN_AI_ALLOWLIST_PATH={APPROVED}", *DR, *as_(a, "owner"), "--yes",
+               env=env).code == 0
+    per, workers = 5, 8
+
+    def approve(i: int):
+        ws = (a, b)[i % 2]
+        out = []
+        for n in range(per):
+            proc = subprocess.run(command("approve", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1",
+                                          "--decision-record", f"DR-{i + 1}{n:02d}", *as_(ws, "approver"), "--yes",
+                                          "--json", "--workspace", str(ws)),
+                                  env=clean_env(env), capture_output=True, text=True, cwd=ws, timeout=300)
+            out.append((proc.returncode, proc.stdout, proc.stderr))
+        return out
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = [r for batch in pool.map(approve, range(workers)) for r in batch]
+    assert all(code == 0 for code, _, _ in results), [err for code, _, err in results if code][:3]
+    ids = {json.loads(out)["approvalId"] for _, out, _ in results}
+    assert len(ids) == per * workers
+    status = run(b, "status", "--env", "staging", "--json", env=env).json()
+    assert set(status["approvals"]) == ids, "no lost update: every approval is in the head state"
+    for ws in (a, b):
+        assert run(ws, "audit", "verify", "--env", "staging", env=env).code == 0

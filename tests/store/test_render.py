@@ -1,0 +1,147 @@
+"""`slotgen render [--watch]`: the env-file a runtime host reads, kept current from either backend
+(SPEC section 10). Real processes, a real database restarted under the watcher."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from slotgen_ops.ops.controls_file import runtime_values
+from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cli.helpers import assert_one_line_error, clean_env, command, slotgen  # noqa: E402
+
+DR = ["--decision-record", "DR-1"]
+
+
+def as_(ws: Path, operator: str) -> list[str]:
+    return ["--operator", operator, "--key", str(ws / "demo-keys" / operator)]
+
+
+def _kill(path: Path) -> str | None:
+    try:
+        return runtime_values(path.read_bytes())["SLOTGEN_AI_KILL"]
+    except OSError:
+        return None
+
+
+def _wait_for(predicate, proc: subprocess.Popen, limit_s: float = 60) -> None:
+    """Wait on the thing itself (polling the file the runtime reads), failing if the watcher died."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else proc.returncode
+        if time.monotonic() >= deadline:
+            proc.send_signal(signal.SIGTERM)
+            raise AssertionError(f"the rendered file never showed it; the watcher said: {proc.communicate()[1]}")
+        time.sleep(0.01)
+
+
+def _watcher(ws: Path, output: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(command("render", "--env", "staging", "--output", str(output), "--watch",
+                                    "--workspace", str(ws)),
+                            env=clean_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err
+
+
+def test_render_writes_what_the_runtime_reads_and_refuses_the_environments_own_file(tmp_path):
+    ws = tmp_path / "ws"
+    assert slotgen("init", str(ws)).code == 0
+    out = tmp_path / "host" / "staging.env"
+    out.parent.mkdir()
+    first = slotgen("render", "--env", "staging", "--output", str(out), "--workspace", str(ws), "--json")
+    assert first.code == 0 and first.json()["written"] is True
+    assert out.read_bytes() == (ws / "environments" / "staging.env").read_bytes()
+    again = slotgen("render", "--env", "staging", "--output", str(out), "--workspace", str(ws), "--json")
+    assert again.json()["written"] is False
+    own = slotgen("render", "--env", "staging", "--output", str(ws / "environments" / "staging.env"),
+                  "--workspace", str(ws))
+    assert_one_line_error(own, 2)
+
+
+def test_watch_on_files_follows_a_rollback(tmp_path):
+    ws = tmp_path / "ws"
+    with FakeOpenAIServer("ok") as server:
+        env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-local"}
+        assert slotgen("init", str(ws)).code == 0
+        out = tmp_path / "staging.env"
+        proc = _watcher(ws, out, env)
+        try:
+            _wait_for(lambda: out.exists(), proc)
+            assert slotgen("set", "--env", "staging", "FEATURE_SLOTGEN_AI=true", *DR, *as_(ws, "oncall"),
+                           "--yes", "--workspace", str(ws), env=env).code == 3  # skips step 1: refused
+            assert slotgen("set", "--env", "staging", "SLOTGEN_AI_KILL=true", *DR, *as_(ws, "owner"), "--yes",
+                           "--workspace", str(ws), env=env).code == 0
+            head = (ws / "environments" / "staging.env").read_bytes()
+            _wait_for(lambda: out.read_bytes() == head, proc)
+        finally:
+            _stop(proc)
+
+
+@pytest.fixture
+def team(tmp_path, pg_url):
+    with FakeOpenAIServer("ok") as server:
+        env = {"SLOTGEN_STATE_URL": pg_url, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-local"}
+        a, b = tmp_path / "a", tmp_path / "b"
+        assert slotgen("init", str(a), "--state", pg_url, cwd=tmp_path).code == 0
+        shutil.copytree(a, b)
+        yield a, b, env
+
+
+def test_watch_on_postgres_picks_up_a_rollback_from_the_other_clone(team, tmp_path):
+    a, b, env = team
+    out = tmp_path / "host-a" / "staging.env"
+    out.parent.mkdir()
+    proc = _watcher(a, out, env)
+    try:
+        _wait_for(lambda: _kill(out) == "true", proc)
+        for ws, item, who in ((a, "SLOTGEN_AI_KILL=true", "owner"), (b, "FEATURE_SLOTGEN_AI=true", "oncall")):
+            assert slotgen("set", "--env", "staging", item, *DR, *as_(ws, who), "--yes", "--workspace", str(ws),
+                           env=env).code == 0
+        _wait_for(lambda: runtime_values(out.read_bytes())["FEATURE_SLOTGEN_AI"] == "true", proc)
+        rb = slotgen("rollback", "--env", "staging", "--reason", "from b", *as_(b, "oncall"), "--workspace", str(b),
+                     "--json", env=env)
+        assert rb.code == 0, rb.stderr
+        head = f"seq={rb.json()['auditSeq']} "  # the rollback and the verification after it, both committed
+        _wait_for(lambda: head in out.read_text(), proc)
+        assert _kill(out) == "true"
+    finally:
+        err = _stop(proc)
+    assert "Traceback" not in err
+
+
+def test_watch_survives_a_database_restart_and_rereads_what_changed_meanwhile(team, tmp_path, postgres):
+    a, b, env = team
+    out = tmp_path / "staging.env"
+    proc = _watcher(a, out, env)
+    try:
+        _wait_for(lambda: out.exists(), proc)
+        assert slotgen("set", "--env", "staging", "SLOTGEN_AI_KILL=true", *DR, *as_(a, "owner"), "--yes",
+                       "--workspace", str(a), env=env).code == 0
+        postgres.kill()  # SIGKILL the postmaster: the watcher loses its connection
+        postgres.boot()
+        # A change made right after the restart, perhaps before the watcher is listening again.
+        r = slotgen("set", "--env", "staging", "FEATURE_SLOTGEN_AI=true", *DR, *as_(b, "oncall"), "--yes",
+                    "--workspace", str(b), env=env)
+        assert r.code == 0, r.stderr
+        _wait_for(lambda: runtime_values(out.read_bytes())["FEATURE_SLOTGEN_AI"] == "true", proc)
+    finally:
+        err = _stop(proc)
+    assert "Traceback" not in err and "reconnect" in err
