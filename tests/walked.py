@@ -55,9 +55,10 @@ def accept_policy(root: Path, env: str = "staging", verifier=run_verification, d
     assert result.ok, result.message
 
 
-def walk(root: Path, upto: int, base_url: str, env: str = "staging") -> Workspace:
+def walk(root: Path, upto: int, base_url: str, env: str = "staging", state: str | None = None) -> Workspace:
+    """`state`: a postgresql:// URL to keep the environments in (the caller sets SLOTGEN_STATE_URL to it)."""
     os.environ.setdefault("OPENAI_API_KEY", API_KEY)
-    init_workspace(Path(root), resolve_actor(None, "owner"))
+    init_workspace(Path(root), resolve_actor(None, "owner"), state=state)
     configure_endpoint(root, base_url)
     accept_policy(root, env)  # the endpoint is part of slotgen.yaml: a policy change like any other
     ws = Workspace(Path(root))

@@ -37,7 +37,14 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
         return None
     controls = root / "environments" / f"{env}.env"
     if not (controls.exists() or controls.is_symlink()):
-        return None
+        # A database-backed environment: the env-files `slotgen render` keeps on this host, if any.
+        from slotgen_ops.ops.hostfiles import engage as engage_host
+
+        done = engage_host(root, env)
+        if not any(ok for _, ok, _ in done):
+            return None
+        return {"engaged": True, "host": True, "written": ", ".join(str(p) for p, ok, _ in done if ok),
+                "engagedMs": round((time.perf_counter() - STARTED) * 1000, 3), "old": None}
     from slotgen_ops.ops.controls_file import KillSwitchNotEngaged, engage_kill_switch
 
     try:

@@ -33,8 +33,42 @@ RECONNECT_S = 0.5     # PostgreSQL: how soon to try again after losing the serve
 
 
 def current(env: Any) -> bytes:
-    """The env-file bytes for the environment as it stands (IntegrityFailure if it cannot be read)."""
-    return env.controls.read().raw
+    """The env-file bytes for the environment as it stands (IntegrityFailure if it cannot be read).
+
+    A rollback on this host that the environment's log does not hold yet (its break-glass journal, kept
+    while the database could not be reached) keeps the kill-switch engaged in what is rendered, whatever
+    the database says, until it is folded in."""
+    from .breakglass import BreakGlassJournal
+    from .controls_file import render_controls
+
+    found = env.controls.read()
+    head = env.log.head() if env.backend != "files" else None
+    state = head.get("state") if isinstance(head, dict) and isinstance(head.get("state"), dict) else {}
+    if env.backend != "files" and BreakGlassJournal(env).unfolded(state):
+        return render_controls(env.name, {**found.values, "SLOTGEN_AI_KILL": "true"}, found.head_seq,
+                               found.head_hash)
+    return found.raw
+
+
+def fold_here(env: Any, say: Say) -> None:
+    """Fold this host's break-glass rollbacks into the environment's log (recorded as unidentified: no key
+    is at hand), so that every host renders them."""
+    from .authority import Actor
+    from .breakglass import BreakGlassJournal
+    from .changes import _settled
+    from .locking import LockBusy
+
+    head = env.log.head()
+    state = head.get("state") if isinstance(head, dict) else None
+    if not isinstance(state, dict) or not BreakGlassJournal(env).unfolded(state):
+        return
+    try:
+        _, notes = _settled(env, Actor(None, None, identity="unidentified"), dry_run=False, timeout=2.0)
+        for note in notes:
+            say(note)
+    except (LockBusy, IntegrityFailure, OSError) as exc:
+        say(f"could not fold this host's break-glass rollback yet ({getattr(exc, 'message', exc)}); the file "
+            "keeps the kill-switch engaged")
 
 
 def check_output(env: Any, output: Path) -> Path:
@@ -51,8 +85,12 @@ def check_output(env: Any, output: Path) -> Path:
 
 
 def render_once(env: Any, output: Path) -> tuple[bool, bytes]:
-    """Write the env-file if it differs from what is there; (written, bytes)."""
+    """Write the env-file if it differs from what is there; (written, bytes). The file is remembered for
+    this host's rollbacks (`hostfiles`)."""
+    from .hostfiles import remember
+
     data = current(env)
+    remember(env.workspace.root, env.name, output)
     if read_raw(target_of(output)) == data:
         return False, data
     try:
@@ -116,8 +154,10 @@ def _watch_postgres(env: Any, output: Path, say: Say, stop: Callable[[], bool]) 
         try:
             with conn:
                 conn.execute("LISTEN slotgen_controls")
-                # Re-read on every (re)connect: whatever changed while no one listened is in the row.
+                # Re-read on every (re)connect: whatever changed while no one listened is in the row; and a
+                # rollback made on this host while the database was away goes in first.
                 env.store.close()
+                fold_here(env, say)
                 _said_write(env, output, say, "reconnected" if connected_once else "start")
                 connected_once = True
                 while not stop():

@@ -58,17 +58,37 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
         return Result(ok=True, change=change, dry_run=True, warnings=warnings,
                       message="dry-run: would engage the kill-switch (SLOTGEN_AI_KILL=true) at once and record it; "
                       "nothing written")
+    host: list[tuple[Any, bool, str]] = []
+    if env.backend != "files":  # this host's rendered env-files first: local, and what its runtime reads
+        from .hostfiles import engage as engage_host
+
+        host = engage_host(env.workspace.root, env.name)
+        for path, ok, detail in host:
+            if not ok:
+                warnings.append(f"the rendered file {path} could not be engaged: {detail}")
     try:
         values, how, found_old = env.controls.engage()
     except KillSwitchNotEngaged as exc:
-        _journal_quietly(env, actor, old, reason, dr, f"KILL-SWITCH NOT ENGAGED: {exc}",
-                         {"trigger": "operator", "engaged": False})
-        raise KillSwitchNotEngagedError(f"KILL-SWITCH NOT ENGAGED: {exc}") from None
+        engaged_here = [str(path) for path, ok, _ in host if ok]
+        if not engaged_here:
+            where = "" if env.backend == "files" else " (and no file rendered by 'slotgen render' on this host)"
+            _journal_quietly(env, actor, old, reason, dr, f"KILL-SWITCH NOT ENGAGED: {exc}{where}",
+                             {"trigger": "operator", "engaged": False})
+            raise KillSwitchNotEngagedError(f"KILL-SWITCH NOT ENGAGED: {exc}{where}") from None
+        # The database is out of reach: the runtime on this host stops now; the act is kept in this host's
+        # break-glass journal and folded into the database log when it is back (SPEC section 10).
+        values = {**found.values, KILL_VAR: "true"}
+        how, found_old = f"this host's rendered file(s) {', '.join(engaged_here)}", old
+        warnings.append(f"the state database could not be reached ({exc}): the kill-switch is engaged only in "
+                        f"{', '.join(engaged_here)} on this host; other hosts follow once the database is back "
+                        "and this rollback is folded in (the next slotgen command or render --watch here does it)")
     engaged_ms = round((time.perf_counter() - start) * 1000, 3)
-    if early is not None and early.get("engaged"):  # engaged before the CLI was even imported
+    if early is not None and early.get("engaged") and not early.get("host"):  # engaged before the CLI loaded
         old, how, engaged_ms = early["old"], early["written"], early["engagedMs"]
     else:
         old = found_old
+        if early is not None and early.get("engaged"):  # this host's rendered files, before the CLI loaded
+            how, engaged_ms = f"{early['written']} (first), then {how}", early["engagedMs"]
     change["old"] = old
     hooks.point("rollback-engaged")
     info: dict[str, Any] = {"auditSeq": None, "engaged": True, "old": old, "new": values[KILL_VAR],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -145,3 +146,47 @@ def test_watch_survives_a_database_restart_and_rereads_what_changed_meanwhile(te
     finally:
         err = _stop(proc)
     assert "Traceback" not in err and "reconnect" in err
+
+
+def test_a_rollback_on_a_host_cut_off_from_the_database_engages_its_rendered_file(tmp_path, pg_url, postgres,
+                                                                                  monkeypatch):
+    """SPEC section 10: the database is down; `rollback` on this host still stops this host's runtime at once
+    (its rendered env-file), keeps the act in this host's break-glass journal, and folds it into the
+    database log when the database is back, after which every host renders it."""
+    from walked import walk
+
+    with FakeOpenAIServer("ok") as server:
+        monkeypatch.setenv("SLOTGEN_STATE_URL", pg_url)
+        a = tmp_path / "a"
+        walk(a, 6, server.base_url, state=pg_url)  # live: the kill-switch is off
+        b = tmp_path / "b"
+        shutil.copytree(a, b)
+        env = {"SLOTGEN_STATE_URL": pg_url, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-local"}
+        out_a, out_b = tmp_path / "host-a.env", tmp_path / "host-b.env"
+        watch_a, watch_b = _watcher(a, out_a, env), _watcher(b, out_b, env)
+        try:
+            _wait_for(lambda: _kill(out_a) == "false", watch_a)
+            _wait_for(lambda: _kill(out_b) == "false", watch_b)
+            postgres.kill()  # the database is gone
+            rb = slotgen("rollback", "--env", "staging", "--reason", "db down", *as_(a, "oncall"), "--json",
+                         "--workspace", str(a), env=env)
+            assert rb.code == 0, rb.stderr
+            assert _kill(out_a) == "true", "this host's runtime reads the kill-switch engaged when rollback returns"
+            doc = rb.json()
+            assert doc["rollback"]["breakGlass"] is True
+            assert "could not be reached" in rb.stderr
+            none_here = slotgen("rollback", "--env", "staging", "--reason", "db down", "--workspace", str(b),
+                                env={**env, "XDG_STATE_HOME": str(tmp_path / "empty-state")})
+            assert_one_line_error(none_here, 5)  # nothing rendered on that host, and no database: said plainly
+            postgres.boot()
+            _wait_for(lambda: _kill(out_b) == "true", watch_b)  # folded by host a's watcher, then seen by b
+        finally:
+            err_a, err_b = _stop(watch_a), _stop(watch_b)
+        assert "Traceback" not in err_a + err_b
+        entries = [json.loads(line) for line in slotgen("audit", "export", "--env", "staging", "--workspace", str(b),
+                                                         env=env).stdout.splitlines()]
+        folded = [e for e in entries if (e.get("details") or {}).get("trigger") == "break-glass-fold"]
+        # Host a's rollback, and host b's attempt (it engaged nothing, but it asked for the kill-switch: folding it
+        # engages it, fail closed), each folded once by its own host's watcher.
+        assert sorted(str(f["details"]["breakGlassOperator"]) for f in folded) == ["None", "oncall"]
+        assert slotgen("audit", "verify", "--env", "staging", "--workspace", str(b), env=env).code == 0
