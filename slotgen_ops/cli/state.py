@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import BadInput
-from .common import JsonOpt, console, emit_json
+from .common import JsonOpt, WorkspaceOpt, console, emit_json
 
 state_app = typer.Typer(help="Where environments are kept: the PostgreSQL schema (SPEC section 10).",
                         no_args_is_help=True)
@@ -42,6 +42,34 @@ def upgrade(url: UrlOpt = None, json_out: JsonOpt = False) -> int:
                         f"(applied {', '.join(map(str, done['applied']))})")
     else:
         console().print(f"{describe_url(target)}: schema already at version {done['to']}; nothing to do")
+    return 0
+
+
+@state_app.command("migrate")
+def migrate(
+    to: Annotated[str, typer.Option("--to", metavar="URL", show_default=False,
+                                    help="The postgresql:// database to move this workspace's environments into.")] = ...,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Move this file workspace's environments into PostgreSQL, chains, signatures and checkpoints intact.
+
+    Only sound, settled environments move; the files are set aside under environments/migrated-<time>/,
+    and environments/STATE-URL makes this workspace (and its clones) use the database from then on.
+    """
+    from ..ops.migrate import migrate as do_migrate
+    from ..ops.workspace import Workspace
+
+    done = do_migrate(Workspace.locate(workspace), to)
+    if json_out:
+        emit_json({"ok": True, **done})
+        return 0
+    out = console()
+    for item in done["environments"]:
+        out.print(f"{item['env']}: {item['entries']} entries moved to {done['to']} (head seq {item['headSeq']})")
+    out.print(f"the files are kept in {done['setAside']}; this workspace now uses the database. To say so in "
+              f"slotgen.yaml too, set {done['stateLine']} and accept it (slotgen approve --config, slotgen config "
+              "accept).", soft_wrap=True)
     return 0
 
 

@@ -21,3 +21,16 @@ def workspace_root(explicit: Path | None = None) -> Path | None:
         if (folder / WORKSPACE_FILE).is_file():
             return folder
     return None
+
+
+#: In environments/: the database a workspace's environments were moved to by `slotgen state migrate`.
+STATE_MARKER = "STATE-URL"
+
+
+def marker_url(environments_dir: Path) -> str | None:
+    """The database a migrated workspace's environments moved to (None if they did not)."""
+    try:
+        text = (Path(environments_dir) / STATE_MARKER).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text if text.startswith(("postgresql://", "postgres://")) else None

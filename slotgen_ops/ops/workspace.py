@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import BadInput
-from .paths import ENV_NAME_RE, WORKSPACE_FILE, workspace_root
+from .paths import ENV_NAME_RE, WORKSPACE_FILE, marker_url, workspace_root
 from .roster import Operator, Roster  # noqa: F401 - re-exported: the roster is part of the workspace
 from .yamlfile import load_yaml_model, validation_summary  # noqa: F401 - re-exported
 
@@ -117,7 +117,9 @@ class Workspace:
         override = self._state_url or os.environ.get("SLOTGEN_STATE_URL")
         if override:
             return None if override == "files" else override
-        return None if self.config.state == "files" else self.config.state
+        if self.config.state != "files":
+            return self.config.state
+        return marker_url(self.environments_dir)  # moved by 'slotgen state migrate'
 
     def state_url_leniently(self) -> str | None:
         """`state_url` even when slotgen.yaml does not validate (rollback must still find the environment)."""
@@ -130,9 +132,11 @@ class Workspace:
         try:
             text = (self.root / WORKSPACE_FILE).read_text(encoding="utf-8", errors="replace")
         except OSError:
-            return None
+            return marker_url(self.environments_dir)
         match = re.search(r"^state:\s*['\"]?(postgres(?:ql)?://[^'\"\s#]+)", text, re.MULTILINE)
-        return match.group(1) if match else None
+        if match:
+            return match.group(1)
+        return marker_url(self.environments_dir)
 
     @cached_property
     def roster(self) -> Roster:

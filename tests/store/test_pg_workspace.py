@@ -150,3 +150,37 @@ def test_many_approvals_from_both_clones_lose_nothing(team, pg_url):
     assert set(status["approvals"]) == ids, "no lost update: every approval is in the head state"
     for ws in (a, b):
         assert run(ws, "audit", "verify", "--env", "staging", env=env).code == 0
+
+
+def test_a_file_workspace_moves_into_the_database_with_its_checkpoints_still_good(tmp_path, pg_url, monkeypatch):
+    from walked import walk
+
+    with FakeOpenAIServer("ok") as server:
+        env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-local"}
+        ws = tmp_path / "ws"
+        walk(ws, 5, server.base_url)  # files, verified, one step before live
+        checkpoint = tmp_path / "before.checkpoint"
+        assert slotgen("audit", "checkpoint", "--env", "staging", "--operator", "approver", "-o", str(checkpoint),
+                       "--workspace", str(ws), env=env, cwd=ws).code == 0
+        entries_before = (ws / "environments" / "staging.audit.jsonl").read_bytes()
+        moved = slotgen("state", "migrate", "--to", pg_url, "--workspace", str(ws), "--json", env=env)
+        assert moved.code == 0, moved.stderr
+        doc = moved.json()
+        assert {e["env"] for e in doc["environments"]} == {"staging", "production"}
+        assert not (ws / "environments" / "staging.audit.jsonl").exists()
+        assert (Path(doc["setAside"]) / "staging.audit.jsonl").read_bytes() == entries_before, "files kept"
+        info = psycopg.conninfo.conninfo_to_dict(pg_url)
+        assert info["password"] not in (ws / "environments" / "STATE-URL").read_text()
+        db_env = {**env, "PGPASSWORD": info["password"]}  # the marker has no password: libpq finds it
+        verify = slotgen("audit", "verify", "--env", "staging", "--checkpoint", str(checkpoint), "--json",
+                         "--workspace", str(ws), env=db_env)
+        assert verify.code == 0, verify.stderr
+        assert verify.json()["checkpoints"][0]["consistent"] is True
+        go_live = slotgen("set", "--env", "staging", "SLOTGEN_AI_KILL=false", *DR, *as_(ws, "owner"), "--yes",
+                          "--workspace", str(ws), env=db_env, cwd=ws)
+        assert go_live.code == 0, go_live.stderr
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT controls->>'SLOTGEN_AI_KILL' FROM slotgen_environments "
+                                "WHERE name = 'staging'").fetchone()[0] == "false"
+        again = slotgen("state", "migrate", "--to", pg_url, "--workspace", str(ws), env=db_env)
+        assert_one_line_error(again, 2)
