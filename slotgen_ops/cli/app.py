@@ -74,6 +74,11 @@ class SlotgenGroup(TyperGroup):
         except Exception as exc:  # never a traceback for an operator
             if os.environ.get("SLOTGEN_DEBUG"):
                 raise
+            if type(exc).__module__.startswith("psycopg"):  # the state database failed mid-command
+                from ..errors import EXIT_INTEGRITY
+
+                _fail(f"state database: {' '.join(str(exc).split())[:300]}; a change is committed whole or not at "
+                      "all ('slotgen status' shows which; 'slotgen rollback' still works)", EXIT_INTEGRITY)
             _fail(f"internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} "
                   "(set SLOTGEN_DEBUG=1 for details)", EXIT_BAD_INPUT)
         if rv == 130:  # typer turns KeyboardInterrupt (SIGINT, and our SIGTERM/SIGHUP) into a silent Exit(130)

@@ -211,24 +211,36 @@ class Environment:
         recognises. Without a `session`, entries by a signed identity cannot
         be recorded.
         """
-        with self.lock.exclusive(timeout=timeout, what=what), signals_deferred():
-            hooks.point("writer-locked")
-            try:
-                if self.backend == "files":
-                    clean_stale_temps(self.controls.folder)
-                    if keep_reserve:  # not for a rollback: it may just have freed the reserve to record itself
-                        ensure_ballast(self.dir)
-                writer = ControlsWriter(self, actor, session)
-                if reconcile:
-                    writer.reconcile()
-                yield writer
-            except OSError as exc:  # a full disk or a read-only directory, say: one line, fail closed
-                failure = IntegrityFailure(
-                    f"{self.dir}: {exc.strerror or exc.__class__.__name__} while writing; if the change was recorded "
-                    "but not applied, the next command closes it with the kill-switch engaged ('slotgen rollback' "
-                    "works regardless)")
-                failure.errno = exc.errno  # type: ignore[attr-defined]
-                raise failure from None
+        try:
+            with self.lock.exclusive(timeout=timeout, what=what), signals_deferred():
+                hooks.point("writer-locked")
+                try:
+                    if self.backend == "files":
+                        clean_stale_temps(self.controls.folder)
+                        if keep_reserve:  # not for a rollback: it may just have freed the reserve to record itself
+                            ensure_ballast(self.dir)
+                    writer = ControlsWriter(self, actor, session)
+                    if reconcile:
+                        writer.reconcile()
+                    yield writer
+                except OSError as exc:  # a full disk or a read-only directory, say: one line, fail closed
+                    failure = IntegrityFailure(
+                        f"{self.dir}: {exc.strerror or exc.__class__.__name__} while writing; if the change was "
+                        "recorded but not applied, the next command closes it with the kill-switch engaged "
+                        "('slotgen rollback' works regardless)")
+                    failure.errno = exc.errno  # type: ignore[attr-defined]
+                    raise failure from None
+        except Exception as exc:
+            if self.backend == "files" or not _database_error(exc):
+                raise
+            # The database failed in the section or at its COMMIT (connection dropped, read-only, gone): the
+            # transaction is gone with it, so nothing of this section was committed.
+            raise IntegrityFailure(f"state database {self.store.describe()}: {' '.join(str(exc).split())[:200]}; "
+                                   "nothing of this change was committed ('slotgen rollback' still works)") from None
+
+
+def _database_error(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("psycopg")
 
 
 class ControlsWriter:
