@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-ORDER = ("decide", "peers", "exposure", "startup", "verify", "rollback")
+ORDER = ("decide", "peers", "exposure", "startup", "verify", "rollback", "team")
 
 
 def main(argv: list[str]) -> int:

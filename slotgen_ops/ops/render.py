@@ -154,9 +154,9 @@ def _watch_postgres(env: Any, output: Path, say: Say, stop: Callable[[], bool]) 
         try:
             with conn:
                 conn.execute("LISTEN slotgen_controls")
+                env.store.use(conn)  # one connection per host: reads share the listening one
                 # Re-read on every (re)connect: whatever changed while no one listened is in the row; and a
                 # rollback made on this host while the database was away goes in first.
-                env.store.close()
                 fold_here(env, say)
                 _said_write(env, output, say, "reconnected" if connected_once else "start")
                 connected_once = True
@@ -165,9 +165,9 @@ def _watch_postgres(env: Any, output: Path, say: Say, stop: Callable[[], bool]) 
                     for note in conn.notifies(timeout=HEARTBEAT_S, stop_after=1):
                         relevant = note.payload.split(" ", 1)[0] == env.name
                     _said_write(env, output, say, "changed" if relevant else "heartbeat")
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, IntegrityFailure) as exc:
             say(f"lost the state database ({' '.join(str(exc).split())[:120]}); reconnecting")
-            env.store.close()
+            env.store.use(None)
             _sleep(RECONNECT_S, stop)
 
 

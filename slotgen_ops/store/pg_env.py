@@ -63,6 +63,10 @@ class PgEnvironmentStore:
 
         return f"{describe_url(self.url)} environment {self.env}"
 
+    def use(self, conn: Any) -> None:
+        """Read and write through `conn` (a watcher's listening connection), or open one when needed (None)."""
+        self._conn = conn
+
     def side_connection(self) -> Any:
         """A second, autocommit connection (to look at who holds the lock while this one waits)."""
         from .postgres import connect
