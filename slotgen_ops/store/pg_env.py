@@ -150,8 +150,9 @@ class PgLock:
         from ..ops.locking import LockBusy, _notice
 
         conn = self._store.conn
+        key = _lock_key(self._store.env)
+        pending: BaseException | None = None
         with conn.transaction():
-            key = _lock_key(self._store.env)
             got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
             if not got:
                 holder = self.holder()
@@ -166,8 +167,18 @@ class PgLock:
             self._depth = 1
             try:
                 yield
+            except BaseException as exc:
+                # As with the file backend, where every append is durable at once: what the section recorded
+                # before a refusal or a superseded change was raised stays recorded (the transaction commits,
+                # then the exception goes on). Only a database failure ends it with nothing: the transaction
+                # is gone with it.
+                if type(exc).__module__.startswith("psycopg"):
+                    raise
+                pending = exc
             finally:
                 self._depth = 0
+        if pending is not None:
+            raise pending
 
     @contextmanager
     def shared(self, timeout: float = 2.0) -> Iterator[None]:

@@ -61,21 +61,25 @@ def test_log_and_controls_commit_together_and_verify(pg_url):
     assert report.valid and report.entries == 2
 
 
-def test_nothing_is_kept_of_a_critical_section_that_fails(pg_url):
+def test_a_section_that_raises_keeps_what_it_recorded_as_files_do(pg_url):
+    """On files every append is durable at once; so here: what a critical section recorded before a refusal
+    or a stale head was raised is committed, and the exception goes on (a database failure keeps nothing:
+    test_pg_faults)."""
     store = _create(pg_url)
     head = store.log.head()
     with pytest.raises(StaleHead):
         with store.lock.exclusive():
             store.log.append(_refusal(head["state"], 1), after=(head["seq"], head["hash"]))
             store.log.append(_refusal(head["state"], 2), after=(head["seq"], head["hash"]))  # stale: seq 2 exists
-    assert store.log.count() == 1, "the first append went with the failed section"
+    assert store.log.count() == 2, "the first append was committed, the stale one refused"
+    found = store.controls.read()
     with pytest.raises(ControlsChanged):
         with store.lock.exclusive():
-            found = store.controls.read()
-            entry = store.log.append(_refusal(head["state"], 3), after=(1, head["hash"]))
+            entry = store.log.append(_refusal(store.log.head()["state"], 3), after=(2, store.log.head()["hash"]))
             stale = found.__class__(found.values, found.head_seq, "f" * 64, found.raw)
             store.controls.write(entry["state"]["controls"], entry["seq"], entry["hash"], expect=stale)
-    assert store.log.count() == 1 and store.controls.read().head_seq == 1
+    assert store.log.count() == 3 and store.controls.read().head_seq == 1, \
+        "the controls were not written: the log is ahead of them, which the next writer closes fail closed"
 
 
 def _hold_and_wait(url: str, ready, go) -> None:
