@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo demo-team test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/slotgen demo
+
+# Two operators' clones on one PostgreSQL database (starts a throwaway local server: the OS's PostgreSQL 15).
+demo-team: $(STAMP)
+	$(VENV)/bin/slotgen demo --team
 
 test: $(STAMP)
 	$(PY) -m pytest -q

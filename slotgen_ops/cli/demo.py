@@ -26,13 +26,20 @@ DR = "DR-1001"
 
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary workspace and print where it is.")] = False,
+    team: Annotated[bool, typer.Option("--team", help="Two operators' clones on one PostgreSQL database (a local "
+                                                      "server is started), and a host's render --watch.")] = False,
 ) -> int:
     """Walk staging from init to a live 5% Beta, then a failed check rolling back.
 
     Runs in a temporary workspace with the package's local OpenAI-compatible
-    server on 127.0.0.1; no network. Ends with 'audit verify'.
+    server on 127.0.0.1; no network. Ends with 'audit verify'. With --team:
+    a throwaway PostgreSQL server, two clones of one workspace taking turns,
+    and a runtime host's env-file following a rollback.
     """
     from ..runtime.fakeserver import FakeOpenAIServer
+
+    if team:
+        return _team_demo(keep)
 
     out = console()
     started = time.perf_counter()
@@ -107,6 +114,91 @@ def demo(
 
         shutil.rmtree(root, ignore_errors=True)
     return 0 if walk.ok else 1
+
+
+def _team_demo(keep: bool) -> int:
+    """SPEC section 10 end to end: a real PostgreSQL server, two clones, a watching host."""
+    import shutil
+
+    import psycopg
+
+    from ..runtime.fakeserver import FakeOpenAIServer
+    from ..store.pgserver import LocalPostgres
+
+    out = console()
+    started = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="slotgen-team-demo-"))
+    ok = True
+    with LocalPostgres() as pg, FakeOpenAIServer(mode="ok") as server:
+        with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE slotgen")
+        url = pg.url("slotgen_admin", None, "slotgen")  # the password travels in PGPASSWORD, never in a command
+        env = dict(os.environ)
+        for name in ("SLOTGEN_OPERATOR", "SLOTGEN_SIGNING_KEY", "SLOTGEN_WORKSPACE", "SLOTGEN_STATE_URL"):
+            env.pop(name, None)
+        env.update({"PGPASSWORD": pg.password, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "local-demo-key",
+                    "NO_COLOR": env.get("NO_COLOR", ""), "COLUMNS": env.get("COLUMNS", "110")})
+        alice_ws, bob_ws, host = root / "alice", root / "bob", root / "host"
+        alice = _Walk(out, env, root, alice_ws)
+        bob = _Walk(out, env, root, bob_ws)
+        out.rule("[bold]slotgen demo --team: two operators, one PostgreSQL database, a runtime host")
+        out.print(f"A throwaway PostgreSQL server listens on 127.0.0.1:{pg.port}; an OpenAI-compatible one on "
+                  f"{server.base_url}. No network is used.")
+        alice.say("Alice creates the workspace with its environments in the database (the schema is created on "
+                  "first use; the URL is written without its password).")
+        alice.run(["init", str(alice_ws), "--state", url])
+        shutil.copytree(alice_ws, bob_ws)
+        bob.say("Bob works in his own clone of the same workspace (as from version control).")
+        host.mkdir()
+        alice.say("A runtime host keeps its env-file current from the database: slotgen render --watch.")
+        out.print(f"[bold]$ slotgen render --env staging --output {host / 'staging.env'} --watch &[/]")
+        watcher = subprocess.Popen([sys.executable, "-m", "slotgen_ops", "render", "--env", "staging", "--output",
+                                    str(host / "staging.env"), "--watch", "--workspace", str(alice_ws)], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (host / "staging.env").exists():
+                time.sleep(0.05)
+            alice.say("They take turns: each step is judged against the one database, from either clone.")
+            alice.run(["set", "--env", "staging", "SLOTGEN_AI_KILL=true", "--decision-record", DR, "--operator",
+                       "owner", "--yes"])
+            bob.run(["set", "--env", "staging", "FEATURE_SLOTGEN_AI=true", "--decision-record", DR, "--operator",
+                     "oncall", "--yes"])
+            bob.say("Bob tries to skip ahead: refused (exit 3), recorded where Alice sees it too.")
+            bob.run(["set", "--env", "staging", "SLOTGEN_AI_KILL=false", "--decision-record", DR, "--operator",
+                     "owner", "--yes"], expect=3)
+            alice.run(["status", "--env", "staging"])
+            bob.say("Bob rolls back; the host's env-file follows within a second (the watcher was told by the "
+                    "database).")
+            before = (host / "staging.env").read_text(errors="replace")
+            bob.run(["rollback", "--env", "staging", "--reason", "demo", "--operator", "oncall"])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (host / "staging.env").read_text(errors="replace") == before:
+                time.sleep(0.05)
+            out.print(f"[bold]$ grep -v '^#' {host / 'staging.env'}[/]")
+            sys.stdout.write("".join(line + "\n" for line in (host / "staging.env").read_text().splitlines()
+                                     if not line.startswith("#")))
+            alice.say("The database itself refuses to change history, whoever asks:")
+            try:
+                with psycopg.connect(pg.admin_url.replace("/postgres", "/slotgen"), autocommit=True) as conn:
+                    conn.execute("UPDATE slotgen_log SET line = 'forged' WHERE seq = 1")
+                ok = False
+            except psycopg.Error as exc:
+                out.print(f"  UPDATE slotgen_log ... -> {escape(' '.join(str(exc).split()))}")
+            alice.say("Alice verifies the log from her clone: the same chain, the same signatures.")
+            alice.run(["audit", "verify", "--env", "staging"])
+        finally:
+            watcher.terminate()
+            watcher.wait(30)
+    seconds = time.perf_counter() - started
+    ok = ok and alice.ok and bob.ok
+    out.rule(f"team demo finished in {seconds:.1f} s; {alice.commands + bob.commands} commands"
+             + (", every exit code as expected" if ok else ", SOMETHING WAS UNEXPECTED"))
+    if keep:
+        out.print(f"workspaces kept in {root} (the database is gone with its server)")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if ok else 1
 
 
 class _Walk:
