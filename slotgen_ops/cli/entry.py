@@ -11,6 +11,7 @@ no-op), records who and why, and verifies.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -37,14 +38,28 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
         return None
     controls = root / "environments" / f"{env}.env"
     if not (controls.exists() or controls.is_symlink()):
-        # A database-backed environment: the env-files `slotgen render` keeps on this host, if any.
+        # A database-backed environment: the env-files `slotgen render` keeps on this host, if any, then the
+        # environment's row itself (libpq through ctypes: no psycopg, no CLI yet).
         from slotgen_ops.ops.hostfiles import engage as engage_host
 
         done = engage_host(root, env)
-        if not any(ok for _, ok, _ in done):
+        here = ", ".join(str(p) for p, ok, _ in done if ok)
+        url = _state_url(root)
+        row = None
+        if url:
+            from slotgen_ops.store.pgfast import engage as engage_row
+
+            try:
+                row = engage_row(url, env)
+            except Exception:  # noqa: BLE001 - a head start only: the rollback proper engages it regardless
+                row = None
+        ms = round((time.perf_counter() - STARTED) * 1000, 3)
+        if row is not None:
+            return {"engaged": True, "written": "the database" + (f" and {here}" if here else ""), "old": row[1],
+                    "engagedMs": ms}
+        if not here:
             return None
-        return {"engaged": True, "host": True, "written": ", ".join(str(p) for p, ok, _ in done if ok),
-                "engagedMs": round((time.perf_counter() - STARTED) * 1000, 3), "old": None}
+        return {"engaged": True, "host": True, "written": here, "engagedMs": ms, "old": None}
     from slotgen_ops.ops.controls_file import KillSwitchNotEngaged, engage_kill_switch
 
     try:
@@ -53,6 +68,26 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
         return {"engaged": False, "problem": str(exc)}
     return {"engaged": True, "values": values, "written": how, "old": old,
             "engagedMs": round((time.perf_counter() - STARTED) * 1000, 3)}
+
+
+def _state_url(root: Path) -> str | None:
+    """Where a workspace keeps its environments, read without the CLI: $SLOTGEN_STATE_URL, slotgen.yaml's
+    `state:`, or the marker `slotgen state migrate` leaves (None: files)."""
+    import re
+
+    override = os.environ.get("SLOTGEN_STATE_URL")
+    if override:
+        return None if override == "files" else override
+    try:
+        text = (root / "slotgen.yaml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    match = re.search(r"^state:\s*['\"]?(postgres(?:ql)?://[^'\"\s#]+)", text, re.MULTILINE)
+    if match:
+        return match.group(1)
+    from slotgen_ops.ops.paths import marker_url
+
+    return marker_url(root / "environments")
 
 
 def _interrupt(signum: int, frame: Any) -> None:

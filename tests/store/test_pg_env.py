@@ -183,3 +183,35 @@ def test_an_environment_that_is_not_there_is_an_integrity_failure(pg_url):
     postgres.upgrade(pg_url)
     with pytest.raises(IntegrityFailure, match="no such environment"):
         PgEnvironmentStore(pg_url, "production").controls.read()
+
+
+def test_the_rollback_head_start_engages_the_row_through_libpq_alone(pg_url):
+    from slotgen_ops.store import pgfast
+
+    store = _create(pg_url)
+    with store.lock.exclusive():  # the kill-switch off in the row, as when live
+        found = store.controls.read()
+        head = store.log.head()
+        store.controls.write({**found.values, "SLOTGEN_AI_KILL": "false"}, head["seq"], head["hash"], expect=found)
+    assert pgfast.engage(pg_url, ENV) == (True, "false")
+    assert store.controls.read().values["SLOTGEN_AI_KILL"] == "true"
+    assert pgfast.engage(pg_url, ENV) == (True, "true")
+    assert pgfast.engage(pg_url, "production") is None, "no such row: the rollback proper says so"
+    assert pgfast.engage(pg_url, "Bad'; DROP TABLE slotgen_log; --") is None
+    refused = pg_url.rsplit(":", 1)[0] + ":1/x"
+    assert pgfast.engage(refused, ENV) is None
+    assert store.log.count() == 1, "a head start records nothing: the rollback proper does"
+
+
+def test_a_cli_rollback_on_the_database_engages_before_the_cli_loads(tmp_path, pg_url):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from cli.helpers import slotgen
+
+    ws = tmp_path / "ws"
+    assert slotgen("init", str(ws), "--state", pg_url).code == 0
+    rb = slotgen("rollback", "--env", "staging", "--reason", "r", "--operator", "oncall", "--key",
+                 str(ws / "demo-keys" / "oncall"), "--workspace", str(ws), "--json", env={"SLOTGEN_STATE_URL": pg_url})
+    assert rb.code == 0, rb.stderr
+    assert rb.json()["rollback"]["written"].startswith("the database")
