@@ -144,3 +144,55 @@ def test_a_read_only_database_refuses_the_change_and_rollback_breaks_glass_on_th
     assert status.code == 0 and status.json()["controls"]["SLOTGEN_AI_KILL"] == "true"
     assert _rows(pg_url)[1]["SLOTGEN_AI_KILL"] == "true"
     assert slotgen("audit", "verify", "--env", "staging", "--workspace", str(ws), env=env).code == 0
+
+
+def test_a_full_disk_under_the_log_refuses_the_change_and_rollback_still_engages(live, pg_url, postgres, tmp_path):
+    """The log's table on a tablespace whose tmpfs is full: the change cannot append (exit 4, nothing kept);
+    rollback engages the kill-switch in the environment's row (another tablespace), keeps its record in the
+    break-glass journal, and the record is folded in once there is room again."""
+    ws, env = live
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="slotgen-tiny-"))  # the server's account must reach it: not under tmp_path
+    base.chmod(0o755)
+    tiny = base / "ts"
+    tiny.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], capture_output=True,
+                             text=True)
+    assert mounted.returncode == 0, f"this test mounts a tmpfs (root): {mounted.stderr}"
+    try:
+        import pwd
+
+        owner = pwd.getpwnam("postgres")
+        os.chown(tiny, owner.pw_uid, owner.pw_gid)
+        db = psycopg.conninfo.conninfo_to_dict(pg_url)["dbname"]
+        with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+            admin.execute(f"CREATE TABLESPACE tiny_{db} LOCATION '{tiny}'")
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE slotgen_log SET TABLESPACE tiny_{db}")
+            conn.execute(f"CREATE TABLE filler (pad text) TABLESPACE tiny_{db}")
+            with pytest.raises(psycopg.errors.DiskFull):
+                while True:
+                    conn.execute("INSERT INTO filler SELECT repeat('x', 2000) FROM generate_series(1, 50)")
+        before = _rows(pg_url)
+        r = slotgen("approve", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=5", *DR, *as_(ws, "approver"),
+                    "--yes", "--workspace", str(ws), env=env)
+        assert_one_line_error(r, 4)
+        assert _rows(pg_url) == before
+        rb = slotgen("rollback", "--env", "staging", "--reason", "disk full", *as_(ws, "oncall"), "--json",
+                     "--workspace", str(ws), env=env)
+        assert rb.code == 0, rb.stderr
+        assert _rows(pg_url)[1]["SLOTGEN_AI_KILL"] == "true", "the row took the kill-switch"
+        assert rb.json()["rollback"]["breakGlass"] is True, "its record waits in this host's journal"
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE filler")
+        status = slotgen("status", "--env", "staging", "--json", "--workspace", str(ws), env=env)
+        assert status.code == 0 and any("folded" in w for w in status.json()["warnings"]), status.stdout
+        assert slotgen("audit", "verify", "--env", "staging", "--workspace", str(ws), env=env).code == 0
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE slotgen_log SET TABLESPACE pg_default")
+        with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP TABLESPACE tiny_{db}")
+    finally:
+        subprocess.run(["umount", "-l", str(tiny)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

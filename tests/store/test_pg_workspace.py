@@ -184,3 +184,40 @@ def test_a_file_workspace_moves_into_the_database_with_its_checkpoints_still_goo
                                 "WHERE name = 'staging'").fetchone()[0] == "false"
         again = slotgen("state", "migrate", "--to", pg_url, "--workspace", str(ws), env=db_env)
         assert_one_line_error(again, 2)
+
+
+def test_operators_need_only_the_writer_role(tmp_path, pg_url, postgres):
+    """The owner creates the schema once; operators log in as roles that are members of slotgen_writer
+    (read, append to the log, update the environments' rows) and do everything else."""
+    from slotgen_ops.store import postgres as store
+
+    store.upgrade(pg_url)
+    db = psycopg.conninfo.conninfo_to_dict(pg_url)["dbname"]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE op_bob LOGIN PASSWORD 'bob-pw' IN ROLE slotgen_writer")
+    bob_url = postgres.url("op_bob", None, db)
+    try:
+        with FakeOpenAIServer("ok") as server:
+            env = {"SLOTGEN_STATE_URL": bob_url, "PGPASSWORD": "bob-pw", "OPENAI_BASE_URL": server.base_url,
+                   "OPENAI_API_KEY": "sk-local"}
+            ws = tmp_path / "ws"
+            made = slotgen("init", str(ws), "--state", bob_url, env=env, cwd=tmp_path)
+            assert made.code == 0, made.stderr
+            assert run(ws, "set", "--env", "staging", "SLOTGEN_AI_KILL=true", *DR, *as_(ws, "owner"), "--yes",
+                       env=env).code == 0
+            assert run(ws, "approve", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=1", *DR, *as_(ws, "approver"),
+                       "--yes", env=env).code == 0
+            assert run(ws, "set", "--env", "staging", "SLOTGEN_AI_KILL=false", *DR, *as_(ws, "owner"), "--yes",
+                       env=env).code == 3  # refused (a skipped step), and the refusal recorded
+            assert run(ws, "rollback", "--env", "staging", "--reason", "r", *as_(ws, "oncall"), env=env).code == 0
+            assert run(ws, "render", "--env", "staging", "--output", str(tmp_path / "host.env"), env=env).code == 0
+            assert run(ws, "audit", "verify", "--env", "staging", env=env).code == 0
+            forged = slotgen("state", "upgrade", "--url", bob_url, env=env)
+            assert forged.code == 0 and "nothing to do" in forged.stdout
+        with psycopg.connect(postgres.url("op_bob", "bob-pw", db), autocommit=True) as bob:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bob.execute("DELETE FROM slotgen_log")
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP OWNED BY op_bob")
+            conn.execute("DROP ROLE op_bob")
