@@ -19,7 +19,7 @@ from ..contract import KILL_VAR
 from ..errors import BadInput, IntegrityFailure, Refused
 from . import hooks
 from .atomic import clean_stale_temps
-from ..audit.log import AuditLog, Unsealed, complete
+from ..audit.log import Unsealed, complete
 from ..audit.canonical import entry_hash
 from .controls_file import (
     ControlsChanged,
@@ -29,7 +29,6 @@ from .controls_file import (
     render_controls,
 )
 from .clock import now_utc, utc
-from .locking import EnvLock
 from .signals import signals_deferred
 from .state import REPAIR, ROLLBACK, SET, apply
 
@@ -92,28 +91,19 @@ class Environment:
 
             self.backend = "postgresql"
             self.store: Any = PgEnvironmentStore(url, name)
-            self.lock = self.store.lock
-            self.log = self.store.log
-            self.controls = self.store.controls
-        else:
-            from ..store.files import FileControls
+        else:  # the workspace's files, the embedded default
+            from ..store.files import FileEnvironmentStore
 
             self.backend = "files"
-            self.store = None
-            self.lock = EnvLock.for_directory(self.dir)
-            self.log = AuditLog(self.dir / f"{name}.audit.jsonl", lock=self.lock)
-            self.controls = FileControls(self.controls_path, name)
+            self.store = FileEnvironmentStore(self.dir, name)
+        self.lock = self.store.lock
+        self.log = self.store.log
+        self.controls = self.store.controls
 
     @contextmanager
     def signing_turn(self, timeout: float | None, what: str) -> Iterator[bool]:
         """Writers of this environment take turns at signing (fairness only; see `locking.signing_turn`)."""
-        if self.store is not None:
-            with self.store.turn(timeout, what) as taken:
-                yield taken
-            return
-        from .locking import signing_turn
-
-        with signing_turn(self.dir / f".{self.name}.signing", timeout, what) as taken:
+        with self.store.turn(timeout, what) as taken:
             yield taken
 
     def read_controls(self) -> ControlsFile:

@@ -10,6 +10,8 @@ lock. How each write is made safe is `ops.controls_file`'s (and the README's).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import IntegrityFailure
@@ -23,7 +25,37 @@ from ..ops.controls_file import (
     write_controls,
 )
 
-__all__ = ["FileControls"]
+__all__ = ["FileControls", "FileEnvironmentStore"]
+
+
+class FileEnvironmentStore:
+    """One environment in the workspace's files: the directory's flock, the log file, the controls file."""
+
+    def __init__(self, directory: Path, env: str) -> None:
+        from ..audit.log import AuditLog
+        from ..ops.locking import EnvLock
+
+        self.dir = Path(directory)
+        self.env = env
+        self.lock = EnvLock.for_directory(self.dir)
+        self.log = AuditLog(self.dir / f"{env}.audit.jsonl", lock=self.lock)
+        self.controls = FileControls(self.dir / f"{env}.env", env)
+
+    def describe(self) -> str:
+        return str(self.dir / env_files(self.env)[0])
+
+    @contextmanager
+    def turn(self, timeout: float | None, what: str) -> Iterator[bool]:
+        """Writers of this environment take turns at signing (fairness only: `ops.locking.signing_turn`)."""
+        from ..ops import locking
+
+        with locking.signing_turn(self.dir / f".{self.env}.signing", timeout, what) as taken:
+            yield taken
+
+
+def env_files(env: str) -> tuple[str, str]:
+    """The controls file and the log of an environment, in environments/."""
+    return f"{env}.env", f"{env}.audit.jsonl"
 
 
 class FileControls:
