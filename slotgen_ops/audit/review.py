@@ -283,11 +283,12 @@ def export_csv(entries: Iterable[dict[str, Any]], out: TextIO) -> int:
 
     Columns are ``AUDIT_FIELDS`` plus ``extra`` (any other fields, as JSON).
     Strings and integers are written as is, booleans as ``true``/``false``,
-    null as empty, lists and objects as JSON text. Values are not escaped
-    against spreadsheet formula injection: the export is faithful; open it as
-    data.
+    null as empty, lists and objects as JSON text. A text cell that starts
+    like a spreadsheet formula (``=``, ``+``, ``-``, ``@``, tab, carriage
+    return) gets a leading ``'`` so that no spreadsheet runs it (SPEC section
+    11); the JSON-lines export is the faithful one.
     """
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; and any \r or \n in a cell gets quoted
     writer.writerow([*AUDIT_FIELDS, "extra"])
     known = set(AUDIT_FIELDS)
     rows = 0
@@ -353,11 +354,17 @@ def _parse_ts(entry: dict[str, Any]) -> datetime:
     return _as_utc(moment)  # type: ignore[return-value]
 
 
+#: A cell a spreadsheet would run as a formula starts with one of these (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> str:
+    """A CSV cell; text a spreadsheet would run as a formula is prefixed with a quote (SPEC section 11)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (str, int)):
+    if isinstance(value, int):
         return str(value)
-    return _dumps(value).decode("utf-8")
+    text = value if isinstance(value, str) else _dumps(value).decode("utf-8")
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

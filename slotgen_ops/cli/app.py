@@ -98,6 +98,26 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("slotgen-ops")
+        except PackageNotFoundError:  # pragma: no cover - run from a source tree without installing
+            number = "unknown (not installed)"
+        sys.stdout.write(f"slotgen {number}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print slotgen's version and exit."),
+) -> None:
+    """Switch on the AI path of slot generation in Beta, one verified, recorded step at a time."""
+
+
 def _register() -> None:
     from . import audit, change, decide, demo, exposure, init_cmd, render_cmd, state, status
 

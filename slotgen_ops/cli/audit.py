@@ -22,18 +22,40 @@ def _environment(workspace, env):
     return Workspace.locate(workspace).environment(env)
 
 
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
 def _time(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time (UTC when no offset is given), or a duration back from now: 30m, 1h, 2d, 1w."""
+    from datetime import timedelta, timezone
+    import re
+
     if value is None:
         return None
+    match = re.fullmatch(r"\s*([0-9]+)\s*([smhdw])\s*", value)
+    if match:
+        return datetime.now(timezone.utc) - timedelta(seconds=int(match.group(1)) * _DURATION[match.group(2)])
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise BadInput(f"{name} {value!r}: expected an ISO 8601 time, e.g. 2026-11-22T13:00:00Z") from None
+        raise BadInput(f"{name} {value!r}: expected an ISO 8601 time (2026-11-22T13:00:00Z) or a duration back "
+                       "from now (30m, 1h, 2d, 1w)") from None
     if moment.tzinfo is None:
-        from datetime import timezone
-
         moment = moment.replace(tzinfo=timezone.utc)
     return moment
+
+
+def _action(value: str | None) -> str | None:
+    """--action checked against the actions the log records: a typo is exit 2, never an empty table."""
+    from ..ops.state import ACTIONS
+
+    if value is None or value in ACTIONS:
+        return value
+    import difflib
+
+    near = difflib.get_close_matches(value, ACTIONS, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise BadInput(f"--action {value!r} is not an action{hint}; one of: {', '.join(ACTIONS)}")
 
 
 @audit_app.command("show")
@@ -41,14 +63,18 @@ def show(
     env: RequiredEnvOpt = ...,
     operator: Annotated[str | None, typer.Option("--operator", help="Only entries by this operator.")] = None,
     action: Annotated[str | None, typer.Option("--action", help="Only this action (set, approve, verify, rollback, refused, init, audit-repair).")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Only entries at or after this UTC time.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Only entries at or before this UTC time.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only entries at or after this time (ISO 8601, UTC) or this long ago (30m, 1h, 2d).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Only entries before this time (ISO 8601, UTC) or this long ago (30m, 1h, 2d).")] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
-    """Show audit entries, filtered by operator, action and time."""
+    """Show audit entries, filtered by operator, action and time.
+
+    Example: slotgen audit show --env production --action rollback --since 2d
+    """
     from ..audit.log import filter_entries
 
+    action = _action(action)
     environment = _environment(workspace, env)
     entries = filter_entries(environment.log.entries(), operator=operator, action=action,
                              since=_time(since, "--since"), until=_time(until, "--until"))
@@ -145,25 +171,27 @@ def checkpoint_cmd(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
     operator: OperatorOpt = None,
     key: KeyOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file (never a workspace file).")] = False,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Write a signed checkpoint of the audit log (C2SP tlog-checkpoint: origin, size, Merkle root, then an
     SSH signature). Keep it outside the workspace; 'audit verify --checkpoint FILE' later proves the log
     only grew since."""
-    from ..ops.atomic import atomic_write
     from ..ops.authority import resolve_actor
     from ..ops.checkpoints import make_checkpoint
 
     environment = _environment(workspace, env)
     ws = environment.workspace
     actor = resolve_actor(ws.roster, operator, key, identity=ws.config.identity, base=ws.root)
+    from .common import checked_output, write_output
+
+    if output is not None:
+        checked_output(output, ws.root, force)  # before anything is signed
     done = make_checkpoint(environment, actor)
     if output is not None:
-        if output.resolve().parent == environment.dir.resolve():
-            raise BadInput(f"--output {output}: not inside environments/ (a checkpoint belongs outside the workspace)")
         try:
-            atomic_write(output, done["text"].encode("utf-8"))
+            write_output(output, lambda out: out.write(done["text"]))
         except OSError as exc:
             raise BadInput(f"--output {output}: cannot write it ({exc.strerror})") from None
     if json_out:
@@ -185,27 +213,31 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
     operator: Annotated[str | None, typer.Option("--operator", help="Only entries by this operator.")] = None,
     action: Annotated[str | None, typer.Option("--action", help="Only this action.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Only entries at or after this UTC time.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Only entries at or before this UTC time.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only entries at or after this time (ISO 8601, UTC) or this long ago (30m, 1h, 2d).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Only entries before this time (ISO 8601, UTC) or this long ago (30m, 1h, 2d).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file (never a workspace file).")] = False,
     workspace: WorkspaceOpt = None,
 ) -> int:
-    """Export audit entries as JSON lines or CSV."""
+    """Export audit entries as JSON lines or CSV (cells a spreadsheet would run as formulas are neutralised).
+
+    Example: slotgen audit export --env production --format csv --output audit.csv
+    """
     from ..audit.log import filter_entries
+    from .common import checked_output, write_output
 
     if fmt not in ("jsonl", "csv"):
         raise BadInput(f"--format {fmt!r}: expected jsonl or csv")
+    action = _action(action)
     environment = _environment(workspace, env)
+    target = checked_output(output, environment.workspace.root, force) if output is not None else None
     entries = filter_entries(environment.log.entries(), operator=operator, action=action,
                              since=_time(since, "--since"), until=_time(until, "--until"))
-    out = sys.stdout if output is None else output.open("w", encoding="utf-8", newline="")
-    try:
-        writer = environment.log.export_jsonl if fmt == "jsonl" else environment.log.export_csv
-        count = writer(out, entries)
-    finally:
-        if output is not None:
-            out.close()
-    if output is not None:
-        sys.stderr.write(f"exported {count} entries to {output}\n")
+    writer = environment.log.export_jsonl if fmt == "jsonl" else environment.log.export_csv
+    if target is None:
+        writer(sys.stdout, entries)
+        return 0
+    count = write_output(target, lambda out: writer(out, entries))
+    sys.stderr.write(f"exported {count} entries to {target}\n")
     return 0
 
 

@@ -146,3 +146,49 @@ def read_json_file(path: Path, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise BadInput(f"{path}: {what} file is not JSON: {exc}") from None
+
+
+def checked_output(path: Path, workspace_root: Path | None, force: bool) -> Path:
+    """An --output file that is safe to write (SPEC section 11): never a file of the workspace (its logs,
+    controls, policy files: not even with --force), never anything under environments/, and no other existing
+    file without --force. BadInput (exit 2) otherwise."""
+    from ..errors import BadInput
+
+    target = Path(path)
+    real = target.resolve()
+    if real.is_dir():
+        raise BadInput(f"--output {path}: is a directory")
+    if workspace_root is not None:
+        root = Path(workspace_root).resolve()
+        if real == root / "environments" or root / "environments" in real.parents:
+            raise BadInput(f"--output {path}: inside the workspace's environments/ (its logs and controls); "
+                           "write it elsewhere")
+        if real.exists() and (real == root or root in real.parents):
+            raise BadInput(f"--output {path}: is a file of the workspace; never overwritten, even with --force")
+    if real.exists() and not force:
+        raise BadInput(f"--output {path}: exists; pass --force to replace it")
+    return target
+
+
+def write_output(path: Path, produce) -> int:
+    """Write through a temp file beside `path`, then rename: `path` is never left half written.
+    `produce(text_stream)` writes and returns a count."""
+    import os
+    import tempfile
+
+    target = Path(path)
+    folder = target.resolve().parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            count = produce(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target.resolve())
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return count
