@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from ..errors import EXIT_INTEGRITY
@@ -15,11 +17,19 @@ def _environment(workspace, env):
     return Workspace.locate(workspace).environment(env)
 
 
-def status(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
+def status(env: Annotated[str | None, typer.Option("--env", "-e", help="One environment (default: a line for each).",
+                                                   show_default=False)] = None,
+           workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
     """Show the controls and what they mean, the runbook position and next step, the shadow
-    exposure, the last changes, audit integrity and warnings. Exit 4 if integrity fails."""
+    exposure, the last changes, audit integrity and warnings. Exit 4 if integrity fails.
+
+    Without --env, one line for every environment of the workspace (--json: {"environments": [...]}).
+    Example: slotgen status --env staging
+    """
     from ..ops.report import status_report
 
+    if env is None:
+        return _summary(workspace, json_out)
     doc, valid = status_report(_environment(workspace, env))
     if json_out:
         emit_json(doc)
@@ -50,6 +60,35 @@ def next_(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: J
         for command in nxt.get("commands", []):
             out.print(f"  {escape(command)}", soft_wrap=True)
     return 0 if valid else EXIT_INTEGRITY
+
+
+def _summary(workspace, json_out: bool) -> int:
+    """Every environment of the workspace, a line each."""
+    from ..ops.report import status_report
+    from ..ops.workspace import Workspace
+
+    ws = Workspace.locate(workspace)
+    docs, all_valid = [], True
+    for name in sorted(ws.config.environments):
+        doc, valid = status_report(ws.environment(name))
+        docs.append(doc)
+        all_valid = all_valid and valid
+    if json_out:
+        emit_json({"environments": docs})
+        return 0 if all_valid else EXIT_INTEGRITY
+    out = console()
+    for doc in docs:
+        c = doc["controls"]
+        from ..contract import kill_switch_engaged
+
+        state = "kill-switch on" if kill_switch_engaged(c.get("SLOTGEN_AI_KILL")) else "[bold red]LIVE[/]"
+        audit = "ok" if doc["audit"]["valid"] else "[bold red]INTEGRITY FAILED[/]"
+        rollout = c.get("SLOTGEN_AI_ROLLOUT_PERCENT") or "0"
+        out.print(f"[bold]{doc['env']}[/]: {state}, rollout {escape(str(rollout))}%, audit {doc['audit']['entries']} "
+                  f"entries {audit}; next: {escape(doc['next']['summary'])}", soft_wrap=True)
+        for warning in doc["warnings"]:
+            out.print(f"  [yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    return 0 if all_valid else EXIT_INTEGRITY
 
 
 def _render_status(doc: dict) -> None:

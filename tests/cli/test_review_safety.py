@@ -91,3 +91,17 @@ def test_since_and_until_take_durations(ws):
 def test_version():
     r = slotgen("--version")
     assert r.code == 0 and r.stdout.startswith("slotgen ") and r.stdout.split()[1][0].isdigit()
+
+
+def test_status_without_env_summarises_every_environment(ws):
+    r = run(ws, "status")
+    assert r.code == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if not line.startswith(" ")]
+    assert [line.split(":")[0] for line in lines] == ["production", "staging"]
+    assert all("kill-switch on" in line and "audit 1 entries ok" in line for line in lines)
+    doc = run(ws, "status", "--json").json()
+    assert [e["env"] for e in doc["environments"]] == ["production", "staging"]
+    log = ws / "environments" / "production.audit.jsonl"
+    log.write_bytes(log.read_bytes().replace(b'"init"', b'"INIT"'))  # one environment tampered with
+    broken = run(ws, "status")
+    assert broken.code == 4 and "INTEGRITY FAILED" in broken.stdout
