@@ -179,7 +179,21 @@ def test_a_rollback_on_a_host_cut_off_from_the_database_engages_its_rendered_fil
                                 env={**env, "XDG_STATE_HOME": str(tmp_path / "empty-state")})
             assert_one_line_error(none_here, 5)  # nothing rendered on that host, and no database: said plainly
             postgres.boot()
-            _wait_for(lambda: _kill(out_b) == "true", watch_b)  # folded by host a's watcher, then seen by b
+
+            def folds() -> int:
+                import psycopg
+
+                try:
+                    with psycopg.connect(pg_url) as conn:
+                        return conn.execute(
+                            "SELECT count(*) FROM slotgen_log WHERE env = 'staging' AND convert_from(line, 'UTF8')"
+                            "::jsonb->'details'->>'trigger' = 'break-glass-fold'").fetchone()[0]
+                except psycopg.OperationalError:
+                    return 0
+
+            # Each host's watcher folds its own host's journal once it reaches the database again.
+            _wait_for(lambda: folds() == 2, watch_a)
+            _wait_for(lambda: _kill(out_b) == "true", watch_b)
         finally:
             err_a, err_b = _stop(watch_a), _stop(watch_b)
         assert "Traceback" not in err_a + err_b
