@@ -87,6 +87,17 @@ class Unsealed(Exception):
         self.entry = entry
 
 
+def extends(prev: dict[str, Any] | None, after: tuple[int, str] | None, where: str) -> None:
+    """Compare-and-append: StaleHead unless the log's head `prev` is the head `after` the caller judged against
+    (None: no check)."""
+    if after is None:
+        return
+    now = (prev["seq"], prev["hash"]) if prev else (0, GENESIS_HASH)
+    if now != tuple(after):
+        raise StaleHead(f"{where}: the head is seq {now[0]}, not seq {after[0]} that this change was judged "
+                        "against (another writer got there first)")
+
+
 def complete(fields: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]:
     """The entry ``fields`` make after ``prev`` (``None``: first): ``seq``, ``ts`` unless given,
     ``prevHash`` and ``hash`` filled; its ``signature`` is for the caller to add."""
@@ -164,11 +175,7 @@ class AuditLog:
             raise IntegrityFailure(f"audit log {self.path}: cannot open: {exc.strerror}") from None
         try:
             prev = self._checked_head(self._tail(fd))
-            if after is not None:
-                now = (prev["seq"], prev["hash"]) if prev else (0, GENESIS_HASH)
-                if now != tuple(after):
-                    raise StaleHead(f"audit log {self.path}: the head is seq {now[0]}, not seq {after[0]} "
-                                    "that this change was judged against (another writer got there first)")
+            extends(prev, after, f"audit log {self.path}")
             entry = complete(fields, prev)
             entry["signature"] = seal(entry) if seal is not None else None  # Unsealed: nothing written
             line = _dumps(entry) + b"\n"

@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..audit.canonical import _dumps
-from ..audit.log import StaleHead, complete
-from ..audit.review import GENESIS_HASH, VerifyReport, verify_lines
+from ..audit.log import complete, extends
+from ..audit.review import VerifyReport, verify_lines
 from ..errors import IntegrityFailure
 from ..ops.controls_file import ControlsChanged, ControlsFile, render_controls
 
@@ -260,11 +260,7 @@ class PgLog:
             raise RuntimeError("PgLog.append() called without holding the environment's lock")
         conn = self._store.conn
         prev = self._head_row(conn)
-        if after is not None:
-            now = (prev["seq"], prev["hash"]) if prev else (0, GENESIS_HASH)
-            if now != tuple(after):
-                raise StaleHead(f"{self.path}: the head is seq {now[0]}, not seq {after[0]} that this change was "
-                                "judged against (another writer got there first)")
+        extends(prev, after, self.path)
         entry = complete(fields, prev)
         entry["signature"] = seal(entry) if seal is not None else None
         conn.execute("INSERT INTO slotgen_log (env, seq, hash, line) VALUES (%s, %s, %s, %s)",
