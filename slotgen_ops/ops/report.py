@@ -164,6 +164,13 @@ def _settle(env: Environment, warnings: list[str]):
     from .locking import LockBusy
 
     snap, needed = needs_settling(env)  # also checks the whole log (SPEC section 9)
+    if env.backend == "files":  # a temp file of a writer or rollback that was killed (SIGKILL) goes too
+        from .atomic import clean_stale_temps
+
+        try:
+            clean_stale_temps(env.controls.folder)
+        except OSError:
+            pass  # a read-only directory, say: the next writer tries again
     if not needed:
         return snap
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -191,3 +192,21 @@ def test_rollback_with_a_torn_last_line_still_engages_the_kill_switch(ws):
     assert run.json()["rollback"]["breakGlass"] is True
     assert "SLOTGEN_AI_KILL=true" in controls.read_text()
     assert (ws / "environments" / "staging.breakglass.jsonl").exists()
+
+
+def test_status_removes_the_temp_file_of_a_killed_writer(tmp_path):
+    """A rollback or writer SIGKILLed between writing its temp file and renaming it leaves
+    `.E.env.tmp-<pid>`; the next command, even status, removes it (only a dead process's)."""
+    import subprocess
+    import sys
+
+    ws = tmp_path / "ws"
+    assert slotgen("init", str(ws)).code == 0
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = ws / "environments" / f".staging.env.tmp-{dead}"
+    stale.write_text("SLOTGEN_AI_KILL=false\n")
+    alive = ws / "environments" / f".staging.env.tmp-{os.getpid()}"
+    alive.write_text("a live writer's\n")
+    assert slotgen("status", "--env", "staging", "--workspace", str(ws)).code == 0
+    assert not stale.exists() and alive.exists()
