@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_INTEGRITY, BadInput, SlotgenError
-from .common import escape, JsonOpt, WorkspaceOpt, console, emit_json
+from .common import JsonOpt, WorkspaceOpt, change_text, console, emit_json, escape
 from .options import KeyOpt, OperatorOpt, RequiredEnvOpt
 
 audit_app = typer.Typer(help="Review, verify, export and repair an environment's audit log.", no_args_is_help=True)
@@ -88,10 +88,10 @@ def show(
     for column in ("seq", "ts (UTC)", "operator", "action", "step", "change", "record", "verification", "reason"):
         table.add_column(column, overflow="fold")
     for e in entries:
-        change = f"{e.get('control')}: {e.get('old')} -> {e.get('new')}" if e.get("control") else ""
+        change = change_text(e.get("control"), e.get("old"), e.get("new"))
         verification = e.get("verification") or {}
         verdict = ("pass" if verification.get("passed") else "FAIL") if verification else ""
-        table.add_row(str(e.get("seq")), str(e.get("ts", ""))[:19], escape(str(e.get("operator"))),
+        table.add_row(str(e.get("seq")), str(e.get("ts", ""))[:19], escape(str(e.get("operator") or "(none)")),
                       str(e.get("action")), str(e.get("step") or ""), escape(change),
                       escape(str(e.get("decisionRecord") or "")), verdict, escape(str(e.get("reason") or "")))
     console().print(table)
@@ -103,7 +103,7 @@ def show(
         for g in glass:
             e = g["entry"]
             extra.add_row(str(e.get("seq")), str(e.get("ts", ""))[:19], escape(str(e.get("operator") or "(none)")),
-                          escape(f"{e.get('control')}: {e.get('old')} -> {e.get('new')}"),
+                          escape(change_text(e.get("control"), e.get("old"), e.get("new"))),
                           "folded" if g["folded"] else "NOT YET", escape(str(e.get("reason") or "")),
                           escape(str((e.get("details") or {}).get("problem") or "")))
         console().print(extra)

@@ -192,3 +192,13 @@ def write_output(path: Path, produce) -> int:
             pass
         raise
     return count
+
+
+def change_text(control: str | None, old: object, new: object) -> str:
+    """'CONTROL: old -> new' for humans: an unset value is '(unset)', never Python's None."""
+    if not control:
+        return ""
+    def shown(value: object) -> str:
+        return "(unset)" if value is None or value == "" else str(value)
+
+    return f"{control}: {shown(old)} -> {shown(new)}"

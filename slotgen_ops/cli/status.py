@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_INTEGRITY
-from .common import escape, JsonOpt, WorkspaceOpt, console, emit_json
+from .common import JsonOpt, WorkspaceOpt, change_text, console, emit_json, escape
 from .options import RequiredEnvOpt
 
 
@@ -117,8 +117,8 @@ def _render_status(doc: dict) -> None:
         for column in ("seq", "ts", "operator", "action", "step", "change", "record"):
             recent.add_column(column)
         for e in doc["lastChanges"]:
-            change = f"{e['control']}: {e['old']} -> {e['new']}" if e.get("control") else ""
-            recent.add_row(str(e["seq"]), str(e["ts"])[:19], escape(str(e["operator"])), e["action"] or "",
+            change = change_text(e.get("control"), e.get("old"), e.get("new"))
+            recent.add_row(str(e["seq"]), str(e["ts"])[:19], escape(str(e["operator"] or "(none)")), e["action"] or "",
                            e["step"] or "", escape(change), escape(str(e["decisionRecord"] or "")))
         out.print(recent)
     for warning in doc["warnings"]:

@@ -366,7 +366,10 @@ def unmet_requirement(step: Step, state: dict[str, Any], runbook: Runbook, env: 
         if requirement == "soak-elapsed":
             ready = soak_ready_at(state, runbook, env)
             if ready is not None and now < ready:
-                return f"step {step.id} needs the soak time to elapse: allowed from {ready.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+                from .clock import until
+
+                return (f"step {step.id} needs the soak time to elapse: allowed {until(now, ready)} "
+                        f"(from {ready.strftime('%Y-%m-%dT%H:%M:%SZ')})")
     return None
 
 

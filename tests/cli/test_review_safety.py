@@ -105,3 +105,13 @@ def test_status_without_env_summarises_every_environment(ws):
     log.write_bytes(log.read_bytes().replace(b'"init"', b'"INIT"'))  # one environment tampered with
     broken = run(ws, "status")
     assert broken.code == 4 and "INTEGRITY FAILED" in broken.stdout
+
+
+def test_human_output_never_shows_pythons_none(ws):
+    assert run(ws, "rollback", "--env", "staging", "--reason", "r").code == 0  # no operator: recorded as such
+    for args in (("audit", "show", "--env", "staging"), ("status", "--env", "staging")):
+        r = run(ws, *args)
+        assert r.code == 0
+        assert "None" not in r.stdout, r.stdout
+    shown = run(ws, "audit", "show", "--env", "staging").stdout
+    assert "(none)" in shown

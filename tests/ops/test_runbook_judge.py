@@ -8,7 +8,7 @@ every call passes `now` explicitly.
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -360,8 +360,12 @@ def test_progression_waits_for_the_production_soak():
     last = parse_ts(live["lastChangeAt"])
     early = judge(live, RUNBOOK, "production", ROLLOUT_VAR, "5", last + timedelta(minutes=30) - timedelta(seconds=1))
     assert not early.allowed and early.kind == "precondition" and "soak" in early.refusal
+    assert "allowed in 1 s (from " in early.refusal, early.refusal
     too_early = judge(live, RUNBOOK, "production", ROLLOUT_VAR, "5", last)
     assert not too_early.allowed and too_early.kind == "precondition"
+    assert "allowed in 30 min (from " in too_early.refusal, "an operator reads how long, not only when"
+    a_minute_in = judge(live, RUNBOOK, "production", ROLLOUT_VAR, "5", last + timedelta(seconds=61))
+    assert "allowed in 29 min" in a_minute_in.refusal
     ready = judge(live, RUNBOOK, "production", ROLLOUT_VAR, "5", last + timedelta(minutes=30))
     assert ready.allowed and ready.step.id == "rollout-progression"
     later = judge(live, RUNBOOK, "production", ROLLOUT_VAR, "5", last + timedelta(minutes=31))
@@ -475,3 +479,13 @@ def test_rollout_zero_when_already_zero_is_not_a_step(walk, index):
     verdict = j(states[index], ROLLOUT_VAR, "0")
     assert not verdict.allowed
     assert verdict.kind == "not-a-step", verdict
+
+
+@pytest.mark.parametrize(("seconds", "words"), [(0, "now"), (-5, "now"), (1, "in 1 s"), (59, "in 59 s"),
+                                                (60, "in 1 min"), (61, "in 2 min"), (3599, "in 1 h"),
+                                                (3600, "in 1 h"), (3660, "in 1 h 1 min"), (90000, "in 25 h")])
+def test_waits_are_said_in_words_rounded_up(seconds, words):
+    from slotgen_ops.ops.clock import until
+
+    now = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    assert until(now, now + timedelta(seconds=seconds)) == words
