@@ -5,7 +5,6 @@ this host's rendered file when it must)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal

@@ -5,14 +5,12 @@ rollback, stepping down, and a policy file edited in one clone only. Real CLI, r
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cli.helpers import assert_one_line_error, slotgen  # noqa: E402
@@ -76,13 +74,8 @@ class Team:
 
 
 @pytest.fixture
-def team(tmp_path, pg_url):
-    with FakeOpenAIServer("ok") as server:
-        env = {"SLOTGEN_STATE_URL": pg_url, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-local"}
-        a, b = tmp_path / "a", tmp_path / "b"
-        assert slotgen("init", str(a), "--state", pg_url, cwd=tmp_path).code == 0
-        shutil.copytree(a, b)
-        yield Team(a, b, env, server)
+def team(pg_team):
+    return Team(*pg_team)
 
 
 def test_every_kind_of_refusal_from_either_clone_is_recorded_for_both(team):

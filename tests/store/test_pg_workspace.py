@@ -5,7 +5,6 @@ either side."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -24,15 +23,8 @@ APPROVED = "allowlists/slot-generation-allowlist.v1.json"
 
 
 @pytest.fixture
-def team(tmp_path, pg_url):
-    """Workspace A made by `init --state URL`, and B, a second operator's copy of it (as a git clone would be)."""
-    with FakeOpenAIServer("ok") as server:
-        env = {"SLOTGEN_STATE_URL": pg_url, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-local"}
-        a, b = tmp_path / "a", tmp_path / "b"
-        made = slotgen("init", str(a), "--state", pg_url, cwd=tmp_path)
-        assert made.code == 0, made.stderr
-        shutil.copytree(a, b)
-        yield a, b, env, server
+def team(pg_team):
+    return pg_team
 
 
 def run(ws: Path, *args: str, env: dict, **kw):
@@ -121,8 +113,6 @@ def test_contending_changes_from_both_clones_have_exactly_one_winner(team, pg_ur
 
 def test_many_approvals_from_both_clones_lose_nothing(team, pg_url):
     a, b, env, _ = team
-    for ws, who in ((a, "owner"), (b, "oncall")):
-        pass
     assert run(a, "set", "--env", "staging", "SLOTGEN_AI_KILL=true", *DR, *as_(a, "owner"), "--yes", env=env).code == 0
     assert run(b, "set", "--env", "staging", "FEATURE_SLOTGEN_AI=true", *DR, *as_(b, "oncall"), "--yes",
                env=env).code == 0

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -97,13 +96,9 @@ def test_watch_on_files_follows_a_rollback(tmp_path):
 
 
 @pytest.fixture
-def team(tmp_path, pg_url):
-    with FakeOpenAIServer("ok") as server:
-        env = {"SLOTGEN_STATE_URL": pg_url, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-local"}
-        a, b = tmp_path / "a", tmp_path / "b"
-        assert slotgen("init", str(a), "--state", pg_url, cwd=tmp_path).code == 0
-        shutil.copytree(a, b)
-        yield a, b, env
+def team(pg_team):
+    a, b, env, _ = pg_team
+    return a, b, env
 
 
 def test_watch_on_postgres_picks_up_a_rollback_from_the_other_clone(team, tmp_path):
