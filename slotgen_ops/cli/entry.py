@@ -71,23 +71,13 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
 
 
 def _state_url(root: Path) -> str | None:
-    """Where a workspace keeps its environments, read without the CLI: $SLOTGEN_STATE_URL, slotgen.yaml's
-    `state:`, or the marker `slotgen state migrate` leaves (None: files)."""
-    import re
-
+    """Where a workspace keeps its environments, read without the CLI: $SLOTGEN_STATE_URL, else its files."""
     override = os.environ.get("SLOTGEN_STATE_URL")
     if override:
         return None if override == "files" else override
-    try:
-        text = (root / "slotgen.yaml").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    match = re.search(r"^state:\s*['\"]?(postgres(?:ql)?://[^'\"\s#]+)", text, re.MULTILINE)
-    if match:
-        return match.group(1)
-    from slotgen_ops.ops.paths import marker_url
+    from slotgen_ops.ops.paths import state_url_in_files
 
-    return marker_url(root / "environments")
+    return state_url_in_files(root)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -95,8 +95,8 @@ def _demo_keys(folder: Path) -> dict[str, str]:
     return out
 
 
-def _state_line(url: str) -> str:
-    """slotgen.yaml's `state:` for a database URL, without any password in it."""
+def public_url(url: str) -> str:
+    """A database URL without any password in it (what may be written to a file or printed)."""
     from urllib.parse import urlsplit, urlunsplit
 
     from ..store.postgres import _check_url
@@ -107,7 +107,12 @@ def _state_line(url: str) -> str:
     if len(netloc) == 2:
         user = netloc[0].split(":", 1)[0]
         parts = parts._replace(netloc=f"{user}@{netloc[1]}")
-    return f"state: '{urlunsplit(parts)}'"
+    return urlunsplit(parts)
+
+
+def _state_line(url: str) -> str:
+    """slotgen.yaml's `state:` for a database URL, without any password in it."""
+    return f"state: '{public_url(url)}'"
 
 
 def _ensure_schema(url: str) -> None:

@@ -30,7 +30,7 @@ def migrate(workspace: Any, url: str) -> dict[str, Any]:
     from ..store.postgres import connect, describe_url
     from .breakglass import BreakGlassJournal
     from .chain import chain_report
-    from .init import _ensure_schema, _state_line
+    from .init import _ensure_schema, _state_line, public_url
 
     if workspace.state_url is not None:
         raise BadInput(f"this workspace's environments are already in {describe_url(workspace.state_url)}")
@@ -87,10 +87,9 @@ def migrate(workspace: Any, url: str) -> dict[str, Any]:
             for path in (env.controls_path, Path(env.log.path), first.dir / f"{env.name}.breakglass.jsonl"):
                 if path.exists() or path.is_symlink():
                     os.replace(path, aside / path.name)
-        state = _state_line(url).removeprefix("state: ").strip("'")
-        atomic_write(first.dir / MARKER, (state + "\n").encode("utf-8"))
+        atomic_write(first.dir / MARKER, (public_url(url) + "\n").encode("utf-8"))
         fsync_directory(first.dir)
-    return {"to": describe_url(url), "environments": moved, "setAside": str(aside), "stateLine": f"state: '{state}'"}
+    return {"to": describe_url(url), "environments": moved, "setAside": str(aside), "stateLine": _state_line(url)}
 
 
 def _seq_hash(line: bytes) -> tuple[int, str]:

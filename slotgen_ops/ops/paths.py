@@ -34,3 +34,15 @@ def marker_url(environments_dir: Path) -> str | None:
     except OSError:
         return None
     return text if text.startswith(("postgresql://", "postgres://")) else None
+
+
+def state_url_in_files(root: Path) -> str | None:
+    """Where a workspace keeps its environments, read from its files without validating anything (for the
+    rollback, which must work when slotgen.yaml does not): slotgen.yaml's `state:` URL, else the marker
+    `slotgen state migrate` leaves; None for files."""
+    try:
+        text = (Path(root) / WORKSPACE_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    match = re.search(r"^state:\s*['\"]?(postgres(?:ql)?://[^'\"\s#]+)", text, re.MULTILINE)
+    return match.group(1) if match else marker_url(Path(root) / "environments")

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import BadInput
-from .paths import ENV_NAME_RE, WORKSPACE_FILE, marker_url, workspace_root
+from .paths import ENV_NAME_RE, WORKSPACE_FILE, marker_url, state_url_in_files, workspace_root
 from .roster import Operator, Roster  # noqa: F401 - re-exported: the roster is part of the workspace
 from .yamlfile import load_yaml_model, validation_summary  # noqa: F401 - re-exported
 
@@ -126,17 +126,7 @@ class Workspace:
         try:
             return self.state_url
         except BadInput:
-            pass
-        import re
-
-        try:
-            text = (self.root / WORKSPACE_FILE).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return marker_url(self.environments_dir)
-        match = re.search(r"^state:\s*['\"]?(postgres(?:ql)?://[^'\"\s#]+)", text, re.MULTILINE)
-        if match:
-            return match.group(1)
-        return marker_url(self.environments_dir)
+            return state_url_in_files(self.root)
 
     @cached_property
     def roster(self) -> Roster:
