@@ -32,7 +32,9 @@ from ..errors import EXIT_BAD_INPUT, SlotgenError
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    from .safe import visible
+
+    sys.stderr.write(f"error: {visible(message)}\n")
     sys.stderr.flush()
     sys.exit(code)
 
@@ -133,7 +135,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _wait_notice(message: str) -> None:
-    sys.stderr.write(f"slotgen: {message}\n")
+    from .safe import visible
+
+    sys.stderr.write(f"slotgen: {visible(message)}\n")
     sys.stderr.flush()
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_INTEGRITY, BadInput, SlotgenError
-from .common import JsonOpt, WorkspaceOpt, change_text, console, emit_json, escape
+from .common import JsonOpt, WorkspaceOpt, change_text, console, emit_json, escape, visible
 from .options import KeyOpt, OperatorOpt, RequiredEnvOpt
 
 audit_app = typer.Typer(help="Review, verify, export and repair an environment's audit log.", no_args_is_help=True)
@@ -160,7 +160,7 @@ def verify(
             out.print(f"  checkpoint {escape(item['file'])} ({item['size']} entries{escape(who)}): the log {verdict} it"
                       + (f" ({escape(str(item['reason']))})" if item["reason"] else ""), soft_wrap=True)
     if not doc["valid"]:
-        sys.stderr.write(f"error: audit log of {env} failed verification at seq {doc['firstBad']}: {doc['reason']}\n")
+        sys.stderr.write(f"error: audit log of {env} failed verification at seq {doc['firstBad']}: {visible(doc['reason'])}\n")
         return EXIT_INTEGRITY
     return 0
 
@@ -237,7 +237,7 @@ def export(
         writer(sys.stdout, entries)
         return 0
     count = write_output(target, lambda out: writer(out, entries))
-    sys.stderr.write(f"exported {count} entries to {target}\n")
+    sys.stderr.write(f"exported {count} entries to {visible(target)}\n")
     return 0
 
 

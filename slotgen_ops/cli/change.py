@@ -227,7 +227,7 @@ def config_status(env: Annotated[str | None, typer.Option("--env", "-e", help="O
     out = console()
     for doc in docs:
         if doc["problem"]:
-            out.print(f"{doc['env']}: {escape(doc['problem'])}")
+            out.print(f"{escape(doc['env'])}: {escape(doc['problem'])}")
         elif not doc["drift"]:
             out.print(f"{doc['env']}: every policy file matches its accepted digest")
         else:

@@ -19,6 +19,7 @@ import typer
 from ..contract import ALLOWLIST_VAR, CONTROL_VARS, Controls
 from ..contract.decision import AllowlistState
 from ..errors import BadInput
+from .safe import SafeConsole, escape, visible  # noqa: F401 - escape/visible are the CLI's output gate
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 EnvOpt = Annotated[str | None, typer.Option("--env", "-e", help="Environment in the workspace (e.g. staging).")]
@@ -37,20 +38,12 @@ def emit_json(doc: Any) -> None:
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"warning: {message}\n")
-
-
-def escape(text: str) -> str:
-    """Rich markup escaping, imported only when something is rendered."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
+    sys.stderr.write(f"warning: {visible(message)}\n")
 
 
 def console(stderr: bool = False):  # -> rich.console.Console
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    """Rich output for humans, through the one output-safety gate (``safe.SafeConsole``)."""
+    return SafeConsole(stderr=stderr, highlight=False, soft_wrap=False)
 
 
 def parse_with(items: list[str] | None) -> dict[str, str]:

@@ -41,7 +41,7 @@ def decide(
 
 
 def _render(doc: dict, source: str) -> None:
-    from rich.markup import escape
+    from .safe import escape
     from rich.table import Table
 
     out = console()

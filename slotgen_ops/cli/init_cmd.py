@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import JsonOpt, console, emit_json
+from .common import JsonOpt, console, emit_json, escape
 from .options import OperatorOpt
 
 
@@ -31,7 +31,7 @@ def init(
         emit_json({"ok": True, **result})
     else:
         out = console()
-        out.print(f"workspace created in {result['workspace']}")
+        out.print(f"workspace created in {escape(str(result['workspace']))}")
         out.print("environments: " + ", ".join(result["environments"]) +
                   " (kill-switch on, feature off, rollout 0, no allowlist)")
         out.print("next: slotgen next --env staging")

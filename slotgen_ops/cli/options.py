@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import Refused
+from .safe import visible
 
 OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator id from operators.yaml (else $SLOTGEN_OPERATOR).")]
 KeyOpt = Annotated[str | None, typer.Option(
@@ -28,16 +29,10 @@ def make_confirm(yes: bool):
             return True
         if not sys.stdin.isatty():
             return False
-        from ..contract import Controls, describe_controls
-
-        meaning_before = describe_controls(Controls.from_mapping({preview.control: preview.old}))[preview.control]
-        meaning_after = describe_controls(Controls.from_mapping({preview.control: preview.new}))[preview.control]
-        what = f"step {preview.step}" if preview.step else "approval"
-        sys.stderr.write(
-            f"{what} in {preview.env}:\n"
-            f"  {preview.control}: {preview.old if preview.old is not None else '(unset)'} -> {preview.new}\n"
-            f"  before: {meaning_before}\n  after:  {meaning_after}\n")
-        if not typer.confirm("Apply this change?", default=False, err=True):
+        sys.stderr.write(confirm_text(preview))
+        question = ("Record this approval?" if preview.approval else
+                    f"Apply {'step ' + preview.step if preview.step else 'this change'} to {preview.env}?")
+        if not typer.confirm(visible(question), default=False, err=True):
             raise Refused("declined at the prompt; nothing changed")
         return True
 
@@ -65,3 +60,32 @@ def verifier_with_progress(json_out: bool):
             return run_verification(env, controls, progress=progress)
 
     return verify
+
+
+def confirm_text(preview) -> str:
+    """What the prompt shows: what is approved or applied, what it means, and the exposure it reaches."""
+    from ..contract import KILL_VAR, Controls, describe_controls
+
+    def shown(value) -> str:
+        return "(unset)" if value is None or value == "" else visible(value)
+
+    meaning_before = describe_controls(Controls.from_mapping({preview.control: preview.old})).get(preview.control)
+    meaning_after = describe_controls(Controls.from_mapping({preview.control: preview.new})).get(preview.control)
+    if preview.approval:
+        ttl = f"; single-use, valid {preview.ttl_hours:g} h" if preview.ttl_hours else ""
+        head = (f"APPROVAL in {visible(preview.env)}: you approve {preview.control}={shown(preview.new)} "
+                f"(now {shown(preview.old)}) for whoever applies it next with 'slotgen set --approval'{ttl}")
+    else:
+        what = f"step {visible(preview.step)}" if preview.step else "change"
+        head = f"{what} in {visible(preview.env)}: {preview.control}: {shown(preview.old)} -> {shown(preview.new)}"
+    lines = [head]
+    if meaning_before is not None and meaning_after is not None:
+        lines += [f"  before: {meaning_before}", f"  after:  {meaning_after}"]
+    exposure = preview.exposure
+    if exposure is not None:
+        before, after, samples = exposure["before"], exposure["after"], exposure["samples"]
+        lines.append(f"  exposure: {after} of {samples} sample jobs take the OpenAI path (now {before})")
+        if preview.control == KILL_VAR and after > before:
+            lines.append(f"  THIS IS THE STEP THAT EXPOSES JOBS: {after - before} more sample job(s) "
+                         "will now reach the OpenAI path")
+    return "\n".join(lines) + "\n"

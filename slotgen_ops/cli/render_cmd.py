@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import JsonOpt, WorkspaceOpt, emit_json
+from .common import JsonOpt, WorkspaceOpt, emit_json, visible
 from .options import RequiredEnvOpt
 
 
@@ -37,11 +37,11 @@ def render(
         if json_out:
             emit_json({"ok": True, "env": env, "output": str(target), "written": written})
         else:
-            sys.stderr.write(f"{target} {'written' if written else 'already current'}\n")
+            sys.stderr.write(f"{visible(target)} {'written' if written else 'already current'}\n")
         return 0
 
     def say(line: str) -> None:
-        sys.stderr.write(f"slotgen render: {line}\n")
+        sys.stderr.write(f"slotgen render: {visible(line)}\n")
         sys.stderr.flush()
 
     say(f"watching {env} ({environment.backend}); writing {target}")

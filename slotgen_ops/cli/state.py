@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import BadInput
-from .common import JsonOpt, WorkspaceOpt, console, emit_json
+from .common import JsonOpt, WorkspaceOpt, console, emit_json, escape
 
 state_app = typer.Typer(help="Where environments are kept: the PostgreSQL schema (SPEC section 10).",
                         no_args_is_help=True)
@@ -38,10 +38,10 @@ def upgrade(url: UrlOpt = None, json_out: JsonOpt = False) -> int:
     if json_out:
         emit_json({"ok": True, "database": describe_url(target), **done})
     elif done["applied"]:
-        console().print(f"{describe_url(target)}: schema migrated from version {done['from']} to {done['to']} "
+        console().print(f"{escape(describe_url(target))}: schema migrated from version {done['from']} to {done['to']} "
                         f"(applied {', '.join(map(str, done['applied']))})")
     else:
-        console().print(f"{describe_url(target)}: schema already at version {done['to']}; nothing to do")
+        console().print(f"{escape(describe_url(target))}: schema already at version {done['to']}; nothing to do")
     return 0
 
 
@@ -66,8 +66,8 @@ def migrate(
         return 0
     out = console()
     for item in done["environments"]:
-        out.print(f"{item['env']}: {item['entries']} entries moved to {done['to']} (head seq {item['headSeq']})")
-    out.print(f"the files are kept in {done['setAside']}; this workspace now uses the database. To say so in "
+        out.print(f"{item['env']}: {item['entries']} entries moved to {escape(done['to'])} (head seq {item['headSeq']})")
+    out.print(f"the files are kept in {escape(str(done['setAside']))}; this workspace now uses the database. To say so in "
               f"slotgen.yaml too, set {done['stateLine']} and accept it (slotgen approve --config, slotgen config "
               "accept).", soft_wrap=True)
     return 0

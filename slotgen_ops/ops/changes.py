@@ -58,6 +58,31 @@ class Preview:
     old: str | None
     new: str
     checks: list[str] = field(default_factory=list)
+    #: Sample jobs on the OpenAI path before and after: {"samples", "before", "after"} (None if unreadable).
+    exposure: dict[str, int] | None = None
+    #: An approval being recorded (not a change being applied), and how long it stays valid.
+    approval: bool = False
+    ttl_hours: float | None = None
+
+
+def sample_exposure(env: Environment, controls: dict[str, Any], control: str, value: str) -> dict[str, int] | None:
+    """How many sample jobs take the OpenAI path now and with ``control=value`` (decide only, no calls)."""
+    from ..contract import PATH_OPENAI, Controls, decide
+    from ..runtime.allowlist_file import load_allowlist
+    from .samples import load_sample_jobs
+
+    try:
+        jobs = load_sample_jobs(env.workspace.runbook.sample_jobs_path)
+    except (BadInput, OSError):
+        return None
+
+    def on_openai(values: dict[str, Any]) -> int:
+        parsed = Controls.from_mapping(values)
+        allowlist = load_allowlist(parsed.allowlist_path, env.workspace.root)
+        return sum(1 for job in jobs if decide(job, parsed, allowlist).path == PATH_OPENAI)
+
+    return {"samples": len(jobs), "before": on_openai(dict(controls)),
+            "after": on_openai({**controls, control: value})}
 
 
 @dataclass
@@ -279,7 +304,8 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
     if dry_run:
         return Result(ok=True, step=step.id, change=change, dry_run=True, warnings=notes,
                       message=f"dry-run: {label} would set {control}={value}; nothing written")
-    if not confirm(Preview(env.name, step.id, control, old, value)):
+    if not confirm(Preview(env.name, step.id, control, old, value,
+                           exposure=sample_exposure(env, state["controls"], control, value))):
         raise _refusal(env, actor, Refused("not confirmed: with no terminal a change needs --yes"), state,
                        request, dry_run=False)
     proposed = apply(state, {"action": SET, "control": control, "new": value})["controls"]
@@ -406,7 +432,9 @@ def approve(env: Environment, items: list[str], *, actor: Actor, decision_record
         return Result(ok=True, step=None, change=change, dry_run=True, warnings=notes,
                       message=f"dry-run: would record an approval for {control}={value} under {dr}, "
                       f"expiring {record['expiresAt']}; nothing written")
-    if not confirm(Preview(env.name, None, control, state["controls"][control], value)):
+    if not confirm(Preview(env.name, None, control, state["controls"][control], value,
+                           exposure=sample_exposure(env, state["controls"], control, value), approval=True,
+                           ttl_hours=runbook.approvals.ttlHours)):
         raise _refusal(env, actor, Refused("not confirmed: with no terminal an approval needs --yes"), state,
                        request, dry_run=False)
     def commit(writer: ControlsWriter) -> Result:

@@ -88,7 +88,8 @@ def approve_config(env: Environment, *, actor: Actor, decision_record: str | Non
     if dry_run:
         return Result(ok=True, change=change, dry_run=True, warnings=notes,
                       message=f"dry-run: would approve the policy change {describe(changes)}; nothing written")
-    if not confirm(Preview(env.name, None, POLICY, old_digest, new["digest"])):
+    if not confirm(Preview(env.name, None, POLICY, old_digest, new["digest"], approval=True,
+                           ttl_hours=env.workspace.runbook.approvals.ttlHours)):
         raise _refusal(env, actor, Refused("not confirmed: with no terminal an approval needs --yes"), state,
                        request, dry_run=False)
     approval_id = new_approval_id()
