@@ -120,7 +120,7 @@ def test_confirmation_on_a_terminal_shows_the_change_and_asks(tmp_path):
     code, err = ask(b"n\n")
     assert code == 3 and "declined at the prompt" in err
     assert "SLOTGEN_AI_KILL: true -> true" in err and "before:" in err and "after:" in err
-    assert "Apply this change?" in err
+    assert "Apply step kill-switch-on to staging?" in err
     code, err = ask(b"y\n")
     assert code == 0, err
     last = (ws / "environments" / "staging.audit.jsonl").read_text().splitlines()
