@@ -94,7 +94,7 @@ app = typer.Typer(
     name="slotgen",
     help="Switch on the AI path of slot generation in Beta, one verified, recorded step at a time.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,  # an API key may be in scope
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -130,6 +130,44 @@ def _register() -> None:
 _register()
 
 
+#: What an option's value is, shown in --help instead of a Python type ("<str>", "<list[str]>").
+_METAVARS = {
+    "--env": "ENV", "--decision-record": "REF", "--approval": "ID", "--expect": "VALUE", "--operator": "ID",
+    "--workspace": "DIR", "--reason": "TEXT", "--output": "FILE", "--format": "jsonl|csv", "--since": "TIME",
+    "--until": "TIME", "--with": "KEY=VALUE", "--action": "ACTION", "--state": "URL", "--to": "URL",
+    "--jobs": "FILE", "--control": "CONTROL", "--checkpoint": "FILE", "--port": "PORT", "--host": "HOST",
+    "--mode": "MODE", "--key": "FILE", "--install-completion": "", "--show-completion": "",
+}
+
+
+def tidy_help(command: Any) -> Any:
+    """Help that shows what a value is, not Python's type: flags take no placeholder (--yes, not
+    --yes <bool>), options name their value (--env ENV), arguments show their own metavar only."""
+    from typer.core import TyperArgument, TyperOption
+
+    for param in getattr(command, "params", []):
+        if isinstance(param, TyperOption):
+            if param.is_flag or param.count:
+                param.metavar = ""
+            elif param.metavar is None:
+                long = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+                param.metavar = _METAVARS.get(long, long.lstrip("-").upper())
+        elif isinstance(param, TyperArgument):
+            param.display_type_rich = lambda ctx: None  # the name column already says KEY=VALUE / JOB_FILE
+    original = command.get_help_option
+
+    def help_option(ctx: Any, original: Any = original) -> Any:
+        option = original(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+    return command
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -157,7 +195,7 @@ def main(early: dict[str, Any] | None = None) -> None:
 
     set_wait_notice(_wait_notice)
     try:
-        command = typer.main.get_command(app)
+        command = tidy_help(typer.main.get_command(app))
     except KeyboardInterrupt:
         _fail("interrupted (SIGINT, SIGTERM or SIGHUP) before the command started; nothing changed", 130)
     command.main(prog_name="slotgen")

@@ -140,7 +140,10 @@ def verify(
     json_out: JsonOpt = False,
 ) -> int:
     """Check the whole hash chain, every signature, and agreement with the controls; names the first bad
-    entry (exit 4). With --checkpoint, also prove the log is an append-only extension of each checkpoint."""
+    entry (exit 4). With --checkpoint, also prove the log is an append-only extension of each checkpoint.
+
+    Example: slotgen audit verify --env production --checkpoint ~/checkpoints/production-2026-11-20
+    """
     from ..ops.checkpoints import read_checkpoint
     from ..ops.report import audit_verify
 
@@ -177,7 +180,10 @@ def checkpoint_cmd(
 ) -> int:
     """Write a signed checkpoint of the audit log (C2SP tlog-checkpoint: origin, size, Merkle root, then an
     SSH signature). Keep it outside the workspace; 'audit verify --checkpoint FILE' later proves the log
-    only grew since."""
+    only grew since.
+
+    Example: slotgen audit checkpoint --env production --operator approver --output ~/checkpoints/production-today
+    """
     from ..ops.authority import resolve_actor
     from ..ops.checkpoints import make_checkpoint
 
@@ -245,7 +251,10 @@ def export(
 def repair(env: RequiredEnvOpt = ..., operator: OperatorOpt = None, key: KeyOpt = None,
            workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
     """Cut off a torn last line, and restore controls that disagree with a verified log
-    (always with the kill-switch engaged); each repair is recorded."""
+    (always with the kill-switch engaged); each repair is recorded.
+
+    Example: slotgen audit repair --env staging --operator owner
+    """
     from ..ops.repair import repair_log
 
     done = repair_log(_environment(workspace, env), operator, key)

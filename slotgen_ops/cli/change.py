@@ -73,6 +73,8 @@ def set_(
     Refused (exit 3) when the change skips, reorders or combines steps, jumps
     the ladder, lacks a decision record or approval, or comes from someone not
     allowed; the refusal is recorded and names the next allowed step.
+
+    Example: slotgen set --env staging FEATURE_SLOTGEN_AI=true --decision-record DR-123 --operator oncall
     """
     from ..ops.changes import set_control
 
@@ -105,6 +107,8 @@ def approve(
     --config the policy files as they now stand. Only an approver may approve;
     the approval is single-use, expires (24 h by default) and cannot be used by
     the approver.
+
+    Example: slotgen approve --env staging SLOTGEN_AI_ROLLOUT_PERCENT=1 --decision-record DR-123 --operator approver
     """
     from ..ops.changes import approve as approve_change
 
@@ -139,6 +143,8 @@ def verify(
     With an operator and a decision record the result is recorded, completes
     step 5 when the runbook stands there, and a failed check engages the
     kill-switch (exit 1). Without them it only reports.
+
+    Example: slotgen verify --env staging --decision-record DR-123 --operator owner
     """
     from ..ops.changes import verify_environment
 
@@ -182,6 +188,8 @@ def rollback(
     log, or in the break-glass journal when the log cannot take it. Works with
     a broken workspace, log or disk. Exit 5 (KILL-SWITCH NOT ENGAGED) only if
     the controls file cannot be written.
+
+    Example: slotgen rollback --env production --reason "error rate up after 5%" --operator oncall
     """
     from ..ops.authority import Actor, resolve_actor
     from ..ops.rollback import rollback as do_rollback
@@ -213,7 +221,10 @@ config_app = typer.Typer(help="The environment's pinned policy files: what diffe
 @config_app.command("status")
 def config_status(env: Annotated[str | None, typer.Option("--env", "-e", help="One environment (default: every one).")] = None,
                   workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
-    """Show which policy files differ from the digests accepted in each environment's audit log."""
+    """Show which policy files differ from the digests accepted in each environment's audit log.
+
+    Example: slotgen config status --env production
+    """
     from ..ops.config_change import config_status as status_of
     from ..ops.workspace import Workspace
     from .common import console, escape
@@ -253,7 +264,10 @@ def config_accept(
     json_out: JsonOpt = False,
 ) -> int:
     """Accept the policy files as they now stand: verified first, then recorded (an engineering-owner,
-    with an approval from 'slotgen approve --config' by someone else)."""
+    with an approval from 'slotgen approve --config' by someone else).
+
+    Example: slotgen config accept --env staging --decision-record DR-124 --approval AP-... --operator owner
+    """
     from ..ops.config_change import accept_config
 
     environment = _env(workspace, env)

@@ -25,6 +25,8 @@ def decide(
     Controls come from the environment's controls file with --env, else from
     this process's environment exactly as the runtime reads them; --with
     overrides one control for this evaluation only. Changes nothing.
+
+    Example: slotgen decide --env staging job.json --with SLOTGEN_AI_KILL=false
     """
     job = read_json_file(job_file, "job")
     problem = job_problem(job)

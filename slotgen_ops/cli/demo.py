@@ -35,6 +35,8 @@ def demo(
     server on 127.0.0.1; no network. Ends with 'audit verify'. With --team:
     a throwaway PostgreSQL server, two clones of one workspace taking turns,
     and a runtime host's env-file following a rollback.
+
+    Example: slotgen demo --keep
     """
     from ..runtime.fakeserver import FakeOpenAIServer
 

@@ -22,7 +22,10 @@ def init(
 ) -> int:
     """Create a workspace that works with no further editing: config, three demo operators,
     the Beta minimal-cohort allowlist, the runbook, sample jobs, and the environments
-    staging and production with every control safe."""
+    staging and production with every control safe.
+
+    Example: slotgen init beta-rollout && cd beta-rollout && slotgen next --env staging
+    """
     from ..ops.authority import resolve_actor
     from ..ops.init import init_workspace
 

@@ -24,8 +24,8 @@ def render(
 ) -> int:
     """Write the environment's controls as the env-file a runtime host reads; with --watch, keep it current.
 
-    Example (a systemd unit on the host, restarting the service when the file changes; see the README):
-    slotgen render --env production --output /etc/slotgen/production.env --watch
+    Example: slotgen render --env production --output /etc/slotgen/production.env --watch
+    (a systemd unit on the host runs it and restarts the service when the file changes; see the README)
     """
     from ..ops.render import check_output, render_once, watch as keep_current
     from ..ops.workspace import Workspace

@@ -29,7 +29,10 @@ def _url(url: str | None) -> str:
 @state_app.command("upgrade")
 def upgrade(url: UrlOpt = None, json_out: JsonOpt = False) -> int:
     """Create the slotgen schema in the database, or migrate it to this version (idempotent; run as the
-    database's owner). Grants role slotgen_writer the rights operators need: read, and append to the log."""
+    database's owner). Grants role slotgen_writer the rights operators need: read, and append to the log.
+
+    Example: slotgen state upgrade --url postgresql://postgres@db.internal/slotgen
+    """
     from ..store.postgres import describe_url
     from ..store.postgres import upgrade as do_upgrade
 
@@ -56,6 +59,8 @@ def migrate(
 
     Only sound, settled environments move; the files are set aside under environments/migrated-<time>/,
     and environments/STATE-URL makes this workspace (and its clones) use the database from then on.
+
+    Example: slotgen state migrate --to postgresql://slotgen@db.internal/slotgen
     """
     from ..ops.migrate import migrate as do_migrate
     from ..ops.workspace import Workspace

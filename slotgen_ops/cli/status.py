@@ -39,7 +39,10 @@ def status(env: Annotated[str | None, typer.Option("--env", "-e", help="One envi
 
 
 def next_(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
-    """Show the next allowed step and the exact command to run it."""
+    """Show the next allowed step and the exact command to run it.
+
+    Example: slotgen next --env staging
+    """
     from ..ops.report import status_report
 
     doc, valid = status_report(_environment(workspace, env))
