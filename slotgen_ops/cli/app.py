@@ -11,7 +11,6 @@ commands that need them, so `slotgen --help`, `decide`, `status` and
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from typing import Any
@@ -31,17 +30,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
 from ..errors import EXIT_BAD_INPUT, SlotgenError
 
 
-def _fail(message: str, code: int) -> None:
-    from .safe import visible
-
-    sys.stderr.write(f"error: {visible(message)}\n")
-    sys.stderr.flush()
-    sys.exit(code)
-
-
-def _interrupted() -> None:
-    _fail("interrupted (SIGINT, SIGTERM or SIGHUP); nothing half-applied: a change is either in the audit log "
-          "and the controls whole, or not at all ('slotgen status' shows which)", 130)
+from .boundary import fail as _fail, interrupted as _interrupted, unexpected as _unexpected, wait_notice as _wait_notice
 
 
 class SlotgenGroup(TyperGroup):
@@ -74,15 +63,7 @@ class SlotgenGroup(TyperGroup):
         except BrokenPipeError:
             sys.exit(0)
         except Exception as exc:  # never a traceback for an operator
-            if os.environ.get("SLOTGEN_DEBUG"):
-                raise
-            if type(exc).__module__.startswith("psycopg"):  # the state database failed mid-command
-                from ..errors import EXIT_INTEGRITY
-
-                _fail(f"state database: {' '.join(str(exc).split())[:300]}; a change is committed whole or not at "
-                      "all ('slotgen status' shows which; 'slotgen rollback' still works)", EXIT_INTEGRITY)
-            _fail(f"internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} "
-                  "(set SLOTGEN_DEBUG=1 for details)", EXIT_BAD_INPUT)
+            _unexpected(exc)
         if rv == 130:  # typer turns KeyboardInterrupt (SIGINT, and our SIGTERM/SIGHUP) into a silent Exit(130)
             _interrupted()
         sys.stdout.flush()
@@ -170,13 +151,6 @@ def tidy_help(command: Any) -> Any:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _wait_notice(message: str) -> None:
-    from .safe import visible
-
-    sys.stderr.write(f"slotgen: {visible(message)}\n")
-    sys.stderr.flush()
 
 
 def main(early: dict[str, Any] | None = None) -> None:

@@ -19,7 +19,7 @@ import typer
 from ..contract import ALLOWLIST_VAR, CONTROL_VARS, Controls
 from ..contract.decision import AllowlistState
 from ..errors import BadInput
-from .safe import SafeConsole, escape, visible  # noqa: F401 - escape/visible are the CLI's output gate
+from .output import change_text, console, emit_json, escape, visible, warn  # noqa: F401 - the CLI's output, re-exported
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 EnvOpt = Annotated[str | None, typer.Option("--env", "-e", help="Environment in the workspace (e.g. staging).")]
@@ -31,19 +31,6 @@ WithOpt = Annotated[
     list[str] | None,
     typer.Option("--with", help="KEY=VALUE: override one control for this evaluation only (a what-if). Repeatable."),
 ]
-
-
-def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-
-
-def warn(message: str) -> None:
-    sys.stderr.write(f"warning: {visible(message)}\n")
-
-
-def console(stderr: bool = False):  # -> rich.console.Console
-    """Rich output for humans, through the one output-safety gate (``safe.SafeConsole``)."""
-    return SafeConsole(stderr=stderr, highlight=False, soft_wrap=False)
 
 
 def parse_with(items: list[str] | None) -> dict[str, str]:
@@ -185,13 +172,3 @@ def write_output(path: Path, produce) -> int:
             pass
         raise
     return count
-
-
-def change_text(control: str | None, old: object, new: object) -> str:
-    """'CONTROL: old -> new' for humans: an unset value is '(unset)', never Python's None."""
-    if not control:
-        return ""
-    def shown(value: object) -> str:
-        return "(unset)" if value is None or value == "" else str(value)
-
-    return f"{control}: {shown(old)} -> {shown(new)}"

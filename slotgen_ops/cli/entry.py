@@ -80,6 +80,73 @@ def _state_url(root: Path) -> str | None:
     return state_url_in_files(root)
 
 
+#: `status` and `next` options the fast path understands; anything else goes to the full CLI.
+_VIEW_OPTIONS = {"--env": "env", "-e": "env", "--workspace": "workspace", "-w": "workspace"}
+
+
+def fast_view(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """`status`/`next` with only --env, --workspace and --json, each at most once: (command, options).
+
+    The command an operator runs most then starts without the CLI framework (typer imports pydantic and
+    coerces every parameter through it: most of a status's time). Any other form (help, a typo, an option
+    given twice, a short option glued to its value) returns None and the full CLI parses it, with its
+    usual errors; both run the same code (``status_view``) and print the same bytes (a test compares them).
+    """
+    if not argv or argv[0] not in ("status", "next"):
+        return None
+    options: dict[str, Any] = {}
+    tokens = argv[1:]
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        name, eq, value = token.partition("=") if token.startswith("--") else (token, "", "")
+        if name == "--json" and not eq:
+            key, found = "json", True
+        elif name in _VIEW_OPTIONS:
+            if not eq:
+                index += 1
+                if index >= len(tokens):
+                    return None
+                value = tokens[index]
+            if not value or value.startswith("-"):
+                return None
+            key, found = _VIEW_OPTIONS[name], value
+        else:
+            return None
+        if key in options:
+            return None
+        options[key] = found
+        index += 1
+    if argv[0] == "next" and "env" not in options:
+        return None
+    return argv[0], options
+
+
+def run_view(command: str, options: dict[str, Any]) -> None:
+    """Run a fast-path `status`/`next` inside the same error boundary as the full CLI; exits."""
+    from . import boundary
+    from ..errors import SlotgenError
+    from ..ops.locking import set_wait_notice
+
+    set_wait_notice(boundary.wait_notice)
+    workspace = Path(options["workspace"]) if "workspace" in options else None
+    try:
+        from .status_view import run_next, run_status
+
+        run = run_status if command == "status" else run_next
+        code = run(options.get("env"), workspace, bool(options.get("json")))
+        sys.stdout.flush()
+    except SlotgenError as exc:
+        boundary.fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        boundary.interrupted()
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:  # never a traceback for an operator
+        boundary.unexpected(exc)
+    sys.exit(code)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -92,7 +159,13 @@ def main() -> None:
     """
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
+    # slotgen uses no pydantic plugin; looking for them scans every installed package's entry points (about
+    # 10 ms of every command). An operator who wants one can still set the variable.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
+        view = fast_view(sys.argv[1:])
+        if view is not None:
+            run_view(*view)
         early = early_rollback(sys.argv[1:])
         from .app import main as app_main
 

@@ -6,15 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_INTEGRITY
-from .common import JsonOpt, WorkspaceOpt, change_text, console, emit_json, escape
+from .common import JsonOpt, WorkspaceOpt
 from .options import RequiredEnvOpt
-
-
-def _environment(workspace, env):
-    from ..ops.workspace import Workspace
-
-    return Workspace.locate(workspace).environment(env)
 
 
 def status(env: Annotated[str | None, typer.Option("--env", "-e", help="One environment (default: a line for each).",
@@ -26,16 +19,9 @@ def status(env: Annotated[str | None, typer.Option("--env", "-e", help="One envi
     Without --env, one line for every environment of the workspace (--json: {"environments": [...]}).
     Example: slotgen status --env staging
     """
-    from ..ops.report import status_report
+    from .status_view import run_status
 
-    if env is None:
-        return _summary(workspace, json_out)
-    doc, valid = status_report(_environment(workspace, env))
-    if json_out:
-        emit_json(doc)
-    else:
-        _render_status(doc)
-    return 0 if valid else EXIT_INTEGRITY
+    return run_status(env, workspace, json_out)
 
 
 def next_(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> int:
@@ -43,89 +29,9 @@ def next_(env: RequiredEnvOpt = ..., workspace: WorkspaceOpt = None, json_out: J
 
     Example: slotgen next --env staging
     """
-    from ..ops.report import status_report
+    from .status_view import run_next
 
-    doc, valid = status_report(_environment(workspace, env))
-    nxt = dict(doc["next"])
-    nxt["env"] = doc["env"]
-    if json_out:
-        emit_json(nxt)
-    else:
-        out = console()
-        if nxt.get("step") is None:
-            out.print(f"{doc['env']}: next is none - {escape(nxt['summary'])}")
-        else:
-            out.print(f"{doc['env']}: next is step {nxt['number']} ({nxt['step']}): {escape(nxt.get('title') or '')}")
-            if nxt.get("position"):
-                out.print(f"  ({escape(nxt['position'])})", soft_wrap=True)
-            if nxt.get("blockedBy"):
-                out.print(f"[yellow]not yet:[/] {escape(nxt['blockedBy'])}")
-        for command in nxt.get("commands", []):
-            out.print(f"  {escape(command)}", soft_wrap=True)
-    return 0 if valid else EXIT_INTEGRITY
-
-
-def _summary(workspace, json_out: bool) -> int:
-    """Every environment of the workspace, a line each."""
-    from ..ops.report import status_report
-    from ..ops.workspace import Workspace
-
-    ws = Workspace.locate(workspace)
-    docs, all_valid = [], True
-    for name in sorted(ws.config.environments):
-        doc, valid = status_report(ws.environment(name))
-        docs.append(doc)
-        all_valid = all_valid and valid
-    if json_out:
-        emit_json({"environments": docs})
-        return 0 if all_valid else EXIT_INTEGRITY
-    out = console()
-    for doc in docs:
-        c = doc["controls"]
-        from ..contract import kill_switch_engaged
-
-        state = "kill-switch on" if kill_switch_engaged(c.get("SLOTGEN_AI_KILL")) else "[bold red]LIVE[/]"
-        audit = "ok" if doc["audit"]["valid"] else "[bold red]INTEGRITY FAILED[/]"
-        rollout = c.get("SLOTGEN_AI_ROLLOUT_PERCENT") or "0"
-        out.print(f"[bold]{doc['env']}[/]: {state}, rollout {escape(str(rollout))}%, audit {doc['audit']['entries']} "
-                  f"entries {audit}; next: {escape(doc['next']['summary'])}", soft_wrap=True)
-        for warning in doc["warnings"]:
-            out.print(f"  [yellow]warning:[/] {escape(warning)}", soft_wrap=True)
-    return 0 if all_valid else EXIT_INTEGRITY
-
-
-def _render_status(doc: dict) -> None:
-    from rich.table import Table
-
-    out = console()
-    audit = doc["audit"]
-    integrity = "[green]consistent[/]" if audit["valid"] else "[bold red]FAILED[/]"
-    out.print(f"[bold]{doc['env']}[/]   audit: {audit['entries']} entries, {integrity}")
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("control")
-    table.add_column("value")
-    table.add_column("meaning", overflow="fold")
-    for name, value in doc["controls"].items():
-        table.add_row(name, "(unset)" if value is None else escape(str(value)), escape(doc["meaning"].get(name, "")))
-    out.print(table)
-    steps = doc["steps"]
-    out.print(f"runbook: done {', '.join(steps['done']) or '(nothing yet)'}")
-    out.print(f"next: {escape(doc['next']['summary'])}", soft_wrap=True)
-    shadow = doc.get("shadowExposure")
-    if shadow:
-        out.print(f"shadow exposure: {shadow['count']} of {shadow['samples']} sample jobs would take the OpenAI path "
-                  f"with the kill-switch off ({shadow['now']} now, {shadow['more']} more)")
-    if doc["lastChanges"]:
-        recent = Table(title="last entries", show_edge=False, pad_edge=False)
-        for column in ("seq", "ts", "operator", "action", "step", "change", "record"):
-            recent.add_column(column)
-        for e in doc["lastChanges"]:
-            change = change_text(e.get("control"), e.get("old"), e.get("new"))
-            recent.add_row(str(e["seq"]), str(e["ts"])[:19], escape(str(e["operator"] or "(none)")), e["action"] or "",
-                           e["step"] or "", escape(change), escape(str(e["decisionRecord"] or "")))
-        out.print(recent)
-    for warning in doc["warnings"]:
-        out.print(f"[yellow]warning:[/] {escape(warning)}")
+    return run_next(env, workspace, json_out)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,16 @@ from pydantic import BaseModel, ValidationError
 from ..errors import BadInput
 
 
+#: libyaml's safe loader when PyYAML was built with it (about ten times faster; the same YAML subset and types),
+#: else the pure-Python one.
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` through libyaml when available (every config file is read on every command)."""
+    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader, chosen above
+
+
 def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
     """yaml.safe_load then model_validate; one BadInput line naming each failing field."""
     try:
@@ -20,7 +30,7 @@ def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot read ({exc.__class__.__name__})") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
