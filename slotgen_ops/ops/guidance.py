@@ -25,16 +25,10 @@ def describe_next(env, state: dict[str, Any]) -> dict[str, Any]:
         from .allowlists import default_allowlist
 
         value = default_allowlist(env.workspace) or "allowlists/<APPROVED-FILE>.json"
-    commands: list[str] = []
+    from .plan import step_commands
+
     approval_needed = needs_approval(step, state)
-    if step.control is None:
-        commands.append(f"slotgen verify --env {name} --decision-record <REF>{who}")
-    else:
-        if approval_needed:
-            commands.append(f"slotgen approve --env {name} {step.control}={value} --decision-record <REF> "
-                            "--operator <APPROVER>")
-        approval = " --approval <APPROVAL-ID>" if approval_needed else ""
-        commands.append(f"slotgen set --env {name} {step.control}={value} --decision-record <REF>{approval}{who}")
+    commands = step_commands(name, step, value, approval_needed, who)
     blocked = unmet_requirement(step, state, runbook, name, now_utc(), skip=("approval",))
     summary = f"step {step.number} ({step.id}): " + " then ".join(commands)
     if blocked:
