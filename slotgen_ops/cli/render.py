@@ -14,7 +14,7 @@ def render_checks(report: dict[str, Any]) -> None:
 
     out = console()
     table = Table(title="verification", show_edge=False, pad_edge=False)
-    table.add_column("check")
+    table.add_column("check", overflow="fold")
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for check in report.get("checks", []):

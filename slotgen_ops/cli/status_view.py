@@ -88,10 +88,10 @@ def _render_status(doc: dict) -> None:
     out = console()
     audit = doc["audit"]
     integrity = "[green]consistent[/]" if audit["valid"] else "[bold red]FAILED[/]"
-    out.print(f"[bold]{doc['env']}[/]   audit: {audit['entries']} entries, {integrity}")
+    out.print(f"[bold]{doc['env']}[/]   audit: {audit['entries']} {'entry' if audit['entries'] == 1 else 'entries'}, {integrity}")
     table = Table(show_edge=False, pad_edge=False)
-    table.add_column("control")
-    table.add_column("value")
+    table.add_column("control", no_wrap=True)
+    table.add_column("value", overflow="fold")
     table.add_column("meaning", overflow="fold")
     for name, value in doc["controls"].items():
         table.add_row(name, "(unset)" if value is None else escape(str(value)), escape(doc["meaning"].get(name, "")))
@@ -106,10 +106,10 @@ def _render_status(doc: dict) -> None:
     if doc["lastChanges"]:
         recent = Table(title="last entries", show_edge=False, pad_edge=False)
         for column in ("seq", "ts", "operator", "action", "step", "change", "record"):
-            recent.add_column(column)
+            recent.add_column(column, overflow="fold", no_wrap=column in ("seq", "ts"))
         for e in doc["lastChanges"]:
             change = change_text(e.get("control"), e.get("old"), e.get("new"))
-            recent.add_row(str(e["seq"]), str(e["ts"])[:19], escape(str(e["operator"] or "(none)")), e["action"] or "",
+            recent.add_row(str(e["seq"]), str(e["ts"])[:16].replace("T", " "), escape(str(e["operator"] or "(none)")), e["action"] or "",
                            e["step"] or "", escape(change), escape(str(e["decisionRecord"] or "")))
         out.print(recent)
     for warning in doc["warnings"]:
