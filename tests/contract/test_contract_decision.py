@@ -233,17 +233,57 @@ def test_an_unavailable_allowlist_fails_closed(case, tmp_path):
     assert decision.to_json()["allowlistVersion"] is None
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads a mode-000 file")
+def _as_nobody(fn):
+    """fn() in a forked child that dropped root for the unprivileged `nobody` (root reads a mode-000 file,
+    so as root the check would pass vacuously); its result comes back over a pipe. Not root: fn() here."""
+    if os.geteuid() != 0:
+        return fn()
+    import pickle
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop privileges for good, run, report, exit without cleanup handlers
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            assert os.geteuid() == nobody.pw_uid
+            result = ("ok", fn())
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            result = ("error", repr(exc))
+        with os.fdopen(write, "wb") as out:
+            pickle.dump(result, out)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as inp:
+        kind, value = pickle.load(inp)
+    os.waitpid(pid, 0)
+    assert kind == "ok", value
+    return value
+
+
 def test_an_unreadable_allowlist_fails_closed(tmp_path):
-    path = tmp_path / "locked.json"
-    path.write_text(json.dumps(allowlist_doc()), encoding="utf-8")
-    path.chmod(0)
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="slotgen-mode000-"))
     try:
-        state = load_allowlist(str(path))
+        folder.chmod(0o755)  # traversable by anyone: only the file itself is unreadable
+        path = folder / "locked.json"
+        path.write_text(json.dumps(allowlist_doc()), encoding="utf-8")
+        path.chmod(0)
+        state = _as_nobody(lambda: load_allowlist(str(path)))
+        assert isinstance(state, AllowlistUnavailable), state
+        assert "permission" in state.reason.lower() or "cannot read" in state.reason.lower(), state.reason
+        assert Scenario(allowlist=state).decide().code == NOT_ALLOWLISTED
+        path.chmod(0o644)  # the same file readable: it loads (the failure above was the mode, nothing else)
+        assert _as_nobody(lambda: load_allowlist(str(path))).available
     finally:
-        path.chmod(0o600)
-    assert isinstance(state, AllowlistUnavailable)
-    assert Scenario(allowlist=state).decide().code == NOT_ALLOWLISTED
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
 
 
 def test_a_valid_allowlist_file_loads_absolute_or_relative_to_base(tmp_path):

@@ -34,6 +34,7 @@ if len(sys.argv) > 5 and sys.argv[5] == "no-lock":  # test-only: the package its
     faultwrap.install([], widen_race=True)
 from slotgen_ops.audit.log import AuditLog
 log, writer, count, start = AuditLog(Path(sys.argv[1])), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+(start.parent / f"ready-{writer}").touch()  # imported and about to wait: the parent starts all at once
 deadline = time.monotonic() + 60
 while not start.exists() and time.monotonic() < deadline:
     time.sleep(0.001)
@@ -63,7 +64,12 @@ def run_writers(tmp_path: Path, no_lock: bool) -> tuple[AuditLog, int]:
         )  # fmt: skip
         for n in range(WRITERS)
     ]
-    time.sleep(0.3)  # let the interpreters start; the writers wait for `start`
+    ready = [tmp_path / f"ready-w{n}" for n in range(WRITERS)]
+    deadline = time.monotonic() + 120
+    while not all(p.exists() for p in ready):  # wait for every writer to say it is waiting
+        assert time.monotonic() < deadline, "writers did not start"
+        assert all(proc.poll() is None for proc in procs), "a writer died before the start"
+        time.sleep(0.005)
     start.touch()
     failures = 0
     for proc in procs:

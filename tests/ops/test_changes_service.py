@@ -92,6 +92,17 @@ def entries(ws: Workspace, name: str = ENV) -> list[dict[str, Any]]:
     return list(AuditLog(ws.environments_dir / f"{name}.audit.jsonl").entries())
 
 
+def wait_until_expired(ws: Workspace, approval_id: str) -> None:
+    """Wait on the thing itself: until the clock has passed the approval's recorded expiry."""
+    from datetime import datetime, timezone
+
+    expires = datetime.fromisoformat(head(ws)["state"]["approvals"][approval_id]["expiresAt"].replace("Z", "+00:00"))
+    deadline = time.monotonic() + 30
+    while datetime.now(timezone.utc) <= expires:
+        assert time.monotonic() < deadline, f"approval {approval_id} never expired ({expires})"
+        time.sleep(0.02)
+
+
 def head(ws: Workspace, name: str = ENV) -> dict[str, Any]:
     return entries(ws, name)[-1]
 
@@ -492,7 +503,7 @@ def test_expired_approval_refused(ws):
     accept_policy(ws.root, verifier=passing)
     walk_to(ws, 3)
     apv = do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4").approval_id
-    time.sleep(1.2)
+    wait_until_expired(ws, apv)
     assert_refused_and_recorded(ws, lambda: do_set(ws, f"{ROLLOUT_VAR}=1", dr="DR-4", approval=apv),
                                 message="expired")
     assert controls(ws)[ROLLOUT_VAR] == "0"
@@ -508,7 +519,7 @@ def test_refusal_after_an_approval_expired_keeps_the_log_valid(ws):
     path.write_text(path.read_text(encoding="utf-8").replace("ttlHours: 24", "ttlHours: 0.0003"), encoding="utf-8")
     accept_policy(ws.root, verifier=passing)
     apv = do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4").approval_id
-    time.sleep(1.2)
+    wait_until_expired(ws, apv)
     with pytest.raises(Refused):
         do_set(ws, f"{FEATURE_VAR}=true")  # any refusal (here: skipped) after the expiry
     assert apv not in head(ws)["state"]["approvals"]
