@@ -108,7 +108,8 @@ def demo(
         walk.run(["audit", "verify", "--env", "staging"])
         walk.run(["audit", "show", "--env", "staging", "--action", "rollback"])
     seconds = time.perf_counter() - started
-    out.rule(f"demo finished in {seconds:.1f} s; {walk.commands} commands, every exit code as expected")
+    out.rule(f"demo finished in {seconds:.1f} s; {walk.commands} commands"
+             + (", every exit code as expected" if walk.ok else ", SOMETHING WAS UNEXPECTED"))
     if keep:
         out.print(f"workspace kept in {workspace}")
     else:
