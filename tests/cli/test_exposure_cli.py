@@ -62,11 +62,11 @@ def test_bad_line_names_file_line_and_field(tmp_path):
     path.write_text(json.dumps(job()) + "\n" + json.dumps(job(level=3)) + "\n")
     run = slotgen("exposure", str(path))
     assert_one_line_error(run, 2)
-    assert f"{path}:2: level: must be a string" in run.stderr
+    assert f"{path}:2:1: level: must be a string" in run.stderr
     path.write_text(json.dumps(job()) + "\n{oops\n")
     run = slotgen("exposure", str(path))
     assert_one_line_error(run, 2)
-    assert f"{path}:2: not JSON" in run.stderr
+    assert f"{path}:2:2: not JSON" in run.stderr
 
 
 def test_stdin_and_missing_file(tmp_path):
