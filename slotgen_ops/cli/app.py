@@ -102,9 +102,9 @@ def _root(
 
 
 def _register() -> None:
-    from . import audit, change, decide, demo, exposure, init_cmd, plan, render_cmd, state, status
+    from . import audit, change, decide, demo, endpoint, exposure, init_cmd, plan, render_cmd, state, status
 
-    for module in (init_cmd, status, change, decide, exposure, plan, audit, render_cmd, state, demo):
+    for module in (init_cmd, status, change, decide, exposure, plan, audit, render_cmd, state, demo, endpoint):
         module.register(app)
 
 

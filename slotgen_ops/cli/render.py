@@ -21,6 +21,9 @@ def render_checks(report: dict[str, Any]) -> None:
         mark = "[green]pass[/]" if check["passed"] else "[bold red]FAIL[/]"
         table.add_row(check["name"], mark, escape(str(check["detail"])))
     out.print(table)
+    if report.get("cause"):
+        out.print(f"[bold red]cause[/] ({escape(str(report.get('causeKind') or 'unknown'))}): {escape(report['cause'])}",
+                  soft_wrap=True)
     shadow = report.get("shadowExposure")
     if shadow:
         out.print(f"shadow exposure: {shadow.get('count')} sample job(s) would take the OpenAI path with the "

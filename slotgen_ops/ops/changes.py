@@ -224,7 +224,8 @@ def run_verifier(verifier: Verifier, env: Environment, controls: dict[str, Any])
         return verifier(env, controls)
     except Exception as exc:  # noqa: BLE001 - any failure to verify must count as failed, never escape
         detail = f"verification could not run: {exc}"
-        return {"passed": False, "checks": [{"name": "verification", "passed": False, "detail": detail}],
+        return {"passed": False, "cause": detail, "causeKind": "runtime",
+                "checks": [{"name": "verification", "passed": False, "detail": detail}],
                 "samples": 0, "openaiCalls": 0, "p95Ms": 0}
 
 
@@ -384,7 +385,7 @@ def _fail_closed(env: Environment, writer: ControlsWriter, actor: Actor, ventry:
     old = ventry["state"]["controls"][KILL_VAR]
     entry = writer.record(_entry(env, actor, ventry["state"], action=ROLLBACK, control=KILL_VAR, old=old, new="true",
                                  decisionRecord=decision_record,
-                                 reason=f"automatic: verification failed{where} ({failed})",
+                                 reason=f"automatic: verification failed{where} ({failed})" + _cause_of(result),
                                  details={"trigger": "verification-failed"}))
     back = env.read_controls()
     result.ok = False
@@ -395,6 +396,12 @@ def _fail_closed(env: Environment, writer: ControlsWriter, actor: Actor, ventry:
     result.audit_seq = entry["seq"]
     result.message = f"verification failed ({failed}): the kill-switch was engaged"
     return result
+
+
+def _cause_of(result: Result) -> str:
+    """'; cause: ...' for a rollback's reason: what the failed verification found (ops.verification)."""
+    cause = (result.verification or {}).get("cause")
+    return f"; cause: {cause}" if cause else ""
 
 
 def approve(env: Environment, items: list[str], *, actor: Actor, decision_record: str | None, dry_run: bool,

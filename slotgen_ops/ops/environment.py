@@ -38,8 +38,21 @@ if TYPE_CHECKING:  # types only; the workspace is passed in (no import of worksp
 
 T = TypeVar("T")
 
-__all__ = ["ControlsWriter", "Environment", "Snapshot", "Superseded", "create_environment", "parse_controls",
-           "render_controls"]
+__all__ = ["ControlsDisagree", "ControlsWriter", "Environment", "Snapshot", "Superseded", "create_environment",
+           "differences", "parse_controls", "render_controls"]
+
+
+class ControlsDisagree(IntegrityFailure):
+    """The controls file disagrees with an audit log that is itself sound (exit 4).
+
+    `remedy` is the command that puts it right, when there is one: a hand
+    edit or an older controls file is restored from the log by `audit repair`
+    (with the kill-switch engaged); a log that lost entries is not.
+    """
+
+    def __init__(self, message: str, remedy: str | None = None) -> None:
+        super().__init__(message)
+        self.remedy = remedy
 
 
 class Superseded(Refused):
@@ -120,17 +133,24 @@ class Environment:
         Anything else is an IntegrityFailure (exit 4).
         """
         with self.lock.shared():
-            controls = self.read_controls()
+            try:
+                controls = self.read_controls()
+            except ControlsDisagree:
+                raise
+            except IntegrityFailure as exc:
+                raise self.controls_unreadable(exc) from None
             head = self.log.head()
         if head is None:
-            raise IntegrityFailure(f"{self.log.path}: audit log is empty or missing; the controls cannot be trusted")
+            raise IntegrityFailure(f"{self.log.path}: audit log is empty or missing; the controls cannot be trusted: "
+                                   "restore the log from a backup (rollback still works)")
         try:
             sound = entry_hash(head) == head.get("hash")
         except ValueError:
             sound = False
         if not sound:
             raise IntegrityFailure(f"{self.log.path}: the last entry (seq {head.get('seq')}) fails its hash; "
-                                   "run 'slotgen audit verify'")
+                                   f"'slotgen audit verify --env {self.name}' names the first bad entry (rollback "
+                                   "still works)")
         state = head.get("state")
         if not isinstance(state, dict) or not isinstance(state.get("controls"), dict):
             raise IntegrityFailure(f"{self.log.path}: the last entry (seq {head.get('seq')}) carries no state")
@@ -138,10 +158,10 @@ class Environment:
             ok, forced = _agrees(controls.values, state["controls"])
             if ok:
                 return Snapshot(state, head, controls, None, forced)
-            differing = sorted(k for k in state["controls"] if controls.values.get(k) != state["controls"][k])
-            raise IntegrityFailure(f"{self.controls_path}: {', '.join(differing)} differ from the audit log at seq "
-                                   f"{head['seq']} (hand edit?); 'slotgen audit repair --env {self.name}' restores "
-                                   "them with the kill-switch engaged")
+            repair = f"slotgen audit repair --env {self.name}"
+            raise ControlsDisagree(f"{self.controls_path}: the controls differ from the audit log at seq {head['seq']} "
+                                   f"(hand edit?): {differences(controls.values, state['controls'])}; '{repair}' "
+                                   "restores the recorded values with the kill-switch engaged", remedy=repair)
         if controls.head_seq == head["seq"] - 1 and controls.head_hash == head.get("prevHash"):
             before = dict(state["controls"])
             if head.get("action") in (SET, ROLLBACK, REPAIR) and head.get("control") in before:
@@ -149,10 +169,53 @@ class Environment:
             ok, forced = _agrees(controls.values, before)
             if ok:
                 return Snapshot(state, head, controls, head, forced)
-        raise IntegrityFailure(
-            f"{self.controls_path} records audit seq {controls.head_seq} but the audit log's last entry is seq "
-            f"{head['seq']}: controls and audit log disagree (truncated log, rewound or edited controls?); "
-            "run 'slotgen audit verify'")
+            repair = f"slotgen audit repair --env {self.name}"
+            raise ControlsDisagree(f"{self.controls_path}: the controls differ from the audit log at seq "
+                                   f"{controls.head_seq} (hand edit?): {differences(controls.values, before)}; "
+                                   f"'{repair}' restores the log's values with the kill-switch engaged", remedy=repair)
+        raise self._head_mismatch(controls, head, state)
+
+    def controls_unreadable(self, exc: IntegrityFailure) -> IntegrityFailure:
+        """A controls file that cannot be read as one, with the way back: a missing one is written by a rollback
+        (the kill-switch engaged) and then restored from the log; a damaged one is restored from the log."""
+        repair = f"slotgen audit repair --env {self.name}"
+        if self.backend != "files":
+            return exc
+        try:
+            missing = not self.controls.exists()
+        except Exception:  # noqa: BLE001 - the hint is a courtesy; the failure stands regardless
+            return exc
+        if missing:
+            rollback = f"slotgen rollback --env {self.name} --reason TEXT"
+            return ControlsDisagree(f"{exc.message}; '{rollback}' writes it with the kill-switch engaged, then "
+                                    f"'{repair}' restores the audit log's values", remedy=rollback)
+        if "(hand edit?)" not in exc.message:
+            return exc  # unreadable (permissions, I/O): nothing slotgen can rewrite
+        return ControlsDisagree(f"{exc.message}; '{repair}' rewrites it from the audit log with the kill-switch "
+                                "engaged", remedy=repair)
+
+    def _head_mismatch(self, controls: ControlsFile, head: dict[str, Any], state: dict[str, Any]) -> IntegrityFailure:
+        """Why the controls file's head line is not the log's head (or the one before it), and what puts it right."""
+        seq, found = head["seq"], controls.head_seq
+        verify = f"slotgen audit verify --env {self.name}"
+        if isinstance(found, int) and found > seq:
+            return IntegrityFailure(
+                f"{self.controls_path} records audit seq {found} but the audit log ends at seq {seq}: the log lost "
+                f"entries (truncated or replaced?); restore it from a backup ('{verify}' shows what is missing; "
+                "'slotgen audit repair' never hides lost entries; rollback still works)")
+        if found == seq:
+            return IntegrityFailure(
+                f"{self.controls_path} records audit seq {seq} with hash {str(controls.head_hash)[:12]}… but the "
+                f"log's entry {seq} has hash {str(head.get('hash'))[:12]}…: the log was rewritten or replaced, or the "
+                f"controls file comes from elsewhere; '{verify}' checks the whole chain, with '--checkpoint FILE' "
+                "against a checkpoint kept outside (rollback still works)")
+        repair = f"slotgen audit repair --env {self.name}"
+        values = differences(controls.values, state["controls"])
+        said = f": {values}" if values else " (the values agree, the head line does not)"
+        return ControlsDisagree(
+            f"{self.controls_path} records audit seq {found} but the audit log's last entry is seq {seq} (an older "
+            f"or copied controls file?){said}; '{repair}' restores the log's values with the kill-switch engaged",
+            remedy=repair)
 
     def transact(self, actor: "Actor", body: Callable[["ControlsWriter"], T], *, timeout: float | None = None,
                  what: str = "this change", reconcile: bool = True, keep_reserve: bool = True) -> T:
@@ -366,8 +429,11 @@ class ControlsWriter:
         env = self._env
         found = env.controls.lenient()
         if found.values.get(KILL_VAR) != "true":
-            raise IntegrityFailure(f"{env.controls_path} changed under the lock, and not by a rollback; "
-                                   "run 'slotgen audit verify'")
+            repair = f"slotgen audit repair --env {env.name}"
+            raise ControlsDisagree(f"{env.controls_path} changed under the lock, and not by a rollback: "
+                                   f"{differences(found.values, entry['state']['controls'])} (seq {entry['seq']} "
+                                   f"recorded); '{repair}' restores the recorded values with the kill-switch engaged",
+                                   remedy=repair)
         snap = Snapshot(entry["state"], entry, found, None, True)
         after = self._fold(snap)  # the rollback that won, if it went to the break-glass journal
         if after is snap:
@@ -379,6 +445,19 @@ class ControlsWriter:
         raise Superseded(f"superseded: a rollback engaged the kill-switch while this change (seq {entry['seq']}) "
                          f"was being applied; recorded as seq {after.head['seq']}, nothing exposed",
                          audit_seq=after.head["seq"])
+
+
+def differences(found: dict[str, Any], recorded: dict[str, Any]) -> str:
+    """Each control whose value in the controls file differs from the audit log's: recorded vs found."""
+    names = [k for k in recorded if found.get(k) != recorded[k]]
+    names += sorted(k for k in found if k not in recorded)
+    return "; ".join(f"{k} recorded {_value(recorded.get(k))}, found {_value(found.get(k))}" for k in names)
+
+
+def _value(value: Any) -> str:
+    import json
+
+    return "(unset)" if value is None or value == "" else json.dumps(value, ensure_ascii=False)
 
 
 def _rollback_fields(env: Environment, actor: "Actor", state: dict[str, Any], *, old: Any, reason: str,

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import IntegrityFailure
+from .yamlfile import safe_load
 
 FIXED = ("slotgen.yaml", "operators.yaml")
 FOLDERS = ("allowlists", "runbooks")
@@ -41,9 +42,9 @@ def policy_paths(root: Path) -> list[str]:
 def _configured(root: Path) -> list[str]:
     """The runbook and sample jobs slotgen.yaml names, when they live outside the usual folders."""
     try:
-        config = yaml.safe_load((root / "slotgen.yaml").read_text(encoding="utf-8")) or {}
+        config = safe_load((root / "slotgen.yaml").read_text(encoding="utf-8")) or {}
         runbook = str(config.get("runbook") or "runbooks/beta-enable.yaml")
-        book = yaml.safe_load((root / runbook).read_text(encoding="utf-8")) or {}
+        book = safe_load((root / runbook).read_text(encoding="utf-8")) or {}
         samples = str(Path(runbook).parent / str((book.get("verification") or {}).get("sampleJobs") or ""))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError):
         return []
@@ -86,21 +87,41 @@ def drift(accepted: dict[str, Any] | None, root: Path) -> list[dict[str, Any]]:
     return out
 
 
+_CHANGES = {"changed": "changed since accepted", "added": "added, not in the accepted policy",
+            "removed": "removed, was accepted"}
+
+
 def describe(changes: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{c['file']} ({c['change']})" for c in changes)
+    """Each file that differs and how: 'runbooks/beta-enable.yaml (changed since accepted)'."""
+    return ", ".join(f"{c['file']} ({_CHANGES.get(c['change'], c['change'])})" for c in changes)
+
+
+def remedy(changes: list[dict[str, Any]], env: str) -> str:
+    """The two ways out of a drift: accept the files as they stand, or put them back as accepted."""
+    undo = []
+    for c in changes:
+        if c["change"] == "added":
+            undo.append(f"remove {c['file']}")
+        elif c["change"] == "removed":
+            undo.append(f"put {c['file']} back as accepted (sha256 {str(c['accepted'])[:12]}…)")
+        else:
+            undo.append(f"restore {c['file']} as accepted (sha256 {str(c['accepted'])[:12]}…)")
+    return (f"to keep the edit: 'slotgen approve --env {env} --config --decision-record REF' by an approver, then "
+            f"'slotgen config accept --env {env} --decision-record REF --approval ID' by an engineering-owner; "
+            f"to undo it: {', '.join(undo)}")
 
 
 def require_pinned(state: dict[str, Any], root: Path, env: str) -> None:
-    """IntegrityFailure (exit 4) naming each policy file that differs from its accepted digest."""
+    """IntegrityFailure (exit 4) naming each policy file that differs from its accepted digest, and the way out."""
     accepted = state.get("policy")
     if not isinstance(accepted, dict) or not accepted.get("files"):
         raise IntegrityFailure(f"environment {env!r} has no accepted policy in its audit log; "
                                f"'slotgen config status --env {env}' shows the files")
     changes = drift(accepted, root)
     if changes:
-        raise IntegrityFailure(f"policy differs from what was accepted for {env}: {describe(changes)}; "
-                               f"'slotgen config status --env {env}' shows how, and 'slotgen approve --env {env} "
-                               "--config' then 'slotgen config accept' record it (rollback still works)")
+        raise IntegrityFailure(f"policy files differ from what was accepted for {env}: {describe(changes)} "
+                               f"('slotgen config status --env {env}' shows them); {remedy(changes, env)} "
+                               "(rollback still works)")
 
 
 def accepted_roster(state: dict[str, Any] | None):  # -> roster.Roster | None

@@ -75,6 +75,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
     from .breakglass import BreakGlassJournal
 
     warnings: list[str] = []
+    remedy = None
     try:
         snap = _settle(env, warnings)
         state, head, valid, problem = snap.state, snap.head, True, None
@@ -87,6 +88,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
                             "log yet; the next change records it")
     except IntegrityFailure as exc:
         valid, problem = False, exc.message
+        remedy = getattr(exc, "remedy", None)
         try:
             head = env.log.head() if env.log.exists() else None
             state = head.get("state") if head and entry_hash(head) == head.get("hash") else None
@@ -102,19 +104,24 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
             warnings.append(nxt["blockedBy"])
         ready = soak_ready_at(state, env.workspace.runbook, env.name)
         approvals = state.get("approvals", {})
+    elif remedy:
+        nxt = {"step": None, "summary": f"none: changes are refused until the controls agree with the audit log: "
+               f"{remedy} (rollback still works)", "commands": [remedy]}
+        done, ready, approvals = [], None, {}
     else:
-        nxt = {"step": None, "summary": "none: changes are refused until the audit log and controls agree "
-               "(rollback still works)", "commands": [f"slotgen audit verify --env {env.name}"]}
+        nxt = {"step": None, "summary": "none: changes are refused until the audit log and controls agree; "
+               f"'slotgen audit verify --env {env.name}' names the first bad entry (rollback still works)",
+               "commands": [f"slotgen audit verify --env {env.name}"]}
         done, ready, approvals = [], None, {}
     if controls and not kill_switch_engaged(controls.get(KILL_VAR)):
         warnings.append("the kill-switch is OFF: admitted jobs take the OpenAI path")
-    from .policy import describe, drift
+    from .policy import describe, drift, remedy as policy_remedy
 
     accepted = state.get("policy") if state else None
     policy_drift = drift(accepted, env.workspace.root) if isinstance(accepted, dict) else []
     if policy_drift:
         warnings.append(f"policy files differ from what was accepted: {describe(policy_drift)}; changes are refused "
-                        f"until accepted ('slotgen config status --env {env.name}')")
+                        f"until then: {policy_remedy(policy_drift, env.name)}")
     identity = ((accepted or {}).get("identity") if isinstance(accepted, dict) else None) or "signed"
     from .policy import accepted_roster
 
@@ -201,11 +208,14 @@ def audit_verify(env: Environment, checkpoints: list[tuple[str, str]] | None = N
     proves its operator; with `checkpoints` ((name, text) pairs), that the log extends each (SPEC section 9)."""
     anchor = None
     problems: list[str] = []
+    remedy = None
     try:
         found = env.controls.read()
         anchor = (found.head_seq, found.head_hash)
     except IntegrityFailure as exc:
-        problems.append(exc.message)
+        failure = env.controls_unreadable(exc)
+        problems.append(failure.message)
+        remedy = getattr(failure, "remedy", None)
     try:
         report = env.log.verify(anchor=anchor, env=env.name, check=replay_checker())
     except IntegrityFailure as exc:  # the log cannot be read at all (a directory, say): still a report
@@ -218,6 +228,7 @@ def audit_verify(env: Environment, checkpoints: list[tuple[str, str]] | None = N
             env.snapshot()
         except IntegrityFailure as exc:
             problems.append(exc.message)
+            remedy = getattr(exc, "remedy", None)
     from .breakglass import BreakGlassJournal
 
     journal = BreakGlassJournal(env)
@@ -241,6 +252,7 @@ def audit_verify(env: Environment, checkpoints: list[tuple[str, str]] | None = N
             pass
     unfolded = len(pending)
     doc = {"env": env.name, "valid": valid, "entries": report.entries, "firstBad": first_bad, "reason": reason,
+           "remedy": remedy if report.valid else None,  # the command that puts the controls right, if any
            "breakGlass": {"journals": glass, "unfolded": unfolded}}
     if checkpoints is not None:
         from .checkpoints import check_checkpoint

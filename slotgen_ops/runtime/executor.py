@@ -41,6 +41,19 @@ OPENAI_CODES: tuple[str, ...] = (OPENAI_HTTP_ERROR, OPENAI_TIMEOUT, OPENAI_NON_J
 EXECUTOR_STUB = "stub"
 EXECUTOR_OPENAI = "openai"
 
+# Why an OpenAI-path job failed, for a cause an operator can act on (the code alone says only "HTTP error").
+FAILURE_NO_API_KEY = "no-api-key"
+FAILURE_REFUSED = "connection-refused"
+FAILURE_DNS = "dns"
+FAILURE_CONNECTION = "connection"
+FAILURE_TIMEOUT = "timeout"
+FAILURE_HTTP = "http-status"
+FAILURE_NO_CONTENT = "no-content"
+FAILURE_MODEL_REFUSAL = "model-refusal"
+FAILURE_NON_JSON = "non-json"
+FAILURE_SCHEMA_INVALID = "schema-invalid"
+FAILURE_SDK = "sdk-error"
+
 # The SDK's own policy: retry timeouts, connection errors, 408, 409, 429 and 5xx.
 _RETRYABLE_STATUS = frozenset((408, 409, 429))
 _MAX_DETAIL = 240
@@ -57,6 +70,8 @@ class ExecutorOutcome:
     attempts: int  # HTTP requests sent to the endpoint
     model: str | None
     detail: str
+    failure: str | None = None  # FAILURE_*: why a FAILED outcome failed
+    http_status: int | None = None  # with FAILURE_HTTP: the status the endpoint answered
 
 
 class StubExecutor:
@@ -144,7 +159,8 @@ class OpenAIExecutor:
         try:
             return self._run(job, attempts)
         except Exception as exc:  # the boundary: an executor never raises to its caller
-            return self._failed(OPENAI_HTTP_ERROR, attempts[0], f"unexpected {type(exc).__name__}: {exc}")
+            return self._failed(OPENAI_HTTP_ERROR, attempts[0], f"unexpected {type(exc).__name__}: {exc}",
+                                FAILURE_SDK)
 
     def _run(self, job: dict[str, Any], attempts: list[int]) -> ExecutorOutcome:
         cfg = self.config
@@ -153,7 +169,8 @@ class OpenAIExecutor:
         if api_key is None:
             # Fail before any network attempt: an unauthenticated call can only fail.
             return self._failed(
-                OPENAI_HTTP_ERROR, 0, f"no API key configured for {_endpoint(base_url)} (set OPENAI_API_KEY)"
+                OPENAI_HTTP_ERROR, 0, f"no API key configured for {_endpoint(base_url)} (set OPENAI_API_KEY)",
+                FAILURE_NO_API_KEY,
             )
         messages = [
             {"role": "system", "content": cfg.system_prompt},
@@ -172,6 +189,7 @@ class OpenAIExecutor:
         client = self._client_for(base_url, api_key)
         while True:
             attempts[0] += 1
+            status: int | None = None
             try:
                 completion = client.chat.completions.create(
                     model=cfg.model,
@@ -183,21 +201,22 @@ class OpenAIExecutor:
                 )
                 break
             except openai.APITimeoutError:
-                code, retry = OPENAI_TIMEOUT, True
+                code, retry, failure = OPENAI_TIMEOUT, True, FAILURE_TIMEOUT
                 detail = f"no answer from {_endpoint(base_url)} within {cfg.timeout_s:g}s"
             except openai.APIStatusError as exc:
                 code, retry = OPENAI_HTTP_ERROR, exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500
+                failure, status = FAILURE_HTTP, exc.status_code
                 detail = f"HTTP {exc.status_code} from {_endpoint(base_url)}: {exc.message}"
             except openai.APIConnectionError as exc:
-                code, retry = OPENAI_HTTP_ERROR, True
+                code, retry, failure = OPENAI_HTTP_ERROR, True, connection_failure(exc)
                 detail = f"cannot reach {_endpoint(base_url)}: {exc.__cause__ or exc}"
             except Exception as exc:  # anything else from the SDK: not worth retrying
-                code, retry = OPENAI_HTTP_ERROR, False
+                code, retry, failure = OPENAI_HTTP_ERROR, False, FAILURE_SDK
                 detail = f"{type(exc).__name__} from the SDK: {exc}"
             if not retry or attempts[0] > cfg.max_retries:
                 if attempts[0] > 1:
                     detail += f" (after {attempts[0]} attempts)"
-                return self._failed(code, attempts[0], detail)
+                return self._failed(code, attempts[0], detail, failure, status)
             # Brief backoff: don't hammer a struggling endpoint, keep verify fast.
             time.sleep(min(0.1 * 2 ** (attempts[0] - 1), 1.0))
         choices = completion.choices or []
@@ -205,7 +224,8 @@ class OpenAIExecutor:
         if message is None or message.content is None:
             refusal = getattr(message, "refusal", None)
             why = f"the model refused: {refusal}" if refusal else "the response has no message content"
-            return self._failed(OPENAI_NON_JSON, attempts[0], why)
+            return self._failed(OPENAI_NON_JSON, attempts[0], why,
+                                FAILURE_MODEL_REFUSAL if refusal else FAILURE_NO_CONTENT)
         return message.content
 
     def _check(self, content: str, attempts: int) -> ExecutorOutcome:
@@ -214,11 +234,13 @@ class OpenAIExecutor:
         try:
             doc = json.loads(content, parse_constant=_reject_constant)
         except ValueError:
-            return self._failed(OPENAI_NON_JSON, attempts, f"model output is not JSON: {content[:60]!r}")
+            return self._failed(OPENAI_NON_JSON, attempts, f"model output is not JSON: {content[:60]!r}",
+                                FAILURE_NON_JSON)
         errors = schema_errors("result", doc)
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            return self._failed(OPENAI_SCHEMA_INVALID, attempts, f"model output breaks the result schema: {errors[0]}{more}")
+            return self._failed(OPENAI_SCHEMA_INVALID, attempts,
+                                f"model output breaks the result schema: {errors[0]}{more}", FAILURE_SCHEMA_INVALID)
         slots = len(doc["slots"])
         return ExecutorOutcome(
             executor=EXECUTOR_OPENAI,
@@ -249,7 +271,8 @@ class OpenAIExecutor:
             self._client_key = (base_url, api_key)
         return self._client
 
-    def _failed(self, code: str, attempts: int, detail: str) -> ExecutorOutcome:
+    def _failed(self, code: str, attempts: int, detail: str, failure: str,
+                http_status: int | None = None) -> ExecutorOutcome:
         return ExecutorOutcome(
             executor=EXECUTOR_OPENAI,
             outcome=OUTCOME_FAILED,
@@ -258,7 +281,25 @@ class OpenAIExecutor:
             attempts=attempts,
             model=self.config.model,
             detail=_one_line(detail),
+            failure=failure,
+            http_status=http_status,
         )
+
+
+def connection_failure(exc: BaseException) -> str:
+    """FAILURE_REFUSED, FAILURE_DNS or FAILURE_CONNECTION, from the chain of causes under an SDK connection error."""
+    import socket
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return FAILURE_REFUSED
+        if isinstance(current, socket.gaierror):
+            return FAILURE_DNS
+        current = current.__cause__ or current.__context__
+    return FAILURE_CONNECTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +310,8 @@ class Execution:
     status: dict[str, Any]
     event: dict[str, Any]
     latency_ms: int
+    failure: str | None = None  # FAILURE_*: why the OpenAI path failed (None unless FAILED)
+    http_status: int | None = None
 
     @property
     def outcome(self) -> str:
@@ -333,7 +376,8 @@ class Runtime:
         ts = utc_timestamp(self._clock() if self._clock is not None else None)
         event = telemetry_event(decision, status, self.env, ts)
         self.telemetry.emit(event)
-        return Execution(decision=decision, status=status, event=event, latency_ms=latency_ms)
+        return Execution(decision=decision, status=status, event=event, latency_ms=latency_ms,
+                         failure=outcome.failure, http_status=outcome.http_status)
 
 
 def executor_status(decision: Decision, outcome: ExecutorOutcome, latency_ms: int) -> dict[str, Any]:

@@ -11,8 +11,11 @@ API, in one of these modes:
 - `schema_invalid`: JSON content that breaks the result schema.
 
 It counts the completion requests it receives, so a test can prove the STUB
-path made no AI call. In a thread: `with FakeOpenAIServer(mode="ok") as server:`.
+path made no AI call. It asks for no API key unless given one (`require_key`):
+then a completion request without `Authorization: Bearer <that key>` gets
+HTTP 401, like the real API. In a thread: `with FakeOpenAIServer(mode="ok") as server:`.
 As a process: `python -m slotgen_ops.runtime.fakeserver --mode ok --port-file F`,
+or `slotgen endpoint serve` for an operator's rehearsal,
 then `GET /_calls` -> {"calls": n}, `GET /_last` -> the last request body,
 `POST /_mode` {"mode": ..., "delay_s": ...}, `POST /_reset`.
 """
@@ -24,6 +27,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -38,16 +42,21 @@ _MAX_BODY = 10 * 1024 * 1024
 
 
 class FakeOpenAIServer:
-    """An OpenAI-compatible chat completions endpoint bound to 127.0.0.1 (port 0: any free port)."""
+    """An OpenAI-compatible chat completions endpoint bound to 127.0.0.1 (port 0: any free port).
 
-    def __init__(self, mode: str = "ok", *, port: int = 0, delay_s: float = 2.0, host: str = "127.0.0.1") -> None:
+    Binding happens here: a port in use raises OSError before anything is served.
+    """
+
+    def __init__(self, mode: str = "ok", *, port: int = 0, delay_s: float = 2.0, host: str = "127.0.0.1",
+                 require_key: str | None = None) -> None:
         _check_mode(mode)
         self.mode = mode
         self.delay_s = delay_s
+        self.require_key = require_key
         self.last_request: dict[str, Any] | None = None  # the last completion request's JSON body
         self._calls = 0
         self._lock = threading.Lock()
-        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd = (_HTTPServer6 if ":" in host else _HTTPServer)((host, port), _Handler)
         self._httpd.fake = self
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()  # releases the `hung` answers when the server stops
@@ -57,9 +66,15 @@ class FakeOpenAIServer:
         return self._httpd.server_address[1]
 
     @property
+    def host(self) -> str:
+        """The address it is bound to."""
+        return str(self._httpd.server_address[0])
+
+    @property
     def base_url(self) -> str:
         """What to give the SDK: `http://127.0.0.1:PORT/v1`."""
-        return f"http://{self._httpd.server_address[0]}:{self.port}/v1"
+        host = self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/v1"
 
     @property
     def calls(self) -> int:
@@ -107,10 +122,11 @@ class FakeOpenAIServer:
         self._httpd.server_close()
 
     def serve_forever(self) -> None:
-        """Serve in this thread until shut down (the process mode)."""
+        """Serve in this thread until shut down (the process mode); answers still waiting are released."""
         try:
             self._httpd.serve_forever()
         finally:
+            self.stopping.set()
             self._httpd.server_close()
 
     def __enter__(self) -> FakeOpenAIServer:
@@ -159,6 +175,10 @@ class _HTTPServer(ThreadingHTTPServer):
         pass  # quiet: a client that timed out and hung up is expected here
 
 
+class _HTTPServer6(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     server_version = "fake-openai/1"
@@ -197,6 +217,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _complete(self, body: dict[str, Any]) -> None:
         mode, delay_s = self.server.fake._record(body)
+        wanted = self.server.fake.require_key
+        if wanted is not None and self.headers.get("Authorization") != f"Bearer {wanted}":
+            self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                       "param": None, "code": "invalid_api_key"}})
+            return
         if mode == "http500":
             self._json(500, _error("the fake server was told to fail", "server_error"))
             return
@@ -260,8 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--port-file", type=Path, help="write the port here once listening")
     parser.add_argument("--delay", type=float, default=2.0, help="seconds the slow mode waits")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--require-key", help="answer HTTP 401 unless this API key is sent")
     args = parser.parse_args(argv)
-    server = FakeOpenAIServer(args.mode, port=args.port, delay_s=args.delay)
+    server = FakeOpenAIServer(args.mode, port=args.port, delay_s=args.delay, host=args.host,
+                              require_key=args.require_key)
     if args.port_file is not None:
         # Write then rename, so a reader never sees a half-written port.
         tmp = args.port_file.with_name(args.port_file.name + f".{os.getpid()}.tmp")
