@@ -38,7 +38,10 @@ def _act(action: str) -> None:
         elif name == "sleep":
             time.sleep(float(arg))
         elif name == "touch":
-            Path(arg).write_text(str(os.getpid()))
+            marker = Path(arg)  # whole or absent: a waiter may read it the moment it exists
+            partial = marker.with_name(marker.name + ".partial")
+            partial.write_text(str(os.getpid()))
+            os.replace(partial, marker)
         else:
             raise SystemExit(f"faultwrap: unknown action {name!r}")
 
