@@ -159,6 +159,9 @@ def write_output(path: Path, produce) -> int:
     target = Path(path)
     folder = target.resolve().parent
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)  # what open() would have made: a report is for sharing (mkstemp makes 0600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             count = produce(out)

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from .authority import now_utc
-from .runbook import needs_approval, next_step, unmet_requirement
+from .runbook import Step, needs_approval, next_step, unmet_requirement
 
 
 def describe_next(env, state: dict[str, Any]) -> dict[str, Any]:
@@ -25,8 +25,6 @@ def describe_next(env, state: dict[str, Any]) -> dict[str, Any]:
         from .allowlists import default_allowlist
 
         value = default_allowlist(env.workspace) or "allowlists/<APPROVED-FILE>.json"
-    from .plan import step_commands
-
     approval_needed = needs_approval(step, state)
     commands = step_commands(name, step, value, approval_needed, who)
     blocked = unmet_requirement(step, state, runbook, name, now_utc(), skip=("approval",))
@@ -55,3 +53,16 @@ def explain_position(state: dict[str, Any], step_id: str | None) -> str | None:
         return (f"after a step down (now rollout {rung}): the runbook resumes from the controls as they stand; "
                 "going up again is a rung at a time, each with an approval and the soak")
     return None
+
+
+def step_commands(env_name: str, step: Step, value: str | None, approval_needed: bool, who: str) -> list[str]:
+    """The exact commands that take `step` (placeholders in <>), as `next` prints them."""
+    if step.control is None:
+        return [f"slotgen verify --env {env_name} --decision-record <REF>{who}"]
+    commands = []
+    if approval_needed:
+        commands.append(f"slotgen approve --env {env_name} {step.control}={value} --decision-record <REF> "
+                        "--operator <APPROVER>")
+    approval = " --approval <APPROVAL-ID>" if approval_needed else ""
+    commands.append(f"slotgen set --env {env_name} {step.control}={value} --decision-record <REF>{approval}{who}")
+    return commands

@@ -23,26 +23,13 @@ from ..errors import BadInput
 from .allowlists import default_allowlist
 from .authority import APPROVER_ROLE
 from .clock import now_utc, until, utc
-from .guidance import explain_position
+from .guidance import explain_position, step_commands
 from .policy import describe, drift
-from .runbook import STEP_ORDER, Runbook, Step, judge, needs_approval, next_step, soak_ready_at, unmet_requirement
+from .runbook import STEP_ORDER, Runbook, judge, needs_approval, next_step, soak_ready_at, unmet_requirement
 from .samples import load_sample_jobs
 from .state import ROLLBACK, SET, VERIFY, apply
 
 PLACEHOLDER_ALLOWLIST = "allowlists/<APPROVED-FILE>.json"
-
-
-def step_commands(env_name: str, step: Step, value: str | None, approval_needed: bool, who: str) -> list[str]:
-    """The exact commands that take `step` (placeholders in <>), as `next` prints them."""
-    if step.control is None:
-        return [f"slotgen verify --env {env_name} --decision-record <REF>{who}"]
-    commands = []
-    if approval_needed:
-        commands.append(f"slotgen approve --env {env_name} {step.control}={value} --decision-record <REF> "
-                        "--operator <APPROVER>")
-    approval = " --approval <APPROVAL-ID>" if approval_needed else ""
-    commands.append(f"slotgen set --env {env_name} {step.control}={value} --decision-record <REF>{approval}{who}")
-    return commands
 
 
 class _Evaluations:
