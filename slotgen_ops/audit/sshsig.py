@@ -40,11 +40,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # `cryptography` is imported when a signature is checked or a non-Ed25519 key is parsed:
+    # reading a roster of Ed25519 keys (every `status`) needs only their bytes and fingerprints.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 MAGIC = b"SSHSIG"
 VERSION = 1
@@ -52,15 +54,22 @@ BEGIN = "-----BEGIN SSH SIGNATURE-----"
 END = "-----END SSH SIGNATURE-----"
 HASH_ALGORITHMS = ("sha256", "sha512")
 
-_ECDSA_CURVES: dict[str, tuple[str, ec.EllipticCurve, hashes.HashAlgorithm]] = {
-    "ecdsa-sha2-nistp256": ("nistp256", ec.SECP256R1(), hashes.SHA256()),
-    "ecdsa-sha2-nistp384": ("nistp384", ec.SECP384R1(), hashes.SHA384()),
-    "ecdsa-sha2-nistp521": ("nistp521", ec.SECP521R1(), hashes.SHA512()),
+#: key type -> (curve name in the key, curve class name, hash name); the objects are made when needed.
+_ECDSA_CURVES: dict[str, tuple[str, str, str]] = {
+    "ecdsa-sha2-nistp256": ("nistp256", "SECP256R1", "SHA256"),
+    "ecdsa-sha2-nistp384": ("nistp384", "SECP384R1", "SHA384"),
+    "ecdsa-sha2-nistp521": ("nistp521", "SECP521R1", "SHA512"),
 }
 SK_ED25519 = "sk-ssh-ed25519@openssh.com"
 SK_ECDSA = "sk-ecdsa-sha2-nistp256@openssh.com"
 SUPPORTED_KEY_TYPES = ("ssh-ed25519", *_ECDSA_CURVES, "ssh-rsa", SK_ED25519, SK_ECDSA)
-_RSA_SIGNATURES = {"rsa-sha2-256": hashes.SHA256(), "rsa-sha2-512": hashes.SHA512()}
+_RSA_SIGNATURES = {"rsa-sha2-256": "SHA256", "rsa-sha2-512": "SHA512"}
+
+
+def _hash(name: str) -> hashes.HashAlgorithm:
+    from cryptography.hazmat.primitives import hashes
+
+    return getattr(hashes, name)()
 _RSA_MIN_BITS = 1024  # OpenSSH's SSH_RSA_MINIMUM_MODULUS_SIZE
 _MAX_MPINT = 16384 // 8 + 1  # OpenSSH's SSHBUF_MAX_BIGNUM, plus a sign byte
 SK_USER_PRESENT = 0x01
@@ -192,8 +201,14 @@ def _fingerprint(blob: bytes) -> str:
 class _Key:
     key_type: str
     blob: bytes
-    crypto: Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+    crypto: Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey | None  # None: Ed25519, made when used
     application: bytes = b""  # sk keys only
+
+    def public_key(self) -> Any:
+        """The `cryptography` public key (an Ed25519 one is made on first use: any 32 bytes are a key)."""
+        if self.crypto is not None:
+            return self.crypto
+        return _ed25519_key(self.blob)
 
 
 @functools.lru_cache(maxsize=256)  # each signature carries its key: a log's few keys are parsed once
@@ -201,15 +216,18 @@ def _parse_key_blob(blob: bytes) -> _Key:
     """Parse a public key blob strictly; raises _Short (malformed) or _Unsupported."""
     r = _Reader(blob)
     key_type = r.string().decode("utf-8", "replace")
-    crypto: Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+    crypto: Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey | None
     application = b""
     if key_type in ("ssh-ed25519", SK_ED25519):
         pk = r.string()
         if len(pk) != 32:
             raise _Short(f"an Ed25519 public key is 32 bytes, not {len(pk)}")
-        crypto = Ed25519PublicKey.from_public_bytes(pk)
+        crypto = None  # made from the blob when a signature is checked (_ed25519_key)
     elif key_type in _ECDSA_CURVES or key_type == SK_ECDSA:
-        curve_name, curve, _ = _ECDSA_CURVES["ecdsa-sha2-nistp256" if key_type == SK_ECDSA else key_type]
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        curve_name, curve_class, _ = _ECDSA_CURVES["ecdsa-sha2-nistp256" if key_type == SK_ECDSA else key_type]
+        curve = getattr(ec, curve_class)()
         if r.cstring("curve name") != curve_name:
             raise _Short(f"{key_type} key names another curve")
         point = r.string()
@@ -224,6 +242,8 @@ def _parse_key_blob(blob: bytes) -> _Key:
         if n.bit_length() < _RSA_MIN_BITS:
             raise _Short(f"an RSA modulus of {n.bit_length()} bits is too small")
         try:
+            from cryptography.hazmat.primitives.asymmetric import rsa
+
             crypto = rsa.RSAPublicNumbers(e, n).public_key()
         except ValueError as exc:
             raise _Short(f"not a valid RSA public key: {exc}") from None
@@ -340,14 +360,35 @@ def _signed_data(namespace: str, hash_algorithm: str, message: bytes) -> bytes:
             + _string(digest))
 
 
+@functools.lru_cache(maxsize=256)
+def _ed25519_key(blob: bytes) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    r = _Reader(blob)
+    r.string()  # the key type, checked when the blob was parsed
+    return Ed25519PublicKey.from_public_bytes(r.string())
+
+
+def _invalid_signature() -> type[Exception]:
+    from cryptography.exceptions import InvalidSignature
+
+    return InvalidSignature
+
+
 def _ecdsa_der(raw: bytes) -> bytes:
     inner = _Reader(raw)
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
     return encode_dss_signature(inner.mpint("ECDSA r"), inner.mpint("ECDSA s"))
 
 
 def _check(key: _Key, sig: Signature, data: bytes) -> None:
     """Raise InvalidSignature unless `sig` is `key`'s signature over `data`."""
-    crypto = key.crypto
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    crypto = key.public_key()
     if key.key_type in (SK_ED25519, SK_ECDSA):
         assert sig.sk_flags is not None and sig.sk_counter is not None
         data = (hashlib.sha256(key.application).digest() + bytes([sig.sk_flags])
@@ -355,14 +396,14 @@ def _check(key: _Key, sig: Signature, data: bytes) -> None:
     if isinstance(crypto, Ed25519PublicKey):
         crypto.verify(sig.raw_signature, data)
     elif isinstance(crypto, ec.EllipticCurvePublicKey):
-        digest = hashes.SHA256() if key.key_type == SK_ECDSA else _ECDSA_CURVES[key.key_type][2]
+        digest = _hash("SHA256" if key.key_type == SK_ECDSA else _ECDSA_CURVES[key.key_type][2])
         crypto.verify(_ecdsa_der(sig.raw_signature), data, ec.ECDSA(digest))
     else:
         size = (crypto.key_size + 7) // 8
         if len(sig.raw_signature) > size:
             raise InvalidSignature()
         raw = sig.raw_signature.rjust(size, b"\x00")  # OpenSSH pads a short RSA signature
-        crypto.verify(raw, data, padding.PKCS1v15(), _RSA_SIGNATURES[sig.signature_type])
+        crypto.verify(raw, data, padding.PKCS1v15(), _hash(_RSA_SIGNATURES[sig.signature_type]))
 
 
 def verify(message: bytes, armored: str, namespace: str, allowed_keys: Iterable[str]) -> Verified:
@@ -387,7 +428,7 @@ def verify(message: bytes, armored: str, namespace: str, allowed_keys: Iterable[
                            f"made by {sig.key_type} key {sig.fingerprint}, which is not an allowed key")
     try:
         _check(key, sig, _signed_data(namespace, sig.hash_algorithm, message))
-    except InvalidSignature:
+    except _invalid_signature():
         raise BadSignature(Reason.INVALID, f"does not verify with {key.key_type} key {sig.fingerprint}") from None
     if sig.sk_flags is not None and not sig.sk_flags & SK_USER_PRESENT:
         raise BadSignature(Reason.INVALID,

@@ -91,5 +91,5 @@ def test_status_imports_neither_the_cli_framework_nor_openai_nor_jsonschema(ws):
     assert run.returncode == 0, run.stderr[-2000:]
     imported = set(re.findall(r"\|\s+([\w.]+)\s*$", run.stderr, flags=re.M))
     assert "slotgen_ops.ops.report" in imported  # the probe sees our own imports: the checks below can fail
-    for module in ("typer", "click", "openai", "jsonschema", "httpx", "psycopg"):
+    for module in ("typer", "click", "openai", "jsonschema", "httpx", "psycopg", "cryptography"):
         assert module not in imported, f"status imported {module}"
