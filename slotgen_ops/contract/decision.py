@@ -8,13 +8,34 @@ Earlier rules always dominate later ones:
   5 rollout != 0, bucket >= %  -> STUB, ROLLOUT_EXCLUDED (invalid % fails closed)
   6 otherwise                  -> the OpenAI path
 
-The hot path decides and stops; the bucket and every gate's verdict are
-computed when asked for (CLI output, telemetry), so a decision costs little
-more than the bucket hash itself.
+The order is written once, in GATE_TABLE: each gate's name, its code, the
+test a job must pass (a Python expression) and how the trace words the
+verdict. Everything that decides is built from that table by `Engine`:
+
+  decide(job, controls, allowlist)      -> Decision; any job, never raises
+  decided_by(job, controls, allowlist)  -> the deciding gate's index, for a checked job
+  decider(controls, allowlist)          -> a per-job decided_by, specialised to the controls
+  Decision.gates() / to_json()          -> every gate's verdict and detail, in order
+
+The tests are compiled into straight-line code, so a decision costs what
+hand-written `if`s would: the hot path decides and stops, and the bucket and
+every gate's verdict are computed when asked for (CLI output, telemetry).
+
+A test reads `controls` (Controls), `allowlist` (Allowlist or
+AllowlistUnavailable) and at most two things of the job: `job`, the job
+itself (checked against the job schema first), and `job_bucket`, its bucket.
+A job that breaks the schema fails every gate whose test reads `job`, so it
+never reaches the OpenAI path; a gate that reads only `job_bucket` fails when
+the job has no usable jobId, unless its test decides without the bucket.
 """
 
 from __future__ import annotations
 
+import ast
+import copy
+import itertools
+import linecache
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +51,33 @@ KILL_SWITCH = "KILL_SWITCH"
 FEATURE_DISABLED = "FEATURE_DISABLED"
 NOT_ALLOWLISTED = "NOT_ALLOWLISTED"
 ROLLOUT_EXCLUDED = "ROLLOUT_EXCLUDED"
-GATING_CODES: tuple[str, ...] = (KILL_SWITCH, FEATURE_DISABLED, NOT_ALLOWLISTED, ROLLOUT_EXCLUDED)
-
-GATES: tuple[str, ...] = ("kill-switch", "feature-flag", "job-opt-in", "allowlist", "rollout")
-_GATE_CODES = (KILL_SWITCH, FEATURE_DISABLED, NOT_ALLOWLISTED, NOT_ALLOWLISTED, ROLLOUT_EXCLUDED)
-_ALL_PASSED = len(GATES)
 
 AllowlistState = Allowlist | AllowlistUnavailable
+
+# What a gate's test may name: the two inputs every gate has, and the job's two.
+_CONTEXT = ("controls", "allowlist")
+_JOB = "job"
+_BUCKET = "job_bucket"
+# How the compiled paths read `job_bucket` of a checked job: hashed where the test needs it, and
+# in decide() kept for the Decision, so that asking for its bucket afterwards costs nothing.
+_HASH_BUCKET = "_bucket(job['jobId'])"
+_KEEP_BUCKET = "(job_bucket := _bucket(job['jobId']))"
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """One gate of the decision order.
+
+    `test` is a Python expression, true when the job passes the gate; it may
+    read `controls`, `allowlist`, `job` and `job_bucket` (see the module's
+    docstring). `detail(decision, passed, problem)` words the verdict for the
+    trace; `problem` is job_problem(decision.job).
+    """
+
+    name: str
+    code: str
+    test: str
+    detail: Callable[["Decision", bool, str | None], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +96,25 @@ class Decision:
 
     __slots__ = ("job", "controls", "allowlist", "decided_by", "_bucket")
 
-    def __init__(self, job: Any, controls: Controls, allowlist: AllowlistState, decided_by: int) -> None:
+    # The gate order this decision was made by, and its number of gates; set by Engine.
+    _engine: "Engine"
+    _all_passed: int
+
+    def __init__(self, job: Any, controls: Controls, allowlist: AllowlistState, decided_by: int,
+                 job_bucket: int | None = -1) -> None:
         self.job = job
         self.controls = controls
         self.allowlist = allowlist
         self.decided_by = decided_by  # index into GATES, or len(GATES) when every gate passed
-        self._bucket: int | None = -1
+        self._bucket = job_bucket  # -1: not computed yet
 
     @property
     def path(self) -> str:
-        return PATH_OPENAI if self.decided_by == _ALL_PASSED else PATH_STUB
+        return PATH_OPENAI if self.decided_by == self._all_passed else PATH_STUB
 
     @property
     def code(self) -> str | None:
-        return None if self.decided_by == _ALL_PASSED else _GATE_CODES[self.decided_by]
+        return None if self.decided_by == self._all_passed else self._engine.codes[self.decided_by]
 
     @property
     def job_id(self) -> str | None:
@@ -88,115 +134,323 @@ class Decision:
 
     def gates(self) -> list[GateVerdict]:
         """Every gate's verdict, in decision order; the first failing one decided."""
+        decided = self.decided_by
         return [
-            GateVerdict(name, "pass" if ok else "fail", detail, index == self.decided_by)
-            for index, (name, (ok, detail)) in enumerate(zip(GATES, self._evaluate_all()))
+            GateVerdict(gate.name, "pass" if ok else "fail", detail, index == decided)
+            for index, (gate, (ok, detail)) in enumerate(zip(self._engine.gates, self._evaluate_all()))
         ]
 
     def _evaluate_all(self) -> list[tuple[bool, str]]:
-        c = self.controls
-        kill_shown = "unset" if c.kill_raw is None else repr(c.kill_raw)
-        kill = (
-            (False, f"SLOTGEN_AI_KILL={kill_shown}: engaged, every job takes the STUB path")
-            if c.kill_engaged
-            else (True, f"SLOTGEN_AI_KILL={kill_shown}: off")
-        )
-        feature_shown = "unset" if c.feature_raw is None else repr(c.feature_raw)
-        feature = (
-            (True, f"FEATURE_SLOTGEN_AI={feature_shown}: on")
-            if c.feature_on
-            else (False, f"FEATURE_SLOTGEN_AI={feature_shown}: not 'true', the AI path is disabled")
-        )
-        problem = job_problem(self.job)
-        if problem is not None:
-            opt_in = (False, f"job is invalid ({problem}): the STUB path")
-            allow = (False, "job is invalid: not matched")
-        else:
-            allow_ai = self.job.get("metadata", {}).get("allowAI")
-            opt_in = (
-                (True, "metadata.allowAI is true")
-                if allow_ai is True
-                else (False, f"metadata.allowAI is {'missing' if allow_ai is None else repr(allow_ai).lower()}, not true")
-            )
-            allow = _allowlist_verdict(self.allowlist, self.job)
-        rollout = _rollout_verdict(c, self.bucket)
-        return [kill, feature, opt_in, allow, rollout]
+        """(passed, detail) of every gate, in decision order."""
+        return self._engine.trace(self)
 
     def to_json(self) -> dict[str, Any]:
         """The `decide --json` document (SPEC section 5)."""
+        engine = self._engine
         return {
             "jobId": self.job_id,
             "path": self.path,
             "code": self.code,
             "bucket": self.bucket,
-            "decidedBy": GATES[self.decided_by] if self.decided_by < _ALL_PASSED else None,
+            "decidedBy": engine.names[self.decided_by] if self.decided_by < engine.all_passed else None,
             "allowlistVersion": self.allowlist.version,
             "gates": [g.to_json() for g in self.gates()],
         }
 
 
-def _allowlist_verdict(allowlist: AllowlistState, job: dict[str, Any]) -> tuple[bool, str]:
+# ----------------------------------------------------------------- the trace's words
+def _shown(raw: str | None) -> str:
+    return "unset" if raw is None else repr(raw)
+
+
+def _kill_detail(d: Decision, passed: bool, problem: str | None) -> str:
+    shown = _shown(d.controls.kill_raw)
+    if passed:
+        return f"SLOTGEN_AI_KILL={shown}: off"
+    return f"SLOTGEN_AI_KILL={shown}: engaged, every job takes the STUB path"
+
+
+def _feature_detail(d: Decision, passed: bool, problem: str | None) -> str:
+    shown = _shown(d.controls.feature_raw)
+    if passed:
+        return f"FEATURE_SLOTGEN_AI={shown}: on"
+    return f"FEATURE_SLOTGEN_AI={shown}: not 'true', the AI path is disabled"
+
+
+def _opt_in_detail(d: Decision, passed: bool, problem: str | None) -> str:
+    if problem is not None:
+        return f"job is invalid ({problem}): the STUB path"
+    if passed:
+        return "metadata.allowAI is true"
+    allow_ai = d.job.get("metadata", {}).get("allowAI")
+    return f"metadata.allowAI is {'missing' if allow_ai is None else repr(allow_ai).lower()}, not true"
+
+
+def _allowlist_detail(d: Decision, passed: bool, problem: str | None) -> str:
+    allowlist = d.allowlist
+    if problem is not None:
+        return "job is invalid: not matched"
+    if passed:
+        return f"matches rule {allowlist.match(d.job)!r} of allowlist {allowlist.version}"
     if not allowlist.available:
-        return False, f"allowlist unavailable ({allowlist.reason}): fails closed"
+        return f"allowlist unavailable ({allowlist.reason}): fails closed"
     if not allowlist.enabled:
-        return False, f"allowlist {allowlist.version} is disabled"
-    rule = allowlist.match(job)
-    if rule is None:
-        return False, f"no rule of allowlist {allowlist.version} matches (kind, subject, level, board, specVersion)"
-    return True, f"matches rule {rule!r} of allowlist {allowlist.version}"
+        return f"allowlist {allowlist.version} is disabled"
+    return f"no rule of allowlist {allowlist.version} matches (kind, subject, level, board, specVersion)"
 
 
-def _rollout_verdict(c: Controls, job_bucket: int | None) -> tuple[bool, str]:
-    if c.rollout is None:
-        shown = "unset" if c.rollout_raw is None else repr(c.rollout_raw)
-        return False, f"SLOTGEN_AI_ROLLOUT_PERCENT={shown} is not an integer 0..100: fails closed"
-    if c.rollout == 0:
-        return True, "rollout 0: gate disabled, every admitted job passes"
-    if job_bucket is None:
-        return False, "no usable jobId, no bucket: fails closed"
-    if job_bucket < c.rollout:
-        return True, f"bucket {job_bucket} < {c.rollout}"
-    return False, f"bucket {job_bucket} >= {c.rollout}"
-
-
-def decided_by(job: dict[str, Any], controls: Controls, allowlist: AllowlistState) -> int:
-    """The deciding gate's index (len(GATES) for the OpenAI path) of a job ALREADY checked
-    by job_problem. The hot loop of `exposure`: no Decision object, no second check."""
-    if controls.kill_engaged:
-        return 0
-    if not controls.feature_on:
-        return 1
-    metadata = job.get("metadata")
-    if metadata is None or metadata.get("allowAI") is not True:
-        return 2
-    if not allowlist.enabled or allowlist.match(job) is None:
-        return 3
-    percent = controls.rollout
-    if percent is None or (percent != 0 and bucket(job["jobId"]) >= percent):
-        return 4
-    return _ALL_PASSED
-
-
-def decide(job: Any, controls: Controls, allowlist: AllowlistState) -> Decision:
-    """Decide STUB or OpenAI for one job. Never raises, whatever `job` is."""
-    if controls.kill_engaged:
-        return Decision(job, controls, allowlist, 0)
-    if not controls.feature_on:
-        return Decision(job, controls, allowlist, 1)
-    if job_problem(job) is not None:
-        return Decision(job, controls, allowlist, 2)
-    metadata = job.get("metadata")
-    if metadata is None or metadata.get("allowAI") is not True:
-        return Decision(job, controls, allowlist, 2)
-    if not allowlist.enabled or allowlist.match(job) is None:
-        return Decision(job, controls, allowlist, 3)
-    percent = controls.rollout
+def _rollout_detail(d: Decision, passed: bool, problem: str | None) -> str:
+    percent = d.controls.rollout
     if percent is None:
-        return Decision(job, controls, allowlist, 4)
-    decision = Decision(job, controls, allowlist, _ALL_PASSED)
-    if percent != 0:
-        job_bucket = bucket(job["jobId"])
-        decision._bucket = job_bucket
-        if job_bucket >= percent:
-            decision.decided_by = 4
-    return decision
+        return f"SLOTGEN_AI_ROLLOUT_PERCENT={_shown(d.controls.rollout_raw)} is not an integer 0..100: fails closed"
+    if percent == 0:
+        return "rollout 0: gate disabled, every admitted job passes"
+    job_bucket = d.bucket
+    if job_bucket is None:
+        return "no usable jobId, no bucket: fails closed"
+    if passed:
+        return f"bucket {job_bucket} < {percent}"
+    return f"bucket {job_bucket} >= {percent}"
+
+
+# ----------------------------------------------------------------- the order, once
+GATE_TABLE: tuple[Gate, ...] = (
+    Gate("kill-switch", KILL_SWITCH, "not controls.kill_engaged", _kill_detail),
+    Gate("feature-flag", FEATURE_DISABLED, "controls.feature_on", _feature_detail),
+    Gate("job-opt-in", NOT_ALLOWLISTED, "(job.get('metadata') or {}).get('allowAI') is True", _opt_in_detail),
+    Gate("allowlist", NOT_ALLOWLISTED, "allowlist.enabled and allowlist.match(job) is not None",
+         _allowlist_detail),
+    Gate("rollout", ROLLOUT_EXCLUDED,
+         "controls.rollout == 0 or controls.rollout is not None and job_bucket < controls.rollout",
+         _rollout_detail),
+)
+
+
+# ----------------------------------------------------------------- the compiler
+class _Missing(Exception):
+    """A test needed an input the job does not have (see Engine)."""
+
+
+def _need_bucket(decision: Decision) -> int:
+    job_bucket = decision.bucket
+    if job_bucket is None:
+        raise _Missing
+    return job_bucket
+
+
+def _missing() -> Any:
+    raise _Missing
+
+
+class _Inputs(ast.NodeTransformer):
+    """Replaces names in a test (`job`, `job_bucket`) with the expressions that read them."""
+
+    def __init__(self, read: dict[str, str]) -> None:
+        self._read = read
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id not in self._read:
+            return node
+        return ast.copy_location(ast.parse(self._read[node.id], mode="eval").body, node)
+
+
+@dataclass(frozen=True)
+class _Test:
+    """A gate's test, parsed once and checked: which inputs it reads, and its source in any setting."""
+
+    tree: ast.Expression
+    reads_job: bool
+    reads_bucket: bool
+
+    @classmethod
+    def parse(cls, gate: Gate) -> "_Test":
+        try:
+            tree = ast.parse(gate.test, mode="eval")
+        except SyntaxError as exc:
+            raise ValueError(f"gate {gate.name!r}: its test is not an expression ({exc.msg})") from None
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, (ast.NamedExpr, ast.Lambda, ast.comprehension)):
+                raise ValueError(f"gate {gate.name!r}: a test reads its inputs, it binds no names")
+        allowed = (*_CONTEXT, _JOB, _BUCKET)
+        unknown = names.difference(allowed)
+        if unknown:
+            raise ValueError(f"gate {gate.name!r}: its test names {', '.join(sorted(unknown))}; "
+                             f"a test may read only {', '.join(allowed)}")
+        return cls(tree, _JOB in names, _BUCKET in names)
+
+    def source(self, read: dict[str, str]) -> str:
+        """The test as source, each name in `read` replaced by the expression that reads it."""
+        tree = _Inputs(read).visit(copy.deepcopy(self.tree))
+        return ast.unparse(ast.fix_missing_locations(tree))
+
+
+_compiled = itertools.count()
+
+
+def _define(source: str, namespace: dict[str, Any], name: str) -> Callable[..., Any]:
+    """Compile one function built from a gate table; its source stays readable in tracebacks."""
+    filename = f"<slotgen gate order: {name} #{next(_compiled)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - source built from the gate table
+    fn = namespace[name]
+    fn.__module__ = __name__
+    return fn
+
+
+class Engine:
+    """A gate order, compiled: decide, decided_by, decider and the trace, all from one table.
+
+    Every form evaluates the same tests in the same order; they differ only in
+    how a test reads the job and its bucket:
+
+    - decided_by and decider: on a job already checked; `job_bucket` is hashed
+      where a test needs it.
+    - decide: any job. The job is checked before the first test that reads it;
+      one that breaks the schema is decided by the trace's verdicts (below).
+      The bucket, once hashed, is kept in the Decision.
+    - the trace (Decision.gates()): every test on its own. An invalid job fails
+      every test that reads `job`; a test that needs the bucket of a job
+      without one fails.
+    """
+
+    def __init__(self, table: Sequence[Gate], decision_type: type[Decision] | None = None) -> None:
+        self.gates: tuple[Gate, ...] = tuple(table)
+        if not self.gates:
+            raise ValueError("a gate order needs at least one gate")
+        self.names: tuple[str, ...] = tuple(gate.name for gate in self.gates)
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"gate names must be unique: {', '.join(self.names)}")
+        self.codes: tuple[str, ...] = tuple(gate.code for gate in self.gates)
+        self.all_passed = len(self.gates)
+        self._tests = tuple(_Test.parse(gate) for gate in self.gates)
+        if not any(test.reads_job for test in self._tests):
+            raise ValueError("a gate order must check the job: no gate's test reads `job`")
+        if decision_type is None:
+            decision_type = type("Decision", (Decision,), {"__slots__": ()})
+        decision_type._engine = self
+        decision_type._all_passed = self.all_passed
+        self.decision_type = decision_type
+        self.decided_by: Callable[[dict[str, Any], Controls, AllowlistState], int] = self._compile_decided_by()
+        self.decide: Callable[[Any, Controls, AllowlistState], Decision] = self._compile_decide()
+        self._trace: Callable[..., list[tuple[bool, str]]] = self._compile_trace()
+        self._alone = tuple(self._compile_alone(test) for test in self._tests)
+        self._factories: dict[tuple[bool | None, ...], Callable[..., Callable[[dict[str, Any]], int]]] = {}
+
+    # -- the trace
+    def trace(self, decision: Decision) -> list[tuple[bool, str]]:
+        """(passed, detail) of every gate on the decision's inputs, each test evaluated on its own."""
+        return self._trace(decision, decision.controls, decision.allowlist, decision.job, job_problem(decision.job))
+
+    def _compile_trace(self) -> Callable[..., list[tuple[bool, str]]]:
+        """Every test on its own: an invalid job (`problem`) fails those that read `job`, and a test that
+        needs the bucket of a job without one fails; then each gate words its verdict."""
+        lines = ["def trace(decision, controls, allowlist, job, problem):\n", "    valid = problem is None\n"]
+        for index, test in enumerate(self._tests):
+            check = f"bool({test.source({_BUCKET: '_need_bucket(decision)'})})"
+            if test.reads_job:
+                check = f"valid and {check}"
+            if test.reads_bucket:
+                lines.append(f"    try:\n        v{index} = {check}\n"
+                             f"    except _Missing:\n        v{index} = False\n")
+            else:
+                lines.append(f"    v{index} = {check}\n")
+        items = ", ".join(f"(v{i}, _d{i}(decision, v{i}, problem))" for i in range(self.all_passed))
+        lines.append(f"    return [{items}]\n")
+        namespace = {"_need_bucket": _need_bucket, "_Missing": _Missing,
+                     **{f"_d{i}": gate.detail for i, gate in enumerate(self.gates)}}
+        return _define("".join(lines), namespace, "trace")
+
+    # -- the compiled paths
+    def _compile_decided_by(self) -> Callable[..., int]:
+        lines = ["def decided_by(job, controls, allowlist):\n"]
+        for index, test in enumerate(self._tests):
+            lines.append(f"    if not ({test.source({_BUCKET: _HASH_BUCKET})}):\n        return {index}\n")
+        lines.append(f"    return {self.all_passed}\n")
+        fn = _define("".join(lines), {"_bucket": bucket}, "decided_by")
+        fn.__doc__ = ("The deciding gate's index (len(GATES) for the OpenAI path) of a job ALREADY checked "
+                      "by job_problem: no Decision object, no second check.")
+        return fn
+
+    def _compile_decide(self) -> Callable[..., Decision]:
+        lines = ["def decide(job, controls, allowlist):\n"]
+        kept = ""
+        for index, test in enumerate(self._tests):
+            if (test.reads_job or test.reads_bucket) and not kept:
+                lines.append("    if _problem(job) is not None:\n"
+                             "        return _invalid(job, controls, allowlist)\n"
+                             "    job_bucket = -1\n")
+                kept = ", job_bucket"
+            lines.append(f"    if not ({test.source({_BUCKET: _KEEP_BUCKET})}):\n"
+                         f"        return _Decision(job, controls, allowlist, {index}{kept})\n")
+        lines.append(f"    return _Decision(job, controls, allowlist, {self.all_passed}{kept})\n")
+        namespace = {"_Decision": self.decision_type, "_problem": job_problem, "_bucket": bucket,
+                     "_invalid": self._decide_invalid}
+        fn = _define("".join(lines), namespace, "decide")
+        fn.__doc__ = "Decide STUB or OpenAI for one job. Never raises, whatever `job` is."
+        return fn
+
+    def _decide_invalid(self, job: Any, controls: Controls, allowlist: AllowlistState) -> Decision:
+        decision = self.decision_type(job, controls, allowlist, self.all_passed)
+        verdicts = [passed for passed, _ in self.trace(decision)]
+        decision.decided_by = verdicts.index(False)  # a gate reads `job`, and an invalid job fails it
+        return decision
+
+    # -- specialised to the controls
+    def _compile_alone(self, test: _Test) -> Callable[[Controls, AllowlistState], bool]:
+        """The test with the controls and allowlist only: _Missing as soon as it reads the job."""
+        source = (f"def alone(controls, allowlist):\n"
+                  f"    return bool({test.source({_JOB: '_missing()', _BUCKET: '_missing()'})})\n")
+        return _define(source, {"_missing": _missing}, "alone")
+
+    def settled(self, controls: Controls, allowlist: AllowlistState) -> tuple[bool | None, ...]:
+        """Each gate's verdict when the controls and the allowlist settle it alone; None when it depends
+        on the job."""
+        settled: list[bool | None] = []
+        for alone in self._alone:
+            try:
+                settled.append(alone(controls, allowlist))
+            except _Missing:
+                settled.append(None)
+        return tuple(settled)
+
+    def decider(self, controls: Controls, allowlist: AllowlistState) -> Callable[[dict[str, Any]], int]:
+        """decided_by for these controls and this allowlist: `decider(c, a)(job) == decided_by(job, c, a)`.
+
+        Gates that the controls and the allowlist settle alone (a kill-switch,
+        a disabled allowlist, rollout 0) are settled once, here; the function
+        returned tests only what depends on the job. For jobs already checked
+        by job_problem, like decided_by. Call it once per (controls, allowlist)
+        and the result once per job.
+        """
+        settled = self.settled(controls, allowlist)
+        factory = self._factories.get(settled)
+        if factory is None:
+            factory = self._factories[settled] = self._compile_decider(settled)
+        return factory(controls, allowlist)
+
+    def _compile_decider(self, settled: tuple[bool | None, ...]) -> Callable[..., Callable[[dict[str, Any]], int]]:
+        lines = ["def make(controls, allowlist):\n", "    def decided_by(job):\n"]
+        result = self.all_passed
+        for index, (test, verdict) in enumerate(zip(self._tests, settled)):
+            if verdict is False:
+                result = index
+                break
+            if verdict is None:
+                lines.append(f"        if not ({test.source({_BUCKET: _HASH_BUCKET})}):\n            return {index}\n")
+        lines.append(f"        return {result}\n    return decided_by\n")
+        return _define("".join(lines), {"_bucket": bucket}, "make")
+
+
+ENGINE = Engine(GATE_TABLE, Decision)
+
+GATES: tuple[str, ...] = ENGINE.names
+_GATE_CODES: tuple[str, ...] = ENGINE.codes
+_ALL_PASSED = ENGINE.all_passed
+GATING_CODES: tuple[str, ...] = tuple(dict.fromkeys(_GATE_CODES))
+
+decide = ENGINE.decide
+decided_by = ENGINE.decided_by
+decider = ENGINE.decider

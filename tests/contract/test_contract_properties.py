@@ -350,11 +350,13 @@ def test_parse_allowlist_agrees_with_the_allowlist_schema(doc):
 @settings(max_examples=300, deadline=None)
 @given(job=job_like(), kill=control_value, feature=control_value, rollout=rollout_value, allowlist=allowlists)
 def test_fast_paths_agree_with_the_careful_ones(job, kill, feature, rollout, allowlist):
-    """job_problem's fast path and decided_by (exposure's hot loop) say what the careful code says."""
-    from slotgen_ops.contract.decision import decided_by
+    """job_problem's fast path, decided_by and decider (exposure's hot loop) say what the careful code says."""
+    from slotgen_ops.contract.decision import decided_by, decider
     from slotgen_ops.contract.job import _problem
 
     assert (job_problem(job) is None) == (_problem(job) is None)
     if job_problem(job) is None:
         controls = Controls.from_mapping(_env(kill, feature, rollout))
-        assert decided_by(job, controls, allowlist) == decide(job, controls, allowlist).decided_by
+        expected = decide(job, controls, allowlist).decided_by
+        assert decided_by(job, controls, allowlist) == expected
+        assert decider(controls, allowlist)(job) == expected
