@@ -15,50 +15,22 @@ but not a valid job the column is 1.
 from __future__ import annotations
 
 import sys
-from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, BinaryIO
 
 import typer
 
-from ..contract import GATING_CODES
-from ..contract.decision import _ALL_PASSED, _GATE_CODES, decided_by
-from ..contract.job import job_problem
-from ..errors import BadInput
+from ..contract.decision import decider
+from ..ops.population import FIRST_SHOWN, Invalid, new_counts, summary
+from ..ops.population import count as count_population
 from .common import EnvOpt, JsonOpt, WithOpt, WorkspaceOpt, console, emit_json, escape, evaluation_inputs, open_input
 
 _PROGRESS_MIN_BYTES = 16 * 1024 * 1024
-_BLOCK_BYTES = 1024 * 1024  # lines are read about this many bytes at a time
-_FIRST_SHOWN = 10  # bad lines listed in `invalid.first`
-_BOM = b"\xef\xbb\xbf"
 
 SkipInvalidOpt = Annotated[bool, typer.Option(
     "--skip-invalid",
     help="Count past bad lines (not UTF-8, not JSON, not a valid job): skip them, report how many and the first "
-         f"{_FIRST_SHOWN}. Without it the first bad line stops the count (exit 2).")]
-
-
-class Invalid:
-    """Bad lines met so far: how many, and where the first few are."""
-
-    __slots__ = ("name", "skip", "count", "first")
-
-    def __init__(self, name: str, skip: bool) -> None:
-        self.name = name
-        self.skip = skip
-        self.count = 0
-        self.first: list[dict[str, Any]] = []
-
-    def add(self, line: int, column: int, problem: str) -> None:
-        """Record one bad line; without --skip-invalid, stop the count with it (exit 2)."""
-        if not self.skip:
-            raise BadInput(f"{self.name}:{line}:{column}: {problem} (--skip-invalid counts past bad lines)")
-        self.count += 1
-        if len(self.first) < _FIRST_SHOWN:
-            self.first.append({"line": line, "column": column, "problem": problem})
-
-    def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, "first": list(self.first)}
+         f"{FIRST_SHOWN}. Without it the first bad line stops the count (exit 2).")]
 
 
 def exposure(
@@ -78,7 +50,7 @@ def exposure(
     Example: slotgen exposure jobs.jsonl --env staging --with SLOTGEN_AI_ROLLOUT_PERCENT=5 --skip-invalid
     """
     evaluation = evaluation_inputs(env, workspace, with_)
-    counts = [0] * (_ALL_PASSED + 1)
+    counts = new_counts()
     if str(jobs_file) == "-":
         invalid = Invalid("<stdin>", skip_invalid)
         _count(sys.stdin.buffer, evaluation, counts, invalid, None)
@@ -88,17 +60,8 @@ def exposure(
             size = jobs_file.stat().st_size
             show = size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty() and not json_out
             _count(fh, evaluation, counts, invalid, size if show else None)
-    codes: dict[str, int] = {}
-    for index, count in enumerate(counts[:_ALL_PASSED]):
-        if count:
-            code = _GATE_CODES[index]
-            codes[code] = codes.get(code, 0) + count
-    total = sum(counts)
     doc = {
-        "total": total,
-        "openai": counts[_ALL_PASSED],
-        "stub": total - counts[_ALL_PASSED],
-        "codes": {code: codes[code] for code in GATING_CODES if code in codes},
+        **summary(counts),
         "invalid": invalid.to_json(),
         "allowlistVersion": evaluation.allowlist.version,
         "controls": evaluation.controls.as_env(),
@@ -111,82 +74,20 @@ def exposure(
 
 
 def _count(fh: BinaryIO, evaluation, counts: list[int], invalid: Invalid, progress_total: int | None) -> None:
-    """The hot loop: parse, check, decide, count. Nothing is kept per job.
-
-    The common line, one JSON object and its line ending, costs one decode,
-    one JSON scan, one job check and one decision. Anything else (a BOM,
-    whitespace around the object, a blank line, a bad line) is refused by the
-    fast parse and then read by `_slow_parse` with `json.loads`, which has the
-    last word on what is JSON.
-    """
-    import json
-
-    parse = json.JSONDecoder().raw_decode
-    check = job_problem
-    decide = decided_by
-    controls, allowlist = evaluation.controls, evaluation.allowlist
+    """Count one population under one set of controls; a progress bar on stderr for a big file, stopped (and
+    cleared) before anything else is written, whether the count ends, stops at a bad line, or is interrupted."""
+    targets = [(decider(evaluation.controls, evaluation.allowlist), counts)]
     progress = _progress(progress_total) if progress_total else None
-    done = 0
-    lineno = 0
     try:
-        if progress is not None:
-            progress[0].start()
-        for block in iter(partial(fh.readlines, _BLOCK_BYTES), []):
-            for lineno, raw in enumerate(block, lineno + 1):
-                try:
-                    text = raw.decode()
-                    job, end = parse(text)
-                    if end != len(text) and text[end:] not in _LINE_ENDS:
-                        raise ValueError
-                except (ValueError, RecursionError):
-                    job = _slow_parse(raw, lineno, invalid)
-                    if job is _SKIP:
-                        continue
-                problem = check(job)
-                if problem is not None:
-                    invalid.add(lineno, 1, problem)
-                    continue
-                counts[decide(job, controls, allowlist)] += 1
-            if progress is not None:
-                done += sum(map(len, block))
-                progress[0].update(progress[1], completed=done)
+        if progress is None:
+            count_population(fh, targets, invalid)
+        else:
+            bar, task = progress
+            bar.start()
+            count_population(fh, targets, invalid, on_block=lambda done: bar.update(task, completed=done))
     finally:
         if progress is not None:
             progress[0].stop()
-
-
-_SKIP = object()  # a blank line, or a bad one already recorded
-_LINE_ENDS = ("\n", "\r\n")
-
-
-def _slow_parse(raw: bytes, lineno: int, invalid: Invalid) -> Any:
-    """The job on a line the fast parse refused (a line that starts with a BOM), else _SKIP:
-    a blank line, or a bad line, recorded in `invalid` with its true column."""
-    import json
-
-    body = raw[:-1] if raw.endswith(b"\n") else raw
-    if body.endswith(b"\r"):
-        body = body[:-1]
-    if body.startswith(_BOM):
-        body = body[len(_BOM):]
-    if not body or body.isspace():
-        return _SKIP
-    try:
-        text = body.decode()
-    except UnicodeDecodeError as exc:
-        column = len(body[:exc.start].decode()) + 1
-        invalid.add(lineno, column, f"not UTF-8 text (byte 0x{body[exc.start]:02x})")
-        return _SKIP
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        message = exc.msg[:-3] + " here" if exc.msg.endswith(" at") else exc.msg
-        invalid.add(lineno, exc.pos + 1, f"not JSON: {message}")
-    except ValueError as exc:  # e.g. an integer longer than Python reads
-        invalid.add(lineno, 1, f"not JSON: {exc}")
-    except RecursionError:
-        invalid.add(lineno, 1, "not JSON: nested too deeply")
-    return _SKIP
 
 
 def _progress(total: int):

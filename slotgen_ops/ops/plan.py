@@ -11,16 +11,14 @@ optionally, over a population streamed once for every step at a time.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from ..contract import KILL_VAR, PATH_OPENAI, Controls, decide, job_problem
-from ..contract.decision import _ALL_PASSED, _GATE_CODES, GATING_CODES, AllowlistState, decided_by
-from ..errors import BadInput
+from ..contract import KILL_VAR, PATH_OPENAI, Controls, decide
+from ..contract.decision import AllowlistState, decider
 from .allowlists import default_allowlist
+from .population import new_counts, summary as _summary
 from .authority import APPROVER_ROLE
 from .clock import now_utc, until, utc
 from .guidance import explain_position, step_commands
@@ -56,20 +54,8 @@ class _Evaluations:
         return key
 
 
-def _summary(counts: list[int]) -> dict[str, Any]:
-    """{total, openai, stub, codes} from counts indexed by the deciding gate (as `exposure` reports)."""
-    codes: dict[str, int] = {}
-    for index, count in enumerate(counts[:_ALL_PASSED]):
-        if count:
-            code = _GATE_CODES[index]
-            codes[code] = codes.get(code, 0) + count
-    total = sum(counts)
-    return {"total": total, "openai": counts[_ALL_PASSED], "stub": total - counts[_ALL_PASSED],
-            "codes": {code: codes[code] for code in GATING_CODES if code in codes}}
-
-
 def _sample_exposure(jobs: list[Any], controls: Controls, allowlist: AllowlistState) -> dict[str, Any]:
-    counts = [0] * (_ALL_PASSED + 1)
+    counts = new_counts()
     openai = []
     for job in jobs:
         decision = decide(job, controls, allowlist)
@@ -79,27 +65,14 @@ def _sample_exposure(jobs: list[Any], controls: Controls, allowlist: AllowlistSt
     return {**_summary(counts), "jobs": openai}
 
 
-def count_population(lines: Iterable[bytes], name: str, evaluations: _Evaluations) -> dict[tuple, dict[str, Any]]:
+def count_population(fh: BinaryIO, name: str, evaluations: _Evaluations) -> dict[tuple, dict[str, Any]]:
     """One streamed pass over a population (JSON lines): counts for every evaluation at once, nothing kept per
-    job. A line that is not a valid job is BadInput naming `name:line`, as in `exposure`."""
-    loads = json.loads
-    targets = [(key, *evaluations.parsed[key], [0] * (_ALL_PASSED + 1)) for key in evaluations.keys]
-    for lineno, raw in enumerate(lines, 1):
-        if not raw or raw.isspace():
-            continue
-        try:
-            job = loads(raw)
-        except UnicodeDecodeError:
-            raise BadInput(f"{name}:{lineno}: not UTF-8 text") from None
-        except ValueError as exc:
-            raise BadInput(f"{name}:{lineno}: not JSON ({getattr(exc, 'msg', exc)} at column "
-                           f"{getattr(exc, 'colno', '?')})") from None
-        problem = job_problem(job)
-        if problem is not None:
-            raise BadInput(f"{name}:{lineno}: {problem}")
-        for _, controls, allowlist, counts in targets:
-            counts[decided_by(job, controls, allowlist)] += 1
-    return {key: _summary(counts) for key, _, _, counts in targets}
+    job. A line that is not a valid job is BadInput naming `name:line:column`, as in `exposure`."""
+    from .population import Invalid, count
+
+    targets = {key: (decider(*evaluations.parsed[key]), new_counts()) for key in evaluations.keys}
+    count(fh, list(targets.values()), Invalid(name, skip=False, hint=""))
+    return {key: _summary(counts) for key, (_, counts) in targets.items()}
 
 
 def _settled_state(env, now: datetime) -> tuple[dict[str, Any], list[str]]:
