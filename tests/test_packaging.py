@@ -19,6 +19,7 @@ NEEDED = [
     "slotgen_ops/_data/schemas/bucket-vectors.json",
     "slotgen_ops/_data/runbooks/beta-enable.yaml",
     "slotgen_ops/_data/runbooks/sample-jobs.jsonl",
+    "slotgen_ops/_data/runbooks/sample-expectations.json",
     "slotgen_ops/_data/allowlists/slot-generation-allowlist.v1.json",
     "slotgen_ops/cli/app.py",
 ]

@@ -29,13 +29,14 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BadInput, IntegrityFailure
 from ..ops import hooks
 from ..ops.atomic import atomic_write, fsync_directory
+from ..clock import now_utc, utc
 from .review import (
     AUDIT_FIELDS,
     GENESIS_HASH,
@@ -75,8 +76,7 @@ class StaleHead(IntegrityFailure):
 
 def utc_timestamp(now: datetime | None = None) -> str:
     """``now`` (default: the current time) as ``2026-11-22T13:40:00.123456Z``."""
-    now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc(now or now_utc())
 
 
 class Unsealed(Exception):

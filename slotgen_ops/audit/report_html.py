@@ -12,7 +12,7 @@ is inline SVG drawn here.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from html import escape
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,17 +65,21 @@ def record_link(ref: str | None) -> str:
 
 
 def _moment(ts: Any) -> datetime | None:
-    if not isinstance(ts, str) or not ts:
-        return None
-    try:
-        moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    from ..clock import parse_utc_or_none
+
+    return parse_utc_or_none(ts)
+
+
+def _readable(ts: Any) -> str:
+    from ..clock import readable_utc
+
+    return readable_utc(ts)
 
 
 def _when(ts: Any) -> str:
-    return _e(ts[:19].replace("T", " ")) if isinstance(ts, str) else ""
+    from ..clock import readable_utc
+
+    return _e(readable_utc(ts)) if isinstance(ts, str) else ""
 
 
 def _shown(value: Any) -> str:
@@ -231,7 +235,7 @@ def _row_label(row: dict[str, Any]) -> str:
         what += f" {row['step']}"
     change = f": {row['control']} {_shown(row.get('old'))} -> {_shown(row.get('new'))}" if row.get("control") else ""
     by = (row.get("appliedBy") or {}).get("operator") or "(none)"
-    return f"{seq} {what}{change} by {by} at {str(row.get('ts') or '')[:19].replace('T', ' ')} UTC"
+    return f"{seq} {what}{change} by {by} at {_readable(row.get('ts'))} UTC"
 
 
 # -- the page -------------------------------------------------------------------

@@ -35,10 +35,11 @@ import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TextIO
 
 from ..errors import IntegrityFailure
+from ..clock import as_utc, parse_utc
 from .canonical import _dumps, parse_canonical, parse_entry
 
 __all__ = [
@@ -338,20 +339,15 @@ def _operators_of(entry: dict[str, Any]) -> set[Any]:
 
 
 def _as_utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=timezone.utc)
+    return None if moment is None else as_utc(moment)
 
 
 def _parse_ts(entry: dict[str, Any]) -> datetime:
     raw = entry.get("ts")
     try:
-        moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+        return parse_utc(raw)
     except ValueError:
-        moment = None
-    if moment is None:
-        raise IntegrityFailure(f"audit entry seq {entry.get('seq')}: unreadable ts {raw!r}")
-    return _as_utc(moment)  # type: ignore[return-value]
+        raise IntegrityFailure(f"audit entry seq {entry.get('seq')}: unreadable ts {raw!r}") from None
 
 
 #: A cell a spreadsheet would run as a formula starts with one of these (OWASP "CSV injection").

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from ..contract import ALLOWLIST_VAR, CONTROL_VARS, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
@@ -347,13 +347,9 @@ def row_operators(row: dict[str, Any]) -> set[str]:
 
 
 def _moment(ts: str | None) -> datetime | None:
-    if not ts:
-        return None
-    try:
-        moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    from ..clock import parse_utc_or_none
+
+    return parse_utc_or_none(ts)
 
 
 def select(rows: Iterable[dict[str, Any]], *, operator: str | None = None, action: str | None = None,

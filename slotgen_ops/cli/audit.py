@@ -27,22 +27,21 @@ _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def _time(value: str | None, name: str) -> datetime | None:
     """An ISO 8601 time (UTC when no offset is given), or a duration back from now: 30m, 1h, 2d, 1w."""
-    from datetime import timedelta, timezone
+    from datetime import timedelta
     import re
+
+    from ..clock import now_utc, parse_utc
 
     if value is None:
         return None
     match = re.fullmatch(r"\s*([0-9]+)\s*([smhdw])\s*", value)
     if match:
-        return datetime.now(timezone.utc) - timedelta(seconds=int(match.group(1)) * _DURATION[match.group(2)])
+        return now_utc() - timedelta(seconds=int(match.group(1)) * _DURATION[match.group(2)])
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_utc(value.strip())
     except ValueError:
         raise BadInput(f"{name} {value!r}: expected an ISO 8601 time (2026-11-22T13:00:00Z) or a duration back "
                        "from now (30m, 1h, 2d, 1w)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment
 
 
 def _action(value: str | None) -> str | None:
@@ -279,7 +278,9 @@ def _show_rows(out, env: str, rows: list[dict], hidden: int, unused: list[dict])
     body = []
     for row in rows:
         seq = "" if row["seq"] is None else str(row["seq"])
-        when = escape((row["ts"] or "")[:19].replace("T", " "))
+        from ..clock import readable_utc
+
+        when = escape(readable_utc(row["ts"]))
         what, change, applied, approved = _what(row), _change(row), _applied_by(row), _approved_by(row)
         record, verified = escape(row["decisionRecord"] or ""), escape(verification_text(row))
         if wide:

@@ -46,7 +46,7 @@ def report(
     from .. import __version__
     from ..audit import report_html, timeline
     from ..ops.checkpoints import read_checkpoint
-    from ..ops.clock import now_utc, utc
+    from ..clock import now_utc, utc
     from ..ops.report import audit_verify
     from ..ops.workspace import Workspace
     from .audit_input import break_glass_items

@@ -83,6 +83,7 @@ def _summary(workspace, json_out: bool) -> int:
 
 
 def _render_status(doc: dict) -> None:
+    from ..clock import readable_utc
     from rich.table import Table
 
     out = console()
@@ -109,7 +110,7 @@ def _render_status(doc: dict) -> None:
             recent.add_column(column, overflow="fold", no_wrap=column in ("seq", "ts"))
         for e in doc["lastChanges"]:
             change = change_text(e.get("control"), e.get("old"), e.get("new"))
-            recent.add_row(str(e["seq"]), str(e["ts"])[:16].replace("T", " "), escape(str(e["operator"] or "(none)")), e["action"] or "",
+            recent.add_row(str(e["seq"]), readable_utc(e["ts"], minutes=True), escape(str(e["operator"] or "(none)")), e["action"] or "",
                            e["step"] or "", escape(change), escape(str(e["decisionRecord"] or "")))
         out.print(recent)
     for warning in doc["warnings"]:

@@ -15,11 +15,11 @@ import secrets
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import BadInput, Refused
-from .clock import now_utc, utc
+from ..clock import expired, now_utc, utc
 from .roster import Operator, Roster
 
 __all__ = ["APPROVER_ROLE", "CHANGE_ROLES", "Actor", "approval_record", "check_approval", "check_decision_record",
@@ -210,16 +210,6 @@ def check_approval(approvals: dict[str, Any], approval_id: str | None, env: str,
     if key is not None and approval.get("approverKey") == key:
         raise Refused(f"approval {approval_id} was signed by the key {key}, the one applying it: an approval "
                       "cannot be used by the key that signed it, whatever ids are claimed")
-    if _expired(approval.get("expiresAt"), now):
+    if expired(approval.get("expiresAt"), now):
         raise Refused(f"approval {approval_id} expired at {approval.get('expiresAt')}")
 
-
-def _expired(expires_at: Any, now: datetime) -> bool:
-    """Compared as times, not as strings; an expiry that cannot be read counts as expired (fail closed)."""
-    try:
-        moment = datetime.fromisoformat(str(expires_at).replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    if moment.tzinfo is None:
-        return True
-    return moment <= now

@@ -21,13 +21,18 @@ import errno
 import hashlib
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityFailure
 from ..audit.log import AuditLog
+from ..clock import parse_utc_or_none
 from .locking import FileLock
 from .state import ROLLBACK
+
+
+_UNDATED = datetime.min.replace(tzinfo=timezone.utc)  # an entry whose time cannot be read sorts first
 
 
 def journal_name(env_name: str) -> str:
@@ -84,7 +89,7 @@ class BreakGlassJournal:
                     found.append((path, entry))
             except IntegrityFailure:
                 continue  # a damaged journal is reported by verify(); what is readable still counts
-        found.sort(key=lambda pe: str(pe[1].get("ts", "")))
+        found.sort(key=lambda pe: parse_utc_or_none(pe[1].get("ts")) or _UNDATED)
         return found
 
     def unfolded(self, state: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:

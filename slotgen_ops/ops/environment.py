@@ -28,7 +28,7 @@ from .controls_file import (
     parse_controls,
     render_controls,
 )
-from .clock import now_utc, utc
+from ..clock import now_utc, parse_utc, parse_utc_or_none, utc
 from .signals import signals_deferred
 from .state import REPAIR, ROLLBACK, SET, apply
 
@@ -315,7 +315,8 @@ class ControlsWriter:
         that would put it before the head it follows."""
         i = len(self.stamps)
         prior = self._session.stamps[i] if self._session is not None and i < len(self._session.stamps) else None
-        ts = prior if prior is not None and (not isinstance(head_ts, str) or prior >= head_ts) else utc(now_utc())
+        head = parse_utc_or_none(head_ts)
+        ts = prior if prior is not None and (head is None or parse_utc(prior) >= head) else utc(now_utc())
         self.stamps.append(ts)
         return ts
 

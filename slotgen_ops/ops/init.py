@@ -76,6 +76,7 @@ SHIPPED_FILES = (
     ("allowlists", "slot-generation-allowlist.v1.json"),
     ("runbooks", "beta-enable.yaml"),
     ("runbooks", "sample-jobs.jsonl"),
+    ("runbooks", "sample-expectations.json"),
 )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import BadInput, IntegrityFailure
 from .atomic import atomic_write, fsync_directory
-from .clock import now_utc
+from ..clock import now_utc, utc_compact
 from .paths import STATE_MARKER as MARKER
 
 def migrate(workspace: Any, url: str) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def migrate(workspace: Any, url: str) -> dict[str, Any]:
             if not report.valid:  # pragma: no cover - the same bytes cannot verify differently
                 raise IntegrityFailure(f"{item['env']}: the moved log does not verify in the database "
                                        f"({report.reason}); the files are left in place")
-        aside = first.dir / f"migrated-{now_utc().strftime('%Y%m%dT%H%M%SZ')}"
+        aside = first.dir / f"migrated-{utc_compact(now_utc())}"
         aside.mkdir()
         for env in envs:
             for path in (env.controls_path, Path(env.log.path), first.dir / f"{env.name}.breakglass.jsonl"):

@@ -20,7 +20,7 @@ from ..contract.decision import AllowlistState, decider
 from .allowlists import default_allowlist
 from .population import new_counts, summary as _summary
 from .authority import APPROVER_ROLE
-from .clock import now_utc, until, utc
+from ..clock import now_utc, until, utc
 from .guidance import explain_position, step_commands
 from .policy import describe, drift
 from .runbook import STEP_ORDER, Runbook, judge, needs_approval, next_step, soak_ready_at, unmet_requirement

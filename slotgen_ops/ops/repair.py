@@ -23,6 +23,7 @@ from typing import Any
 from ..contract import KILL_VAR
 from ..errors import IntegrityFailure
 from .authority import CHANGE_ROLES, require_role, resolve_actor
+from .entries import new_entry, stateless_repair_fields
 from .environment import _rollback_fields
 from .state import REPAIR
 
@@ -123,12 +124,10 @@ def _extra(actor, kill_in_file: str | None, env_name: str, ts: str):
     """Fields of the torn-line repair entry besides the log's own: who, and the state with the kill-switch engaged."""
 
     def fields(previous: dict[str, Any] | None) -> dict[str, Any]:
-        from .entries import new_entry
-
         state = previous.get("state") if previous else None
         if not isinstance(state, dict):  # nothing before the cut to build on: no state to record
-            return {**actor.audit_fields(), "control": KILL_VAR, "old": kill_in_file, "new": "true",
-                    "reason": REPAIR_REASON, "state": None, "ts": ts}
+            return stateless_repair_fields(actor, control=KILL_VAR, old=kill_in_file, new="true", reason=REPAIR_REASON,
+                                           ts=ts)
         body = new_entry(env_name, actor, state, action=REPAIR, control=KILL_VAR, old=state["controls"].get(KILL_VAR),
                          new="true", reason=REPAIR_REASON, ts=ts)
         del body["action"], body["env"]  # AuditLog.repair sets both itself

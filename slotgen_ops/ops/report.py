@@ -14,6 +14,7 @@ from typing import Any
 from ..contract import KILL_VAR, Controls, describe_controls, kill_switch_engaged
 from ..errors import BadInput, IntegrityFailure
 from ..audit.canonical import entry_hash
+from ..clock import utc_display
 from .environment import Environment
 from .guidance import describe_next
 from .runbook import STEP_ORDER, soak_ready_at
@@ -153,7 +154,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         "shadowExposure": sample_shadow(env, controls) if controls else None,
         "lastChanges": [_brief(e) for e in recent_entries(env)],
         "approvals": approvals,
-        "soakReadyAt": ready.strftime("%Y-%m-%dT%H:%M:%SZ") if ready else None,
+        "soakReadyAt": utc_display(ready) if ready else None,
         "verificationPassing": state.get("verificationPassing") if state else None,
         "breakGlass": glass,
         "identity": identity,

@@ -17,8 +17,10 @@ from typing import Any
 from ..contract import KILL_VAR
 from ..errors import EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, KillSwitchNotEngagedError, Refused
 from . import hooks
-from .authority import CHANGE_ROLES, Actor, check_decision_record, now_utc, require_role, utc
+from .authority import CHANGE_ROLES, Actor, check_decision_record, require_role
+from ..clock import now_utc, utc
 from .changes import Result, Verifier, _entry, run_verifier, verification_summary
+from .entries import journal_entry
 from .environment import Environment, Superseded
 from .state import ROLLBACK, VERIFY
 
@@ -234,9 +236,8 @@ def _journal_quietly(env: Environment, actor: Actor, old: Any, reason: str, dr: 
     """Append a rollback to the break-glass journal; None if no journal could take it."""
     from .breakglass import BreakGlassJournal
 
-    fields = {"env": env.name, **actor.audit_fields(), "action": ROLLBACK, "control": KILL_VAR, "old": old,
-              "new": "true", "decisionRecord": dr, "reason": reason, "step": None, "verification": None,
-              "approvalId": None, "details": {**(details or {}), "breakGlass": True, "problem": problem}}
+    fields = journal_entry(env.name, actor, action=ROLLBACK, control=KILL_VAR, old=old, new="true", decisionRecord=dr,
+                           reason=reason, details={**(details or {}), "breakGlass": True, "problem": problem})
     try:
         return BreakGlassJournal(env).append(fields)
     except (IntegrityFailure, OSError, ValueError):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR, kill_switch_engaged, rollout_percent
 from ..errors import BadInput
+from ..clock import parse_utc, until, utc_display
 
 STEP_ORDER = (
     "kill-switch-on", "feature-flag-on", "allowlist-enable", "rollout-canary",
@@ -27,7 +28,8 @@ Requirement = Literal[
     "kill-switch-engaged", "approval", "verification-passed", "rollout-nonzero",
     "live", "verification-passing", "soak-elapsed",
 ]
-CHECK_NAMES = ("executor-status-schema", "telemetry-schema", "path-behavior", "error-codes", "latency")
+CHECK_NAMES = ("executor-status-schema", "telemetry-schema", "path-behavior", "error-codes", "expected-decisions",
+               "latency")
 
 
 class _Strict(BaseModel):
@@ -54,7 +56,8 @@ class MinimalCohort(_Strict):
 
 class VerificationSettings(_Strict):
     sampleJobs: str = Field(min_length=1)
-    minSamples: dict[Literal["executor-status-schema", "telemetry-schema", "path-behavior", "error-codes", "latency"], int]
+    minSamples: dict[Literal["executor-status-schema", "telemetry-schema", "path-behavior", "error-codes",
+                             "expected-decisions", "latency"], int]
 
 
 class ApprovalSettings(_Strict):
@@ -368,10 +371,8 @@ def unmet_requirement(step: Step, state: dict[str, Any], runbook: Runbook, env: 
         if requirement == "soak-elapsed":
             ready = soak_ready_at(state, runbook, env)
             if ready is not None and now < ready:
-                from .clock import until
-
                 return (f"step {step.id} needs the soak time to elapse: allowed {until(now, ready)} "
-                        f"(from {ready.strftime('%Y-%m-%dT%H:%M:%SZ')})")
+                        f"(from {utc_display(ready)})")
     return None
 
 
@@ -379,8 +380,4 @@ def soak_ready_at(state: dict[str, Any], runbook: Runbook, env: str) -> datetime
     last = state.get("lastChangeAt")
     if not last:
         return None
-    return parse_ts(last) + timedelta(minutes=runbook.soak_minutes(env))
-
-
-def parse_ts(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return parse_utc(last) + timedelta(minutes=runbook.soak_minutes(env))

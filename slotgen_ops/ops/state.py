@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
+from ..clock import expired
 
 CONTROL_ORDER = (KILL_VAR, FEATURE_VAR, ROLLOUT_VAR, ALLOWLIST_VAR)
 
@@ -109,7 +110,7 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
 
 def _expire(new: dict[str, Any], ts: Any) -> dict[str, Any]:
     if ts is not None and new["approvals"]:
-        new["approvals"] = {k: v for k, v in new["approvals"].items() if v.get("expiresAt", "") > ts}
+        new["approvals"] = {k: v for k, v in new["approvals"].items() if not expired(v.get("expiresAt"), ts)}
     return new
 
 

@@ -1,10 +1,12 @@
 """The verification after every change (SPEC section 4; seed 000, "Verification After Each Change").
 
 The runbook's sample jobs run through the real runtime (gating engine,
-executor, telemetry) under the controls given, and five checks judge what
+executor, telemetry) under the controls given, and six checks judge what
 happened. What is *expected* is never hand-written: it is `contract.decide`
 run over the same samples, so the checks stay right for every state the
-runbook can reach.
+runbook can reach; and, so that the runtime is not judged only by the code it
+runs, `expected-decisions` holds it to the independent expectations of
+`runbooks/sample-expectations.json` (see `expectations`).
 
 Calls to the OpenAI endpoint are counted by the endpoint itself when it
 offers a counter (the fake server answers `GET <origin>/_calls`): it is the
@@ -50,6 +52,7 @@ from ..runtime import executor as ex
 from ..runtime.executor import OPENAI_CODES, OUTCOME_COMPLETED, OUTCOME_FAILED, OUTCOME_STUB, Execution, Runtime
 from ..runtime.schemas import schema_errors
 from ..runtime.telemetry import JsonlTelemetrySink, MemoryTelemetrySink
+from .expectations import ExpectationsUnreadable, load_expectations, job_sha256
 from .runbook import CHECK_NAMES
 from .samples import decision_digest, job_label, load_sample_jobs, shadow_exposure
 from .yamlfile import validation_summary
@@ -193,6 +196,7 @@ def run_verification(env: Any, controls: Mapping[str, str | None], *,
         _check_telemetry(runbook, run),
         _check_path_behavior(runbook, run),
         _check_error_codes(runbook, len(jobs), observed, expected_codes),
+        _check_expected_decisions(env, runbook, run, controls),
         _check_latency(runbook, run, latencies, p95, bound, rollout),
     ]
     passed = all(c["passed"] for c in checks)
@@ -248,7 +252,7 @@ def _execute(env: Any, controls: Controls, allowlist: Any, config: Any, jobs: li
     return run
 
 
-# --- the five checks -------------------------------------------------------------------------------------------
+# --- the six checks -------------------------------------------------------------------------------------------
 
 
 def _check(name: str, passed: bool, detail: str, runbook: Any, samples: int) -> dict[str, Any]:
@@ -353,6 +357,71 @@ def _check_error_codes(runbook: Any, samples: int, observed: Counter[str], expec
         parts.append(f"missing: {_fmt_codes(missing)}")
     detail = "; ".join(parts) + f" (expected {_fmt_codes(expected)}, observed {_fmt_codes(observed)})"
     return _check("error-codes", False, detail, runbook, samples)
+
+
+def _check_expected_decisions(env: Any, runbook: Any, run: _Run, controls: Mapping[str, str | None]) -> dict[str, Any]:
+    """The runtime's path and code for each sample job against the independent expectations for the controls in
+    force; in a state they do not cover, the buckets alone (decide()'s and the runtime's)."""
+    name, n = "expected-decisions", len(run.jobs)
+    root = env.workspace.root
+    try:
+        expectations = load_expectations(runbook.sample_jobs_path, root)
+    except ExpectationsUnreadable as exc:
+        return _check(name, False, str(exc), runbook, n)
+    state, why = expectations.state_in_force(controls, root)
+    bad: list[str] = []
+    unknown: list[str] = []
+    changed: list[str] = []
+    covered = 0
+    for index, (job, decision, execution) in enumerate(zip(run.jobs, run.decisions, run.executions)):
+        label = job_label(job, index)
+        known = expectations.jobs.get(job.get("jobId")) if isinstance(job, dict) else None
+        if known is None:
+            unknown.append(label)
+            continue
+        status = execution.status if execution is not None else None
+        if decision.bucket != known.bucket:
+            bad.append(f"{label}: decide() puts it in bucket {decision.bucket}, the expectations in {known.bucket}")
+        if status is not None and status.get("bucket") != known.bucket:
+            bad.append(f"{label}: the runtime reports bucket {status.get('bucket')}, the expectations "
+                       f"{known.bucket}")
+        if job_sha256(job) != known.sha256:
+            changed.append(label)
+            continue
+        if state is None:
+            continue
+        path, code = known.expected[state]
+        want = f"{path}/{code}" if code else path
+        if status is None:
+            bad.append(f"{label}: expected {want}, the runtime raised {run.crashes.get(index)}")
+            continue
+        if path == PATH_OPENAI:
+            # The OpenAI path taken; how the call went (COMPLETED or an OPENAI_* failure) is error-codes' to judge.
+            agrees = status.get("path") == PATH_OPENAI and status.get("code") in (None, *OPENAI_CODES)
+        else:
+            agrees = (status.get("path"), status.get("code")) == (path, code)
+        if agrees:
+            covered += 1
+        else:
+            bad.append(f"{label}: expected {want}, the runtime took {status.get('path')}/{status.get('code')}")
+    source = expectations.source
+    notes = []
+    if changed:
+        notes.append(f"{len(changed)} job(s) differ from the ones it was computed for ({_named(changed)})")
+    if unknown:
+        notes.append(f"{len(unknown)} job(s) it does not list ({_named(unknown)}); regenerate it with "
+                     "runbooks/gen_sample_expectations.py")
+    tail = f"; not covered: {'; '.join(notes)}" if notes else ""
+    where = f"state {state}" if state is not None else f"no covered state ({why})"
+    if bad:
+        return _check(name, False, f"disagrees with {source} under {where}: {_named(bad)}{tail}", runbook, n)
+    listed = n - len(unknown)
+    if state is None:
+        detail = (f"not covered: {why} in {source}; the buckets of {listed} listed job(s) agree with it "
+                  f"(decide() and the runtime){tail}")
+    else:
+        detail = (f"{covered} of {n} job(s) took the path and code {source} gives for {state}; buckets agree{tail}")
+    return _check(name, True, detail, runbook, n)
 
 
 def _check_latency(runbook: Any, run: _Run, latencies: list[int], p95: int, bound: int,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..contract import GATES, Decision
+from ..clock import now_utc, utc_millis
 
 EVENT_NAME = "slotgen.execution"
 EVENT_SCHEMA_VERSION = 1
@@ -70,8 +71,7 @@ class JsonlTelemetrySink:
 
 def utc_timestamp(now: datetime | None = None) -> str:
     """RFC 3339 in UTC with a Z suffix and milliseconds: `2025-01-31T09:00:00.123Z`."""
-    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return utc_millis(now or now_utc())
 
 
 def telemetry_event(decision: Decision, status: dict[str, Any], env: str | None, ts: str) -> dict[str, Any]:

@@ -817,6 +817,6 @@ def test_an_approval_is_bound_to_the_old_value_too(ws):
 def test_approval_expiry_is_compared_as_times(expires, expired):
     from datetime import datetime, timezone
 
-    from slotgen_ops.ops.authority import _expired
+    from slotgen_ops.clock import expired as _expired
 
     assert _expired(expires, datetime(2026, 11, 23, 10, tzinfo=timezone.utc)) is expired

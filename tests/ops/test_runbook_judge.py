@@ -21,7 +21,8 @@ from helpers_runbook import (
 )
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import BadInput
-from slotgen_ops.ops.runbook import STEP_ORDER, judge, next_step, normalise_value, parse_ts, unmet_requirement
+from slotgen_ops.clock import parse_utc
+from slotgen_ops.ops.runbook import STEP_ORDER, judge, next_step, normalise_value, unmet_requirement
 
 RUNBOOK = shipped_runbook()
 ENV = "staging"
@@ -49,7 +50,7 @@ def walk():
 def at(state) -> object:
     """A `now` comfortably after the state's last change (soak elapsed everywhere)."""
     last = state.get("lastChangeAt")
-    return (parse_ts(last) if last else T0) + timedelta(days=1)
+    return (parse_utc(last) if last else T0) + timedelta(days=1)
 
 
 def j(state, control, value, env=ENV, now=None):
@@ -108,7 +109,7 @@ def test_beta_live_at_top_has_no_next(walk):
 def test_after_rollback_from_live_next_is_verify_then_kill_off(walk):
     log, _ = walk
     log = copy.deepcopy(log)
-    last = parse_ts(log.state["lastChangeAt"])
+    last = parse_utc(log.state["lastChangeAt"])
     log.rollback(last + timedelta(minutes=5))
     assert next_step(log.state, RUNBOOK).id == "verify"
     assert not j(log.state, KILL_VAR, "false").allowed
@@ -357,7 +358,7 @@ def test_kill_switch_off_with_rollout_zero_is_impossible(walk):
 def test_progression_waits_for_the_production_soak():
     _, states = happy_walk("production")
     live = states[6]
-    last = parse_ts(live["lastChangeAt"])
+    last = parse_utc(live["lastChangeAt"])
     early = judge(live, RUNBOOK, "production", ROLLOUT_VAR, "5", last + timedelta(minutes=30) - timedelta(seconds=1))
     assert not early.allowed and early.kind == "precondition" and "soak" in early.refusal
     assert "allowed in 1 s (from " in early.refusal, early.refusal
@@ -375,14 +376,14 @@ def test_progression_waits_for_the_production_soak():
 def test_progression_in_staging_has_no_soak():
     _, states = happy_walk("staging")
     live = states[6]
-    last = parse_ts(live["lastChangeAt"])
+    last = parse_utc(live["lastChangeAt"])
     assert judge(live, RUNBOOK, "staging", ROLLOUT_VAR, "5", last).allowed
 
 
 def test_unknown_environment_uses_the_default_soak():
     _, states = happy_walk("qa")
     live = states[6]
-    last = parse_ts(live["lastChangeAt"])
+    last = parse_utc(live["lastChangeAt"])
     assert not judge(live, RUNBOOK, "qa", ROLLOUT_VAR, "5", last + timedelta(minutes=29)).allowed
     assert judge(live, RUNBOOK, "qa", ROLLOUT_VAR, "5", last + timedelta(minutes=30)).allowed
 
@@ -392,7 +393,7 @@ def test_progression_refused_while_the_latest_verification_failed(walk):
     log = copy.deepcopy(log)
     log.entries = log.entries[:12]  # live at 1, after-change verify passed
     assert next_step(log.state, RUNBOOK).id == "rollout-progression"
-    log.verify(parse_ts(log.state["lastChangeAt"]) + timedelta(hours=2), False)
+    log.verify(parse_utc(log.state["lastChangeAt"]) + timedelta(hours=2), False)
     verdict = j(log.state, ROLLOUT_VAR, "5")
     assert not verdict.allowed and verdict.kind == "precondition"
     assert "latest verification" in verdict.refusal
@@ -485,7 +486,7 @@ def test_rollout_zero_when_already_zero_is_not_a_step(walk, index):
                                                 (60, "in 1 min"), (61, "in 2 min"), (3599, "in 1 h"),
                                                 (3600, "in 1 h"), (3660, "in 1 h 1 min"), (90000, "in 25 h")])
 def test_waits_are_said_in_words_rounded_up(seconds, words):
-    from slotgen_ops.ops.clock import until
+    from slotgen_ops.clock import until
 
     now = datetime(2026, 11, 23, tzinfo=timezone.utc)
     assert until(now, now + timedelta(seconds=seconds)) == words

@@ -37,7 +37,8 @@ from slotgen_ops.ops.authority import (
     require_role,
     resolve_actor,
 )
-from slotgen_ops.ops.runbook import REDUCE, judge, needs_approval, next_step, normalise_value, parse_ts
+from slotgen_ops.clock import parse_utc
+from slotgen_ops.ops.runbook import REDUCE, judge, needs_approval, next_step, normalise_value
 from slotgen_ops.audit.review import GENESIS_HASH
 from slotgen_ops.audit.canonical import entry_hash
 from slotgen_ops.ops.state import APPROVE, INIT, REFUSED, ROLLBACK, SAFE_CONTROLS, SET, VERIFY, apply, replay
@@ -367,7 +368,7 @@ class RunbookModel(RuleBasedStateMachine):
                     assert entries[pos - 1]["state"]["controls"][KILL_VAR] == "true", "turned off while live"
                 if entry["step"] == "rollout-progression":
                     # judged at `now`, recorded 1 ms later
-                    assert parse_ts(entry["ts"]) - timedelta(milliseconds=1) >= scan["last_change_ts"] + soak
+                    assert parse_utc(entry["ts"]) - timedelta(milliseconds=1) >= scan["last_change_ts"] + soak
                 aid = entry["approvalId"]
                 if aid:
                     assert aid not in scan["used"], f"approval {aid} used twice"
@@ -386,7 +387,7 @@ class RunbookModel(RuleBasedStateMachine):
             if action == SET and entry["control"] == KILL_VAR and entry["new"] == "false":
                 scan["rolled_back"] = False
             if action in (INIT, SET, ROLLBACK):
-                scan["last_change_ts"] = parse_ts(entry["ts"])
+                scan["last_change_ts"] = parse_utc(entry["ts"])
                 scan["verified"] = False
             if action == VERIFY and entry["step"] == "verify" and entry["verification"]["passed"]:
                 scan["verified"] = True
