@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-team test bench clean
+.PHONY: demo demo-team test bench mutation coverage clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,22 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/run_all.py
 
+# Mutation testing (slow: see README): `make mutation MODULES="slotgen_ops/audit/log.py"` narrows it.
+MODULES ?=
+JOBS    ?= 2
+$(VENV)/.mutation-installed: $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation-installed
+	$(PY) tools/mutation_report.py run --jobs $(JOBS) $(MODULES)
+
+# Branch coverage of the whole suite, the CLI's subprocesses included (slow: about 1.5x `make test`).
+coverage: $(VENV)/.mutation-installed
+	rm -rf .coverage-data && mkdir -p .coverage-data
+	$(PY) -m coverage run -m pytest -q -p no:cacheprovider
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report --sort=cover
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis dist build
+	rm -rf $(VENV) .pytest_cache .hypothesis dist build mutants .coverage-data
