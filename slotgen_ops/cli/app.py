@@ -30,11 +30,18 @@ except ImportError:  # pragma: no cover - older typer on plain click
 from ..errors import EXIT_BAD_INPUT, SlotgenError
 
 
-from .boundary import fail as _fail, interrupted as _interrupted, unexpected as _unexpected, wait_notice as _wait_notice
+from .boundary import fail as _fail, interrupted as _interrupted, reader_gone as _reader_gone, unexpected as _unexpected
+from .boundary import wait_notice as _wait_notice
 
 
 class SlotgenGroup(TyperGroup):
     """A Typer group whose every error is one line on stderr with its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # before click's own handler, which exits 1
+            _reader_gone()
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -61,12 +68,15 @@ class SlotgenGroup(TyperGroup):
         except KeyboardInterrupt:
             _interrupted()
         except BrokenPipeError:
-            sys.exit(0)
+            _reader_gone()
         except Exception as exc:  # never a traceback for an operator
             _unexpected(exc)
         if rv == 130:  # typer turns KeyboardInterrupt (SIGINT, and our SIGTERM/SIGHUP) into a silent Exit(130)
             _interrupted()
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _reader_gone()
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -38,6 +38,17 @@ def unexpected(exc: Exception) -> NoReturn:
          "(set SLOTGEN_DEBUG=1 for details)", EXIT_BAD_INPUT)
 
 
+def reader_gone() -> NoReturn:
+    """stdout's reader left (`slotgen status | head -1`): exit 0 quietly, without Python failing to flush the
+    rest at exit (which would print a warning and exit 1)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(0)
+
+
 def wait_notice(message: str) -> None:
     sys.stderr.write(f"slotgen: {visible(message)}\n")
     sys.stderr.flush()

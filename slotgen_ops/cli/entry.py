@@ -141,7 +141,7 @@ def run_view(command: str, options: dict[str, Any]) -> None:
     except KeyboardInterrupt:
         boundary.interrupted()
     except BrokenPipeError:
-        sys.exit(0)
+        boundary.reader_gone()
     except Exception as exc:  # never a traceback for an operator
         boundary.unexpected(exc)
     sys.exit(code)

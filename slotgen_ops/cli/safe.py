@@ -86,6 +86,11 @@ def _console_class():
             )
             return super()._render_buffer(cleaned)
 
+        def on_broken_pipe(self) -> None:
+            """The reader left (`| head`): Rich would exit 1 here; the CLI's boundary exits 0 quietly instead."""
+            self.quiet = True
+            raise BrokenPipeError
+
     return _SafeConsole
 
 

@@ -52,7 +52,7 @@ def _current_roster(env: Environment) -> dict[str, Any]:
     from .workspace import OPERATORS_FILE
     from .yamlfile import load_yaml_model
 
-    return load_yaml_model(env.workspace.root / OPERATORS_FILE, Roster).model_dump(mode="json")
+    return load_yaml_model(env.workspace.root / OPERATORS_FILE, Roster).as_doc()
 
 
 def _current_identity(env: Environment) -> str:

@@ -157,7 +157,7 @@ def init_workspace(target: Path, actor: Actor, state: str | None = None) -> dict
     workspace = Workspace(target, state_url=state if state not in (None, "files") else None)
     from .policy import snapshot
 
-    policy = snapshot(target, workspace.roster.model_dump(mode="json"), workspace.config.identity)
+    policy = snapshot(target, workspace.roster.as_doc(), workspace.config.identity)
     actor = actor.recordable()  # no roster before init: nobody is proven yet, so its entries are unsigned
     entries = {}
     for name in ENVIRONMENTS:

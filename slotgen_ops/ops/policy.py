@@ -130,7 +130,7 @@ def accepted_roster(state: dict[str, Any] | None):  # -> roster.Roster | None
 
     roster_doc = ((state or {}).get("policy") or {}).get("roster")
     try:
-        return Roster.model_validate(roster_doc) if roster_doc else None
+        return Roster.from_doc(roster_doc) if roster_doc else None
     except ValueError:
         return None
 

@@ -2,54 +2,69 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from dataclasses import dataclass
+from typing import Any
 
 from ..audit.sshsig import KeyFormatError, fingerprint
+from .fields import Field, build, checked, items, model, one_of, text
+
+ROLES = ("engineering-owner", "on-call", "approver")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _key_line(line: str) -> str:
+    """An OpenSSH public key line with its whitespace normalised; ValueError if it is not a usable key."""
+    line = " ".join(line.split())
+    try:
+        fingerprint(line)
+    except KeyFormatError as exc:
+        raise ValueError(f"not a usable OpenSSH public key: {exc}") from None
+    return line
 
 
-class Operator(_Strict):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
-    name: str = Field(min_length=1)
-    roles: tuple[Literal["engineering-owner", "on-call", "approver"], ...] = Field(min_length=1)
+@dataclass(frozen=True)
+class Operator:
+    id: str
+    name: str
+    roles: tuple[str, ...]
     # OpenSSH public key lines ("ssh-ed25519 AAAA... comment"): the keys whose signatures prove this operator.
     keys: tuple[str, ...] = ()
 
-    @field_validator("keys")
-    @classmethod
-    def _keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        out = []
-        for line in value:
-            line = " ".join(line.split())
-            try:
-                fingerprint(line)
-            except KeyFormatError as exc:
-                raise ValueError(f"not a usable OpenSSH public key: {exc}") from None
-            out.append(line)
-        return tuple(out)
+    FIELDS = {
+        "id": Field(text(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+        "name": Field(text(min_length=1)),
+        "roles": Field(items(one_of(*ROLES), min_length=1)),
+        "keys": Field(items(checked(text(), _key_line)), ()),
+    }
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
         return tuple(fingerprint(line) for line in self.keys)
 
 
-class Roster(_Strict):
+def _unique(value: tuple[Operator, ...]) -> tuple[Operator, ...]:
+    seen: set[str] = set()
+    for op in value:
+        if op.id in seen:
+            raise ValueError(f"operator id {op.id!r} is listed twice")
+        seen.add(op.id)
+    return value
+
+
+@dataclass(frozen=True)
+class Roster:
     operators: tuple[Operator, ...]
 
-    @field_validator("operators")
+    FIELDS = {"operators": Field(checked(items(model(Operator)), _unique))}
+
     @classmethod
-    def _unique(cls, value: tuple[Operator, ...]) -> tuple[Operator, ...]:
-        seen: set[str] = set()
-        for op in value:
-            if op.id in seen:
-                raise ValueError(f"operator id {op.id!r} is listed twice")
-            seen.add(op.id)
-        return value
+    def from_doc(cls, doc: Any) -> "Roster":
+        """operators.yaml's document as a Roster; fields.Invalid (a ValueError) naming each problem."""
+        return build(cls, doc)
+
+    def as_doc(self) -> dict[str, Any]:
+        """The roster as JSON data (what a policy snapshot pins): every field, in order, keys normalised."""
+        return {"operators": [{"id": op.id, "name": op.name, "roles": list(op.roles), "keys": list(op.keys)}
+                              for op in self.operators]}
 
     def shared_keys(self) -> dict[str, list[str]]:
         """{fingerprint: operator ids} for each key listed under more than one id. Allowed, but such a key

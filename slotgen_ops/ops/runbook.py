@@ -9,39 +9,42 @@ it sees a state and a change and says which step it is, or why not.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR, kill_switch_engaged, rollout_percent
 from ..errors import BadInput
 from ..clock import parse_utc, until, utc_display
+from .fields import Field, checked, integer, items, mapping, model, number, one_of, optional, text
 
 STEP_ORDER = (
     "kill-switch-on", "feature-flag-on", "allowlist-enable", "rollout-canary",
     "verify", "kill-switch-off", "rollout-progression",
 )
-Requirement = Literal[
-    "kill-switch-engaged", "approval", "verification-passed", "rollout-nonzero",
-    "live", "verification-passing", "soak-elapsed",
-]
 CHECK_NAMES = ("executor-status-schema", "telemetry-schema", "path-behavior", "error-codes", "expected-decisions",
                "latency")
+CONTROLS = (KILL_VAR, FEATURE_VAR, ROLLOUT_VAR, ALLOWLIST_VAR)
+REQUIREMENTS = ("kill-switch-engaged", "approval", "verification-passed", "rollout-nonzero", "live",
+                "verification-passing", "soak-elapsed")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Step(_Strict):
+@dataclass(frozen=True)
+class Step:
     id: str
-    title: str = ""
-    control: Literal["SLOTGEN_AI_KILL", "FEATURE_SLOTGEN_AI", "SLOTGEN_AI_ROLLOUT_PERCENT", "SLOTGEN_AI_ALLOWLIST_PATH"] | None
+    control: str | None
     value: str | None
-    requires: tuple[Requirement, ...]
+    requires: tuple[str, ...]
+    title: str = ""
+
+    FIELDS = {
+        "id": Field(text()),
+        "title": Field(text(), ""),
+        "control": Field(one_of(*CONTROLS, None)),
+        "value": Field(optional(text())),
+        "requires": Field(items(one_of(*REQUIREMENTS))),
+    }
 
     @property
     def number(self) -> int | None:
@@ -49,65 +52,83 @@ class Step(_Strict):
         return STEP_ORDER.index(self.id) + 1 if self.id in STEP_ORDER else None
 
 
-class MinimalCohort(_Strict):
-    maxRules: int = Field(ge=1)
-    maxCombinations: int = Field(ge=1)
+@dataclass(frozen=True)
+class MinimalCohort:
+    maxRules: int
+    maxCombinations: int
+
+    FIELDS = {"maxRules": Field(integer(ge=1)), "maxCombinations": Field(integer(ge=1))}
 
 
-class VerificationSettings(_Strict):
-    sampleJobs: str = Field(min_length=1)
-    minSamples: dict[Literal["executor-status-schema", "telemetry-schema", "path-behavior", "error-codes",
-                             "expected-decisions", "latency"], int]
+@dataclass(frozen=True)
+class VerificationSettings:
+    sampleJobs: str
+    minSamples: dict[str, int]
+
+    FIELDS = {"sampleJobs": Field(text(min_length=1)),
+              "minSamples": Field(mapping(integer(), keys=one_of(*CHECK_NAMES)))}
 
 
-class ApprovalSettings(_Strict):
-    ttlHours: float = Field(gt=0, le=168)
+@dataclass(frozen=True)
+class ApprovalSettings:
+    ttlHours: float
+
+    FIELDS = {"ttlHours": Field(number(gt=0, le=168))}
 
 
-class Runbook(_Strict):
-    schemaVersion: Literal[1]
-    id: str = Field(min_length=1)
-    title: str = ""
+def _order(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    if tuple(s.id for s in steps) != STEP_ORDER:
+        raise ValueError(f"the steps must be exactly, in order: {', '.join(STEP_ORDER)}")
+    return steps
+
+
+def _ladder(ladder: tuple[int, ...]) -> tuple[int, ...]:
+    if any(not 1 <= v <= 100 for v in ladder) or list(ladder) != sorted(set(ladder)):
+        raise ValueError("the ladder must rise strictly, each rung 1..100")
+    return ladder
+
+
+def _soak(soak: dict[str, int]) -> dict[str, int]:
+    if "default" not in soak or any(v < 0 for v in soak.values()):
+        raise ValueError("needs a 'default' and non-negative minutes")
+    return soak
+
+
+def _latency(bounds: dict[str, int]) -> dict[str, int]:
+    if not bounds:
+        raise ValueError("at least one bound is required")
+    for level, bound in bounds.items():
+        if rollout_percent(level) is None or bound < 1:
+            raise ValueError(f"level {level!r} must be 0..100 with a bound of at least 1 ms")
+    return bounds
+
+
+@dataclass(frozen=True)
+class Runbook:
+    schemaVersion: int
+    id: str
     steps: tuple[Step, ...]
-    ladder: tuple[int, ...] = Field(min_length=1)
+    ladder: tuple[int, ...]
     minimalCohort: MinimalCohort
     soakMinutes: dict[str, int]
     latencyP95Ms: dict[str, int]
     verification: VerificationSettings
     approvals: ApprovalSettings
-    path: Path | None = None
+    title: str = ""
+    path: Path | None = None  # where it was read from (not a key of the file)
 
-    @field_validator("steps")
-    @classmethod
-    def _order(cls, steps: tuple[Step, ...]) -> tuple[Step, ...]:
-        ids = tuple(s.id for s in steps)
-        if ids != STEP_ORDER:
-            raise ValueError(f"the steps must be exactly, in order: {', '.join(STEP_ORDER)}")
-        return steps
-
-    @field_validator("ladder")
-    @classmethod
-    def _ladder(cls, ladder: tuple[int, ...]) -> tuple[int, ...]:
-        if any(not 1 <= v <= 100 for v in ladder) or list(ladder) != sorted(set(ladder)):
-            raise ValueError("the ladder must rise strictly, each rung 1..100")
-        return ladder
-
-    @field_validator("soakMinutes")
-    @classmethod
-    def _soak(cls, soak: dict[str, int]) -> dict[str, int]:
-        if "default" not in soak or any(v < 0 for v in soak.values()):
-            raise ValueError("needs a 'default' and non-negative minutes")
-        return soak
-
-    @field_validator("latencyP95Ms")
-    @classmethod
-    def _latency(cls, bounds: dict[str, int]) -> dict[str, int]:
-        if not bounds:
-            raise ValueError("at least one bound is required")
-        for level, bound in bounds.items():
-            if rollout_percent(level) is None or bound < 1:
-                raise ValueError(f"level {level!r} must be 0..100 with a bound of at least 1 ms")
-        return bounds
+    FIELDS = {
+        "schemaVersion": Field(one_of(1)),
+        "id": Field(text(min_length=1)),
+        "title": Field(text(), ""),
+        "steps": Field(checked(items(model(Step)), _order)),
+        "ladder": Field(checked(items(integer(), min_length=1), _ladder)),
+        "minimalCohort": Field(model(MinimalCohort)),
+        "soakMinutes": Field(checked(mapping(integer()), _soak)),
+        "latencyP95Ms": Field(checked(mapping(integer()), _latency)),
+        "verification": Field(model(VerificationSettings)),
+        "approvals": Field(model(ApprovalSettings)),
+    }
 
     @classmethod
     def load(cls, path: Path, check_schema: bool = False) -> "Runbook":
@@ -117,7 +138,7 @@ class Runbook(_Strict):
         if check_schema:
             check_runbook_schema(path)
         runbook = load_yaml_model(path, cls)
-        return runbook.model_copy(update={"path": path})
+        return replace(runbook, path=path)
 
     def step(self, step_id: str) -> Step:
         return self.steps[STEP_ORDER.index(step_id)]

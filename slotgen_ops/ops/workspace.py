@@ -1,90 +1,105 @@
 """The workspace: configuration, operators, runbook and environments.
 
-Config files are YAML, loaded with yaml.safe_load and validated by pydantic
-with unknown keys rejected; every problem becomes one BadInput line naming the
-file and the field.
+Config files are YAML, loaded with yaml.safe_load and checked field by field
+(ops/fields.py: unknown keys refused, types strict); every problem becomes one
+BadInput line naming the file and the field.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import BadInput
+from .fields import Field, checked, integer, mapping, model, number, one_of, optional, text
 from .paths import ENV_NAME_RE, WORKSPACE_FILE, marker_url, state_url_in_files, workspace_root
 from .roster import Operator, Roster  # noqa: F401 - re-exported: the roster is part of the workspace
-from .yamlfile import load_yaml_model, validation_summary  # noqa: F401 - re-exported
+from .yamlfile import load_yaml_model
 
 OPERATORS_FILE = "operators.yaml"
 DEFAULT_DR_PATTERN = r"^(DR-[1-9][0-9]*|https://[^\s/$.?#][^\s]*)$"
 ROLES = ("engineering-owner", "on-call", "approver")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OpenAISettings(_Strict):
+@dataclass(frozen=True)
+class OpenAISettings:
     """Where and how the OpenAI path runs. The key itself is never stored here."""
 
     model: str = "gpt-4o-mini"
     baseUrl: str | None = None  # None: the SDK's OPENAI_BASE_URL
     apiKeyEnv: str = "OPENAI_API_KEY"
-    timeoutSeconds: float = Field(default=10.0, gt=0, le=120)
-    maxRetries: int = Field(default=1, ge=0, le=5)
+    timeoutSeconds: float = 10.0
+    maxRetries: int = 1
     promptTemplate: str | None = None
 
+    FIELDS = {
+        "model": Field(text(), "gpt-4o-mini"),
+        "baseUrl": Field(optional(text()), None),
+        "apiKeyEnv": Field(text(), "OPENAI_API_KEY"),
+        "timeoutSeconds": Field(number(gt=0, le=120), 10.0),
+        "maxRetries": Field(integer(ge=0, le=5), 1),
+        "promptTemplate": Field(optional(text()), None),
+    }
 
-class EnvironmentConfig(_Strict):
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
     openai: OpenAISettings = OpenAISettings()
 
+    FIELDS = {"openai": Field(model(OpenAISettings), OpenAISettings())}
 
-class WorkspaceConfig(_Strict):
-    version: Literal[1] = 1
+
+def _environment_names(value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+    if not value:
+        raise ValueError("at least one environment is required")
+    for name in value:
+        if not ENV_NAME_RE.match(name):
+            raise ValueError(f"environment name {name!r} must match {ENV_NAME_RE.pattern}")
+    return value
+
+
+def _state(value: str) -> str:
+    if value != "files" and not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be 'files' or a postgresql:// URL")
+    if value != "files":
+        from urllib.parse import urlsplit
+
+        if urlsplit(value).password:
+            raise ValueError("must not hold a password (it would be in version control): use PGPASSWORD or "
+                             "~/.pgpass")
+    return value
+
+
+def _pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    environments: dict[str, EnvironmentConfig]
+    version: int = 1
     runbook: str = "runbooks/beta-enable.yaml"
     decisionRecordPattern: str = DEFAULT_DR_PATTERN
     # signed: every entry is signed by the acting operator's key (SPEC section 7); declared: an explicit opt-out.
-    identity: Literal["signed", "declared"] = "signed"
+    identity: str = "signed"
     # files: environments/ in the workspace; a postgresql:// URL: a team's database (SPEC section 10).
     state: str = "files"
-    environments: dict[str, EnvironmentConfig]
 
-    @field_validator("environments")
-    @classmethod
-    def _names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
-        if not value:
-            raise ValueError("at least one environment is required")
-        for name in value:
-            if not ENV_NAME_RE.match(name):
-                raise ValueError(f"environment name {name!r} must match {ENV_NAME_RE.pattern}")
-        return value
-
-    @field_validator("state")
-    @classmethod
-    def _state(cls, value: str) -> str:
-        if value != "files" and not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must be 'files' or a postgresql:// URL")
-        if value != "files":
-            from urllib.parse import urlsplit
-
-            if urlsplit(value).password:
-                raise ValueError("must not hold a password (it would be in version control): use PGPASSWORD or "
-                                 "~/.pgpass")
-        return value
-
-    @field_validator("decisionRecordPattern")
-    @classmethod
-    def _pattern(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-        return value
+    FIELDS = {
+        "version": Field(one_of(1), 1),
+        "runbook": Field(text(min_length=1), "runbooks/beta-enable.yaml"),
+        "decisionRecordPattern": Field(checked(text(), _pattern), DEFAULT_DR_PATTERN),
+        "identity": Field(one_of("signed", "declared"), "signed"),
+        "state": Field(checked(text(), _state), "files"),
+        "environments": Field(checked(mapping(model(EnvironmentConfig)), _environment_names)),
+    }
 
 
 class Workspace:

@@ -1,4 +1,5 @@
-"""YAML files validated by pydantic: one BadInput line naming the file and each failing field."""
+"""YAML configuration files read into their models (ops/fields.py): one BadInput line naming the file and each
+failing field."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from ..errors import BadInput
+from .fields import Invalid, build
 
 
 #: libyaml's safe loader when PyYAML was built with it (about ten times faster; the same YAML subset and types),
@@ -21,8 +22,8 @@ def safe_load(text: str) -> Any:
     return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader, chosen above
 
 
-def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
-    """yaml.safe_load then model_validate; one BadInput line naming each failing field."""
+def load_yaml_model(path: Path, model: type) -> Any:
+    """yaml.safe_load then `fields.build(model, doc)`; one BadInput line naming each failing field."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -39,12 +40,13 @@ def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
     if not isinstance(doc, dict):
         raise BadInput(f"{path}: expected a mapping at the top level")
     try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        raise BadInput(f"{path}: {validation_summary(exc)}") from None
+        return build(model, doc)
+    except Invalid as exc:
+        raise BadInput(f"{path}: {exc}") from None
 
 
-def validation_summary(exc: ValidationError) -> str:
+def validation_summary(exc: Any) -> str:
+    """A pydantic ValidationError (the runtime's ExecutorConfig) as `field: problem; ...`."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top)"

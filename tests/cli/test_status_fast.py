@@ -3,6 +3,7 @@ and one-line errors as the full CLI, for every form the fast path takes; every o
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -84,12 +85,32 @@ def test_forms_left_to_the_full_cli_get_its_usual_errors(ws, argv):
         assert run.code == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
 
 
-def test_status_imports_neither_the_cli_framework_nor_openai_nor_jsonschema(ws):
-    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "slotgen_ops", "status", "--env", "staging",
+@pytest.mark.parametrize("args", [["status", "--env", "staging"], ["status"], ["next", "--env", "staging", "--json"]],
+                         ids=" ".join)
+def test_status_imports_neither_the_cli_framework_nor_pydantic_nor_openai_nor_jsonschema(ws, args):
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "slotgen_ops", *args,
                           "--workspace", str(ws)], cwd=ws, env=clean_env(), capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     imported = set(re.findall(r"\|\s+([\w.]+)\s*$", run.stderr, flags=re.M))
     assert "slotgen_ops.ops.report" in imported  # the probe sees our own imports: the checks below can fail
-    for module in ("typer", "click", "openai", "jsonschema", "httpx", "psycopg", "cryptography"):
-        assert module not in imported, f"status imported {module}"
+    assert "slotgen_ops.ops.runbook" in imported
+    for module in ("typer", "click", "pydantic", "pydantic_core", "openai", "jsonschema", "httpx", "psycopg",
+                   "cryptography"):
+        assert module not in imported, f"{' '.join(args)} imported {module}"
+
+
+@pytest.mark.parametrize("args", [["status", "--env", "staging"], ["status", "--env", "staging", "--json"],
+                                  ["next", "--env", "staging"], ["audit", "show", "--env", "staging"],
+                                  ["audit", "verify", "--env", "staging", "--json"]], ids=" ".join)
+def test_a_reader_that_left_is_exit_0_and_no_noise(ws, args):
+    """`slotgen status | head -1`: the pipe's reader is gone before slotgen writes (its end is closed first,
+    so every write fails with EPIPE). Neither Rich's exit 1 nor Python's flush-at-exit warning."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        run = subprocess.run([sys.executable, "-m", "slotgen_ops", *args, "--workspace", str(ws)], cwd=ws,
+                             env=clean_env(), stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (run.returncode, run.stderr) == (0, "")

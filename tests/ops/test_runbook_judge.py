@@ -8,6 +8,7 @@ every call passes `now` explicitly.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -212,7 +213,7 @@ def test_ladder_jump_from_zero(walk, value):
 
 
 def test_ladder_jump_past_the_next_rung_when_live():
-    runbook = shipped_runbook().model_copy(update={"ladder": (1, 5, 10)})
+    runbook = replace(shipped_runbook(), ladder=(1, 5, 10))
     _, states = happy_walk(ENV)
     live_at_1 = states[6]
     verdict = judge(live_at_1, runbook, ENV, ROLLOUT_VAR, "10", at(live_at_1))
@@ -229,7 +230,7 @@ def test_rollout_zero_while_live_is_refused(walk, index):
 
 def test_rollout_one_rung_down_while_live_is_allowed():
     # A three-rung ladder so that a step down live is neither 0 nor from the top.
-    runbook = shipped_runbook().model_copy(update={"ladder": (1, 5, 10)})
+    runbook = replace(shipped_runbook(), ladder=(1, 5, 10))
     _, states = happy_walk(ENV)
     live_at_5 = states[7]
     assert next_step(live_at_5, runbook).value == "10"
@@ -238,7 +239,7 @@ def test_rollout_one_rung_down_while_live_is_allowed():
 
 
 def test_rollout_two_rungs_down_is_a_ladder_jump():
-    runbook = shipped_runbook().model_copy(update={"ladder": (1, 5, 10)})
+    runbook = replace(shipped_runbook(), ladder=(1, 5, 10))
     _, states = happy_walk(ENV)
     live_at_5 = states[7]
     at_10 = {**live_at_5, "controls": {**live_at_5["controls"], ROLLOUT_VAR: "10"}}

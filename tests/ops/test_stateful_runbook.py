@@ -47,7 +47,7 @@ from slotgen_ops.ops.workspace import DEFAULT_DR_PATTERN, Roster
 RUNBOOK = shipped_runbook()
 LADDER = RUNBOOK.ladder
 
-ROSTER = Roster.model_validate({"operators": [
+ROSTER = Roster.from_doc({"operators": [
     {"id": "owner", "name": "Owner", "roles": ["engineering-owner"]},
     {"id": "oncall", "name": "On-call", "roles": ["on-call"]},
     {"id": "approver", "name": "Approver", "roles": ["approver"]},
