@@ -81,6 +81,7 @@ class Timing:
     best: float    # per-op, in the unit asked for
     median: float
     runs: int
+    cpu_median: float = 0.0  # processes only: median user + system CPU time (ms), steadier than wall on a busy machine
 
     def fmt(self, unit: str = "ns", digits: int = 0) -> str:
         return f"best {self.best:,.{digits}f} {unit}, median {self.median:,.{digits}f} {unit} ({self.runs} repeats)"
@@ -186,6 +187,7 @@ def run_rounds(cases: dict[str, tuple[Sequence[str], dict[str, str], Path]], n: 
     """Like run_timed for several commands, run in rounds (A B C, A B C, ...) so that load
     from other processes falls on all of them alike. Wall times in ms."""
     walls: dict[str, list[float]] = {label: [] for label in cases}
+    cpus: dict[str, list[float]] = {label: [] for label in cases}
     last: dict[str, Run] = {}
     for round_no in range(warmup + n):
         for label, (argv, env, cwd) in cases.items():
@@ -193,7 +195,9 @@ def run_rounds(cases: dict[str, tuple[Sequence[str], dict[str, str], Path]], n: 
             last[label] = r
             if round_no >= warmup:
                 walls[label].append(r.wall_s * 1000)
-    return {label: (Timing(best=min(w), median=statistics.median(w), runs=n), last[label])
+                cpus[label].append(r.cpu_s * 1000)
+    return {label: (Timing(best=min(w), median=statistics.median(w), runs=n,
+                           cpu_median=statistics.median(cpus[label])), last[label])
             for label, w in walls.items()}
 
 

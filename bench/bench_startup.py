@@ -51,7 +51,7 @@ def _report():
                    "count": len(sys.modules)}, fh)
 atexit.register(_report)
 sys.argv = ["slotgen", *json.loads(os.environ["BENCH_ARGS"])]
-from slotgen_ops.cli.app import main
+from slotgen_ops.cli.entry import main
 main()
 """
 
@@ -69,7 +69,7 @@ def modules_imported(args: list[str], env: dict[str, str], cwd: Path, ok=(0,)) -
 
 def slowest_imports(argv_tail: list[str], env: dict[str, str], cwd: Path, top: int = 5) -> list[tuple[str, int]]:
     """Top-level imports by cumulative time (µs), from python -X importtime."""
-    code = "import sys; sys.argv=['slotgen', *sys.argv[1:]]; from slotgen_ops.cli.app import main; main()"
+    code = "import sys; sys.argv=['slotgen', *sys.argv[1:]]; from slotgen_ops.cli.entry import main; main()"
     r = c.run([c.PYTHON, "-X", "importtime", "-c", code, *argv_tail], env=env, cwd=cwd)
     rows = []
     for line in r.stderr.decode(errors="replace").splitlines():
@@ -244,6 +244,9 @@ def main() -> dict:
              ["decide", str(job), "--json"]),
             ("slotgen status --env staging", [*sg, "status", "--env", "staging"], env, ws,
              ["status", "--env", "staging"]),
+            ("slotgen status --env staging --json", [*sg, "status", "--env", "staging", "--json"], env, ws,
+             ["status", "--env", "staging", "--json"]),
+            ("slotgen status (every environment)", [*sg, "status"], env, ws, ["status"]),
             ("slotgen rollback --env staging ... --json",
              [*sg, "rollback", "--env", "staging", "--reason", "bench", "--operator", "oncall", "--key",
               "demo-keys/oncall", "--json"], env, ws,
@@ -251,27 +254,29 @@ def main() -> dict:
               "--json"]),
         ]
         print(f"\n  {n} rounds after 1 warm-up round (each round runs every command once, in turn); "
-              "wall time of the whole process")
-        print(f"  {'command':<44} {'median':>9} {'best':>9} {'x baseline':>10}   imports openai / jsonschema "
-              "/ httpx / rich.table  (modules)")
+              "wall time of the whole process, and its CPU time (user + system: steadier on a busy machine)")
+        print(f"  {'command':<44} {'median':>9} {'best':>9} {'x baseline':>10} {'cpu':>7} {'x base':>7}   imports "
+              "openai / jsonschema / httpx / pydantic / rich.table  (modules)")
         results = c.run_rounds({label: (argv, e, cwd) for label, argv, e, cwd, _ in cases}, n)
         baseline = results["python -c 'import typer, pydantic, yaml'"][0]
         for label, argv, e, cwd, args in cases:
             t, last = results[label]
             ratio = f"{t.median / baseline.median:.2f}x" if label != cases[0][0] else "-"
+            cpu_ratio = f"{t.cpu_median / baseline.cpu_median:.2f}x" if label != cases[0][0] else "-"
             mods = ""
             if args is not None:
                 m = modules_imported(args, e, cwd)
                 flags = " / ".join("yes" if m["modules"][k] else "no" for k in ("openai", "jsonschema", "httpx",
-                                                                                 "rich.table"))
+                                                                                 "pydantic", "rich.table"))
                 mods = f"{flags}  ({m['count']})"
                 summary.append((f"startup: {label}", f"{t.median:.0f} ms",
-                                f"{t.median / baseline.median:.2f}x baseline; imports openai/jsonschema/httpx/"
-                                f"rich.table: {flags.replace(' / ', '/')}"))
+                                f"{t.median / baseline.median:.2f}x baseline (CPU {t.cpu_median / baseline.cpu_median:.2f}x); "
+                                f"imports openai/jsonschema/httpx/pydantic/rich.table: {flags.replace(' / ', '/')}"))
             else:
                 summary.append((f"startup: {label}", f"{t.median:.0f} ms",
                                 "the baseline" if t is baseline else "interpreter alone"))
-            print(f"  {label:<44} {t.median:>7.0f}ms {t.best:>7.0f}ms {ratio:>10}   {mods}")
+            print(f"  {label:<44} {t.median:>7.0f}ms {t.best:>7.0f}ms {ratio:>10} {t.cpu_median:>5.0f}ms {cpu_ratio:>7}"
+                  f"   {mods}")
         rb = results[cases[-1][0]][1].json()
         print(f"  (rollback: ok={rb.get('ok')}, verification passed={((rb.get('verification') or {}).get('passed'))}, "
               f"kill-switch engaged in {(rb.get('rollback') or {}).get('engagedMs')} ms; each run added 2 entries)")
