@@ -17,6 +17,8 @@ from slotgen_ops.audit.report_html import CSP
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 from .helpers import assert_one_line_error, slotgen
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 from .review_scenario import DR_LINK, DR_TEXT, DR_URL, OPERATOR, REASON, build_workspace
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -178,7 +180,11 @@ def test_a_screenshot_of_the_page(reviewed):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     assert struct.unpack(">II", data[16:24]) == (1280, 1800)
     assert len(data) > 20_000, "a blank page compresses to almost nothing"
-    print(f"\naudit report screenshot: {shot}\naudit report page: {reviewed['page']}")
+    kept = ARTIFACTS / "audit-report-staging.png"  # kept after the run (CI can upload test-artifacts/)
+    kept.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shot, kept)
+    shutil.copyfile(reviewed["page"], ARTIFACTS / "audit-report-staging.html")
+    print(f"\naudit report screenshot: {kept}\naudit report page: {ARTIFACTS / 'audit-report-staging.html'}")
 
 
 def test_checkpoints_and_a_failing_log_are_stated_at_the_top(tmp_path):
