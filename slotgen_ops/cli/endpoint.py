@@ -9,7 +9,7 @@ binds a loopback address only, unless --allow-remote says otherwise.
 from __future__ import annotations
 
 import signal
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -21,10 +21,6 @@ endpoint_app = typer.Typer(help="A local OpenAI-compatible endpoint for rehearsi
 DEFAULT_PORT = 8765
 #: What OPENAI_API_KEY is set to for it: the endpoint takes any key, the SDK insists on one.
 REHEARSAL_KEY = "rehearsal"
-
-
-class _Stop(Exception):
-    """SIGINT, SIGTERM or SIGHUP while serving."""
 
 
 @endpoint_app.command("serve")
@@ -67,36 +63,22 @@ def serve(
         raise BadInput(f"cannot listen on {host} port {port}: {why}{hint}") from None
     url = server.base_url
     out = console()
-    _on_signals()
-    # Whoever reads the line may stop the endpoint at once: a signal waits until the line is out whole.
+    # SIGINT, SIGTERM and SIGHUP are blocked from here on and taken by sigwait() below: the serving threads
+    # inherit the mask, so a stop signal is never delivered to one of them nor raised as an exception in the
+    # middle of the server's own bookkeeping (an exception there could leave a lock held). Whoever reads the
+    # line below may stop the endpoint at once: the signal waits until the line is out whole.
     stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
     signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     try:
+        server.start()
         out.print(escape(f"rehearsal endpoint (mode {mode}, no authentication) at {url}: use "
                          f"OPENAI_BASE_URL={url} OPENAI_API_KEY={REHEARSAL_KEY} (Ctrl-C stops it)"), soft_wrap=True)
         out.file.flush()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
-        server.serve_forever()
-    except (_Stop, KeyboardInterrupt):
-        pass
+        signal.sigwait(stops)
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
-    server.stop()
+        server.stop()  # a second stop signal stays blocked: it changes nothing
     out.print(f"rehearsal endpoint stopped after {server.calls} completion request(s)", soft_wrap=True)
     return 0
-
-
-def _on_signals() -> None:
-    """SIGINT, SIGTERM and SIGHUP stop serving; the first one only (a second one while stopping changes nothing)."""
-    stopped = []
-
-    def stop(signum: int, frame: Any) -> None:
-        if not stopped:
-            stopped.append(signum)
-            raise _Stop
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, stop)
 
 
 def register(app: typer.Typer) -> None:

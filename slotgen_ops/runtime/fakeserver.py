@@ -121,14 +121,6 @@ class FakeOpenAIServer:
             self._thread = None
         self._httpd.server_close()
 
-    def serve_forever(self) -> None:
-        """Serve in this thread until shut down (the process mode); answers still waiting are released."""
-        try:
-            self._httpd.serve_forever()
-        finally:
-            self.stopping.set()
-            self._httpd.server_close()
-
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
@@ -290,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(args.mode, port=args.port, delay_s=args.delay, host=args.host,
                               require_key=args.require_key)
+    # Stop signals are taken by sigwait(), never raised inside the server's threads or bookkeeping.
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    server.start()
     if args.port_file is not None:
         # Write then rename, so a reader never sees a half-written port.
         tmp = args.port_file.with_name(args.port_file.name + f".{os.getpid()}.tmp")
@@ -297,11 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, args.port_file)
     else:
         print(server.base_url, flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        signal.sigwait(stops)
+    finally:
+        server.stop()
     return 0
 
 

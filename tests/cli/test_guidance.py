@@ -385,9 +385,11 @@ def test_serve_prints_the_env_vars_and_the_openai_sdk_gets_a_valid_answer():
     assert out.splitlines() == ["rehearsal endpoint stopped after 1 completion request(s)"] and err == ""
 
 
-def test_ctrl_c_stops_it_with_exit_0():
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_ctrl_c_or_a_dropped_session_stops_it_with_exit_0(signum):
     with serving("--mode", "nonjson") as (_, proc):
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
+        proc.send_signal(signum)  # a second one while stopping changes nothing
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and out.splitlines() == ["rehearsal endpoint stopped after 0 completion request(s)"]
     assert err == ""
