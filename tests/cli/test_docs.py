@@ -46,8 +46,9 @@ def test_shell_completion_is_offered_and_works():
     from .helpers import clean_env, command
     import subprocess
 
-    shown = subprocess.run(command("--show-completion", "bash"), capture_output=True, text=True,
-                           env=clean_env(), timeout=60)
+    # Run from a real bash, as an operator would: the shell is detected from the process's ancestors.
+    shown = subprocess.run(["bash", "-c", 'exec "$@" | cat', "bash", *command("--show-completion")],
+                           capture_output=True, text=True, env=clean_env(), timeout=60)
     assert shown.returncode == 0 and "_SLOTGEN_COMPLETE" in shown.stdout, shown.stderr
     done = subprocess.run(command(), capture_output=True, text=True, timeout=60,
                           env=clean_env({"_SLOTGEN_COMPLETE": "complete_bash", "COMP_WORDS": "slotgen audit sh",
