@@ -29,7 +29,7 @@ class Invalid(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    """One key of a model: how its value is read (`read(value, loc, problems)`), and its default."""
+    """One key of a model: how its value is read (a ``Reader``), and its default."""
 
     read: Callable[[Any, str, list[str]], Any]
     default: Any = REQUIRED
@@ -48,53 +48,67 @@ def _kind(value: Any) -> str:
                                                                                    type(value).__name__)
 
 
-def text(*, min_length: int = 0, pattern: str | None = None) -> Callable:
-    """A string (not a number or a boolean), optionally non-empty or matching `pattern` in full."""
-    compiled = re.compile(pattern) if pattern else None
+class Reader:
+    """Reads one value: `reader(value, loc, problems)` returns it (converted) or records why not and returns
+    ``_FAILED``. Readers are objects, not closures, so that what they check stays inspectable (and testable)."""
 
-    def read(value: Any, loc: str, problems: list[str]) -> Any:
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
+        raise NotImplementedError
+
+
+class Text(Reader):
+    """A string (not a number or a boolean), optionally non-empty or matching `pattern` in full."""
+
+    def __init__(self, *, min_length: int = 0, pattern: str | None = None) -> None:
+        self.min_length = min_length
+        self.pattern = pattern
+        self.compiled = re.compile(pattern) if pattern else None
+
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
         if not isinstance(value, str):
             problems.append(f"{_where(loc)}: must be a string, not {_kind(value)}")
             return _FAILED
-        if len(value) < min_length:
+        if len(value) < self.min_length:
             problems.append(f"{_where(loc)}: must not be empty")
             return _FAILED
-        if compiled is not None and not compiled.fullmatch(value):
-            problems.append(f"{_where(loc)}: {value!r} must match {pattern}")
+        if self.compiled is not None and not self.compiled.fullmatch(value):
+            problems.append(f"{_where(loc)}: {value!r} must match {self.pattern}")
             return _FAILED
         return value
 
-    return read
 
-
-def integer(*, ge: int | None = None, le: int | None = None) -> Callable:
+class Integer(Reader):
     """A whole number written as one (not a string of digits, not a boolean), within the bounds."""
 
-    def read(value: Any, loc: str, problems: list[str]) -> Any:
+    def __init__(self, *, ge: int | None = None, le: int | None = None) -> None:
+        self.ge = ge
+        self.le = le
+
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append(f"{_where(loc)}: must be a whole number, not {_kind(value)}")
             return _FAILED
-        if (ge is not None and value < ge) or (le is not None and value > le):
-            problems.append(f"{_where(loc)}: {value} is out of range ({_bounds(ge, le)})")
+        if (self.ge is not None and value < self.ge) or (self.le is not None and value > self.le):
+            problems.append(f"{_where(loc)}: {value} is out of range ({_bounds(self.ge, self.le)})")
             return _FAILED
         return value
 
-    return read
 
+class Number(Reader):
+    """A number, whole or not (not a string, not a boolean, not NaN), within the bounds; read as a float."""
 
-def number(*, gt: float | None = None, le: float | None = None) -> Callable:
-    """A number, whole or not (not a string, not a boolean), within the bounds; read as a float."""
+    def __init__(self, *, gt: float | None = None, le: float | None = None) -> None:
+        self.gt = gt
+        self.le = le
 
-    def read(value: Any, loc: str, problems: list[str]) -> Any:
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             problems.append(f"{_where(loc)}: must be a number, not {_kind(value)}")
             return _FAILED
-        if (gt is not None and not value > gt) or (le is not None and not value <= le):
-            problems.append(f"{_where(loc)}: {value} is out of range ({_bounds(None, le, gt)})")
+        if (self.gt is not None and not value > self.gt) or (self.le is not None and not value <= self.le):
+            problems.append(f"{_where(loc)}: {value} is out of range ({_bounds(None, self.le, self.gt)})")
             return _FAILED
         return float(value)
-
-    return read
 
 
 def _bounds(ge: float | None, le: float | None, gt: float | None = None) -> str:
@@ -103,48 +117,56 @@ def _bounds(ge: float | None, le: float | None, gt: float | None = None) -> str:
     return " and ".join(p for p in (low, high) if p)
 
 
-def one_of(*choices: Any) -> Callable:
-    """Exactly one of `choices` (compared by value and type: the string 'true' is not True)."""
+class OneOf(Reader):
+    """Exactly one of `choices` (compared by value and type: the string 'true' is not True, 1 is not True)."""
 
-    def read(value: Any, loc: str, problems: list[str]) -> Any:
-        if not any(type(value) is type(c) and value == c for c in choices):
-            shown = ", ".join("null" if c is None else repr(c) for c in choices)
+    def __init__(self, *choices: Any) -> None:
+        self.choices = choices
+
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
+        if not any(type(value) is type(c) and value == c for c in self.choices):
+            shown = ", ".join("null" if c is None else repr(c) for c in self.choices)
             problems.append(f"{_where(loc)}: must be one of {shown}, not {value!r}")
             return _FAILED
         return value
 
-    return read
 
-
-def optional(inner: Callable) -> Callable:
+class Optional(Reader):
     """null, or what `inner` reads."""
 
-    def read(value: Any, loc: str, problems: list[str]) -> Any:
-        return None if value is None else inner(value, loc, problems)
+    def __init__(self, inner: Reader) -> None:
+        self.inner = inner
 
-    return read
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
+        return None if value is None else self.inner(value, loc, problems)
 
 
-def items(inner: Callable, *, min_length: int = 0) -> Callable:
+class Items(Reader):
     """A list of what `inner` reads, as a tuple."""
 
-    def read(value: Any, loc: str, problems: list[str]) -> Any:
+    def __init__(self, inner: Reader, *, min_length: int = 0) -> None:
+        self.inner = inner
+        self.min_length = min_length
+
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
         if not isinstance(value, list):
             problems.append(f"{_where(loc)}: must be a list, not {_kind(value)}")
             return _FAILED
-        if len(value) < min_length:
-            problems.append(f"{_where(loc)}: needs at least {min_length} item{'s' if min_length != 1 else ''}")
+        if len(value) < self.min_length:
+            problems.append(f"{_where(loc)}: needs at least {self.min_length} item{'s' if self.min_length != 1 else ''}")
             return _FAILED
-        out = tuple(inner(v, f"{loc}.{i}", problems) for i, v in enumerate(value))
-        return _FAILED if _FAILED in out else out
-
-    return read
+        out = tuple(self.inner(v, f"{loc}.{i}", problems) for i, v in enumerate(value))
+        return _FAILED if any(v is _FAILED for v in out) else out
 
 
-def mapping(inner: Callable, *, keys: Callable | None = None) -> Callable:
+class Mapping(Reader):
     """A mapping of string keys (each read by `keys` when given) to what `inner` reads, as a dict."""
 
-    def read(value: Any, loc: str, problems: list[str]) -> Any:
+    def __init__(self, inner: Reader, *, keys: Reader | None = None) -> None:
+        self.inner = inner
+        self.keys = keys
+
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
         if not isinstance(value, dict):
             problems.append(f"{_where(loc)}: must be a mapping, not {_kind(value)}")
             return _FAILED
@@ -154,39 +176,39 @@ def mapping(inner: Callable, *, keys: Callable | None = None) -> Callable:
             if not isinstance(key, str):
                 problems.append(f"{where}: the key must be a string, not {_kind(key)} (quote it)")
                 out[key] = _FAILED
-                continue
-            if keys is not None and keys(key, where, problems) is _FAILED:
+            elif self.keys is not None and self.keys(key, where, problems) is _FAILED:
                 out[key] = _FAILED
-                continue
-            out[key] = inner(item, where, problems)
-        return _FAILED if _FAILED in out.values() else out
-
-    return read
+            else:
+                out[key] = self.inner(item, where, problems)
+        return _FAILED if any(v is _FAILED for v in out.values()) else out
 
 
-def model(cls: type) -> Callable:
+class Model(Reader):
     """A nested model: a mapping read by `build`."""
 
-    def read(value: Any, loc: str, problems: list[str]) -> Any:
-        return _build(cls, value, loc, problems)
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
 
-    return read
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
+        return _build(self.cls, value, loc, problems)
 
 
-def checked(inner: Callable, check: Callable[[Any], Any]) -> Callable:
+class Checked(Reader):
     """What `inner` reads, then `check(value)`, which returns the value to keep or raises ValueError(why)."""
 
-    def read(value: Any, loc: str, problems: list[str]) -> Any:
-        out = inner(value, loc, problems)
+    def __init__(self, inner: Reader, check: Callable[[Any], Any]) -> None:
+        self.inner = inner
+        self.check = check
+
+    def __call__(self, value: Any, loc: str, problems: list[str]) -> Any:
+        out = self.inner(value, loc, problems)
         if out is _FAILED:
             return out
         try:
-            return check(out)
+            return self.check(out)
         except ValueError as exc:
             problems.append(f"{_where(loc)}: {exc}")
             return _FAILED
-
-    return read
 
 
 def _build(cls: type, doc: Any, loc: str, problems: list[str]) -> Any:
@@ -216,6 +238,6 @@ def build(cls: type, doc: Any) -> Any:
     """`doc` (parsed YAML) as a `cls`; Invalid naming every field that does not fit."""
     problems: list[str] = []
     out = _build(cls, doc, "", problems)
-    if problems or out is _FAILED:
-        raise Invalid(problems or ["(top): does not fit"])
+    if out is _FAILED:  # exactly when a problem was recorded
+        raise Invalid(problems)
     return out

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..audit.sshsig import KeyFormatError, fingerprint
-from .fields import Field, build, checked, items, model, one_of, text
+from .fields import Checked, Field, Items, Model, OneOf, Text, build
 
 ROLES = ("engineering-owner", "on-call", "approver")
 
@@ -30,10 +30,10 @@ class Operator:
     keys: tuple[str, ...] = ()
 
     FIELDS = {
-        "id": Field(text(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")),
-        "name": Field(text(min_length=1)),
-        "roles": Field(items(one_of(*ROLES), min_length=1)),
-        "keys": Field(items(checked(text(), _key_line)), ()),
+        "id": Field(Text(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+        "name": Field(Text(min_length=1)),
+        "roles": Field(Items(OneOf(*ROLES), min_length=1)),
+        "keys": Field(Items(Checked(Text(), _key_line)), ()),
     }
 
     @property
@@ -54,7 +54,7 @@ def _unique(value: tuple[Operator, ...]) -> tuple[Operator, ...]:
 class Roster:
     operators: tuple[Operator, ...]
 
-    FIELDS = {"operators": Field(checked(items(model(Operator)), _unique))}
+    FIELDS = {"operators": Field(Checked(Items(Model(Operator)), _unique))}
 
     @classmethod
     def from_doc(cls, doc: Any) -> "Roster":

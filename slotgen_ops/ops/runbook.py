@@ -17,7 +17,7 @@ from typing import Any
 from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR, kill_switch_engaged, rollout_percent
 from ..errors import BadInput
 from ..clock import parse_utc, until, utc_display
-from .fields import Field, checked, integer, items, mapping, model, number, one_of, optional, text
+from .fields import Checked, Field, Integer, Items, Mapping, Model, Number, OneOf, Optional, Text
 
 STEP_ORDER = (
     "kill-switch-on", "feature-flag-on", "allowlist-enable", "rollout-canary",
@@ -39,11 +39,11 @@ class Step:
     title: str = ""
 
     FIELDS = {
-        "id": Field(text()),
-        "title": Field(text(), ""),
-        "control": Field(one_of(*CONTROLS, None)),
-        "value": Field(optional(text())),
-        "requires": Field(items(one_of(*REQUIREMENTS))),
+        "id": Field(Text()),
+        "title": Field(Text(), ""),
+        "control": Field(OneOf(*CONTROLS, None)),
+        "value": Field(Optional(Text())),
+        "requires": Field(Items(OneOf(*REQUIREMENTS))),
     }
 
     @property
@@ -57,7 +57,7 @@ class MinimalCohort:
     maxRules: int
     maxCombinations: int
 
-    FIELDS = {"maxRules": Field(integer(ge=1)), "maxCombinations": Field(integer(ge=1))}
+    FIELDS = {"maxRules": Field(Integer(ge=1)), "maxCombinations": Field(Integer(ge=1))}
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,15 @@ class VerificationSettings:
     sampleJobs: str
     minSamples: dict[str, int]
 
-    FIELDS = {"sampleJobs": Field(text(min_length=1)),
-              "minSamples": Field(mapping(integer(), keys=one_of(*CHECK_NAMES)))}
+    FIELDS = {"sampleJobs": Field(Text(min_length=1)),
+              "minSamples": Field(Mapping(Integer(), keys=OneOf(*CHECK_NAMES)))}
 
 
 @dataclass(frozen=True)
 class ApprovalSettings:
     ttlHours: float
 
-    FIELDS = {"ttlHours": Field(number(gt=0, le=168))}
+    FIELDS = {"ttlHours": Field(Number(gt=0, le=168))}
 
 
 def _order(steps: tuple[Step, ...]) -> tuple[Step, ...]:
@@ -118,16 +118,16 @@ class Runbook:
     path: Path | None = None  # where it was read from (not a key of the file)
 
     FIELDS = {
-        "schemaVersion": Field(one_of(1)),
-        "id": Field(text(min_length=1)),
-        "title": Field(text(), ""),
-        "steps": Field(checked(items(model(Step)), _order)),
-        "ladder": Field(checked(items(integer(), min_length=1), _ladder)),
-        "minimalCohort": Field(model(MinimalCohort)),
-        "soakMinutes": Field(checked(mapping(integer()), _soak)),
-        "latencyP95Ms": Field(checked(mapping(integer()), _latency)),
-        "verification": Field(model(VerificationSettings)),
-        "approvals": Field(model(ApprovalSettings)),
+        "schemaVersion": Field(OneOf(1)),
+        "id": Field(Text(min_length=1)),
+        "title": Field(Text(), ""),
+        "steps": Field(Checked(Items(Model(Step)), _order)),
+        "ladder": Field(Checked(Items(Integer(), min_length=1), _ladder)),
+        "minimalCohort": Field(Model(MinimalCohort)),
+        "soakMinutes": Field(Checked(Mapping(Integer()), _soak)),
+        "latencyP95Ms": Field(Checked(Mapping(Integer()), _latency)),
+        "verification": Field(Model(VerificationSettings)),
+        "approvals": Field(Model(ApprovalSettings)),
     }
 
     @classmethod

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import BadInput
-from .fields import Field, checked, integer, mapping, model, number, one_of, optional, text
+from .fields import Checked, Field, Integer, Mapping, Model, Number, OneOf, Optional, Text
 from .paths import ENV_NAME_RE, WORKSPACE_FILE, marker_url, state_url_in_files, workspace_root
 from .roster import Operator, Roster  # noqa: F401 - re-exported: the roster is part of the workspace
 from .yamlfile import load_yaml_model
@@ -36,12 +36,12 @@ class OpenAISettings:
     promptTemplate: str | None = None
 
     FIELDS = {
-        "model": Field(text(), "gpt-4o-mini"),
-        "baseUrl": Field(optional(text()), None),
-        "apiKeyEnv": Field(text(), "OPENAI_API_KEY"),
-        "timeoutSeconds": Field(number(gt=0, le=120), 10.0),
-        "maxRetries": Field(integer(ge=0, le=5), 1),
-        "promptTemplate": Field(optional(text()), None),
+        "model": Field(Text(), "gpt-4o-mini"),
+        "baseUrl": Field(Optional(Text()), None),
+        "apiKeyEnv": Field(Text(), "OPENAI_API_KEY"),
+        "timeoutSeconds": Field(Number(gt=0, le=120), 10.0),
+        "maxRetries": Field(Integer(ge=0, le=5), 1),
+        "promptTemplate": Field(Optional(Text()), None),
     }
 
 
@@ -49,7 +49,7 @@ class OpenAISettings:
 class EnvironmentConfig:
     openai: OpenAISettings = OpenAISettings()
 
-    FIELDS = {"openai": Field(model(OpenAISettings), OpenAISettings())}
+    FIELDS = {"openai": Field(Model(OpenAISettings), OpenAISettings())}
 
 
 def _environment_names(value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
@@ -93,12 +93,12 @@ class WorkspaceConfig:
     state: str = "files"
 
     FIELDS = {
-        "version": Field(one_of(1), 1),
-        "runbook": Field(text(min_length=1), "runbooks/beta-enable.yaml"),
-        "decisionRecordPattern": Field(checked(text(), _pattern), DEFAULT_DR_PATTERN),
-        "identity": Field(one_of("signed", "declared"), "signed"),
-        "state": Field(checked(text(), _state), "files"),
-        "environments": Field(checked(mapping(model(EnvironmentConfig)), _environment_names)),
+        "version": Field(OneOf(1), 1),
+        "runbook": Field(Text(min_length=1), "runbooks/beta-enable.yaml"),
+        "decisionRecordPattern": Field(Checked(Text(), _pattern), DEFAULT_DR_PATTERN),
+        "identity": Field(OneOf("signed", "declared"), "signed"),
+        "state": Field(Checked(Text(), _state), "files"),
+        "environments": Field(Checked(Mapping(Model(EnvironmentConfig)), _environment_names)),
     }
 
 

@@ -188,3 +188,105 @@ def test_a_workspace_config_that_breaks_a_rule_is_refused(edit, expected):
 def test_a_document_that_is_not_a_mapping_is_refused_at_the_top():
     assert problems(WorkspaceConfig, ["a"]) == ["(top): must be a mapping, not a list"]
     assert problems(WorkspaceConfig, {}) == ["environments: required"]
+
+
+# -- the readers one by one (built here, so that each is checked as it is constructed too) ---------------------
+
+def read(reader, value, loc="f"):
+    """(value read or None, problems)."""
+    from slotgen_ops.ops import fields
+
+    problems: list[str] = []
+    out = reader(value, loc, problems)
+    return (None if out is fields._FAILED else out), problems
+
+
+def test_text_bounds_and_patterns():
+    from slotgen_ops.ops.fields import Text
+
+    assert read(Text(min_length=1), "x") == ("x", [])
+    assert read(Text(min_length=1), "") == (None, ["f: must not be empty"])
+    assert read(Text(), "") == ("", [])
+    assert read(Text(pattern=r"[a-z]+"), "abc") == ("abc", [])
+    assert read(Text(pattern=r"[a-z]+"), "abc1") == (None, ["f: 'abc1' must match [a-z]+"])
+    assert read(Text(), 3) == (None, ["f: must be a string, not a number"])
+
+
+def test_a_yaml_date_or_other_type_is_named_by_its_type():
+    import datetime
+
+    from slotgen_ops.ops.fields import Text
+
+    assert read(Text(), datetime.date(2026, 1, 1)) == (None, ["f: must be a string, not date"])
+    assert read(Text(), None, loc="") == (None, ["(top): must be a string, not null"])
+
+
+def test_integer_and_number_say_their_bounds():
+    from slotgen_ops.ops.fields import Integer, Number
+
+    assert read(Integer(ge=0, le=5), 6) == (None, ["f: 6 is out of range (at least 0 and at most 5)"])
+    assert read(Integer(ge=0, le=5), -1) == (None, ["f: -1 is out of range (at least 0 and at most 5)"])
+    assert read(Integer(ge=0, le=5), 0) == (0, []) and read(Integer(ge=0, le=5), 5) == (5, [])
+    assert read(Integer(le=5), 6) == (None, ["f: 6 is out of range (at most 5)"])
+    assert read(Integer(le=5), -10**9) == (-10**9, [])
+    assert read(Integer(ge=1), 0) == (None, ["f: 0 is out of range (at least 1)"])
+    assert read(Integer(), 10**12) == (10**12, [])
+    assert read(Number(gt=0, le=2), 2) == (2.0, []) and read(Number(gt=0, le=2), 1e-9) == (1e-9, [])
+    assert read(Number(gt=0, le=2), 0) == (None, ["f: 0 is out of range (more than 0 and at most 2)"])
+    assert read(Number(gt=0), 2.5) == (2.5, []) and read(Number(le=1), -3) == (-3.0, [])
+    assert read(Number(le=1), 1.5) == (None, ["f: 1.5 is out of range (at most 1)"])
+    assert read(Number(), True) == (None, ["f: must be a number, not a boolean"])
+
+
+def test_one_of_compares_type_and_value_and_shows_null():
+    from slotgen_ops.ops.fields import OneOf
+
+    assert read(OneOf(1, None), 1) == (1, []) and read(OneOf(1, None), None) == (None, [])
+    assert read(OneOf(1, None), True) == (None, ["f: must be one of 1, null, not True"])
+    assert read(OneOf("a", "b"), "c") == (None, ["f: must be one of 'a', 'b', not 'c'"])
+
+
+def test_items_and_optional():
+    from slotgen_ops.ops.fields import Integer, Items, Optional
+
+    assert read(Items(Integer(), min_length=2), [1]) == (None, ["f: needs at least 2 items"])
+    assert read(Items(Integer(), min_length=1), []) == (None, ["f: needs at least 1 item"])
+    assert read(Items(Integer(), min_length=2), [1, 2]) == ((1, 2), [])
+    assert read(Items(Integer()), []) == ((), []), "an empty list is fine unless a minimum is asked"
+    assert read(Items(Integer()), [1, "2", 3, "4"]) == (None, ["f.1: must be a whole number, not a string",
+                                                              "f.3: must be a whole number, not a string"])
+    assert read(Optional(Integer()), None) == (None, []) and read(Optional(Integer()), 7) == (7, [])
+    assert read(Optional(Integer()), "7") == (None, ["f: must be a whole number, not a string"])
+
+
+def test_mapping_keys_values_and_where():
+    from slotgen_ops.ops.fields import Checked, Integer, Mapping, OneOf
+
+    assert read(Mapping(Integer()), {"a": 1}) == ({"a": 1}, [])
+    assert read(Mapping(Integer()), {"a": "x"}, loc="") == (None, ["a: must be a whole number, not a string"])
+    assert read(Mapping(Integer()), [1]) == (None, ["f: must be a mapping, not a list"])
+    assert read(Mapping(Integer(), keys=OneOf("a")), {"b": 1}) == (None, ["f.b: must be one of 'a', not 'b'"])
+    checked = []
+    reader = Checked(Mapping(Integer(), keys=OneOf("a")), lambda v: checked.append(v) or v)
+    assert read(reader, {"a": 1, "b": 2})[0] is None and checked == [], "a check never sees a value that failed"
+    assert read(reader, {"a": 1}) == ({"a": 1}, []) and checked == [{"a": 1}]
+
+
+def test_checked_keeps_what_the_check_returns_and_reports_its_reason():
+    from slotgen_ops.ops.fields import Checked, Text
+
+    def upper(value):
+        if value == "no":
+            raise ValueError("not that one")
+        return value.upper()
+
+    assert read(Checked(Text(), upper), "yes") == ("YES", [])
+    assert read(Checked(Text(), upper), "no") == (None, ["f: not that one"])
+
+
+def test_a_nested_model_reads_into_its_class():
+    from slotgen_ops.ops.fields import Model
+    from slotgen_ops.ops.runbook import ApprovalSettings
+
+    assert read(Model(ApprovalSettings), {"ttlHours": 2}) == (ApprovalSettings(ttlHours=2.0), [])
+    assert read(Model(ApprovalSettings), {"ttlHours": 2, "x": 1}) == (None, ["f.x: unknown key"])
