@@ -41,7 +41,7 @@ class SlotgenGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except BrokenPipeError:  # before click's own handler, which exits 1
-            _reader_gone()
+            _reader_gone(sys.argv[1:])
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -68,7 +68,7 @@ class SlotgenGroup(TyperGroup):
         except KeyboardInterrupt:
             _interrupted()
         except BrokenPipeError:
-            _reader_gone()
+            _reader_gone(sys.argv[1:])
         except Exception as exc:  # never a traceback for an operator
             _unexpected(exc)
         if rv == 130:  # typer turns KeyboardInterrupt (SIGINT, and our SIGTERM/SIGHUP) into a silent Exit(130)
@@ -76,7 +76,7 @@ class SlotgenGroup(TyperGroup):
         try:
             sys.stdout.flush()
         except BrokenPipeError:
-            _reader_gone()
+            _reader_gone(sys.argv[1:])
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -38,15 +38,41 @@ def unexpected(exc: Exception) -> NoReturn:
          "(set SLOTGEN_DEBUG=1 for details)", EXIT_BAD_INPUT)
 
 
-def reader_gone() -> NoReturn:
-    """stdout's reader left (`slotgen status | head -1`): exit 0 quietly, without Python failing to flush the
-    rest at exit (which would print a warning and exit 1)."""
+#: Commands that change nothing an environment holds: when their reader leaves early (`| head -1`) the
+#: answer was simply not read in full, and they exit 0.
+READ_ONLY = frozenset({"status", "next", "decide", "exposure", "plan", "audit show", "audit verify", "audit export",
+                       "audit report", "audit checkpoint", "config status", "endpoint serve"})
+
+
+def command_words(argv: list[str]) -> str:
+    """`slotgen audit show --env E` -> "audit show" (the command and, for a group, its subcommand)."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    if words and words[0] not in ("audit", "config", "state", "endpoint"):
+        words = words[:1]
+    return " ".join(words)
+
+
+def reader_gone(argv: list[str]) -> NoReturn:
+    """stdout's reader left before the output was written (`slotgen status | head -1`).
+
+    A read-only command (or help, or a dry run) exits 0 quietly: the answer was simply not read in full.
+    Python is kept from failing to flush the rest at exit (a warning and exit 1, which would read as
+    "verification failed"). Any other command may have stopped before or after its change was committed:
+    exit 2 and say how to find out.
+    """
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-    sys.exit(0)
+    command = command_words(argv)
+    if command in READ_ONLY or any(a in ("--help", "-h", "--version", "--dry-run") for a in argv):
+        sys.exit(0)
+    try:
+        fail(f"standard output was closed before 'slotgen {command}' finished; whether it changed anything: "
+             "'slotgen status' (the audit log has every change made)", EXIT_BAD_INPUT)
+    except BrokenPipeError:  # stderr went with it (2>&1 | head)
+        os._exit(EXIT_BAD_INPUT)
 
 
 def wait_notice(message: str) -> None:

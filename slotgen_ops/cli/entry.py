@@ -141,7 +141,7 @@ def run_view(command: str, options: dict[str, Any]) -> None:
     except KeyboardInterrupt:
         boundary.interrupted()
     except BrokenPipeError:
-        boundary.reader_gone()
+        boundary.reader_gone(sys.argv[1:])
     except Exception as exc:  # never a traceback for an operator
         boundary.unexpected(exc)
     sys.exit(code)

@@ -12,7 +12,7 @@ import pytest
 
 from slotgen_ops.cli.entry import fast_view
 
-from .helpers import clean_env, slotgen
+from .helpers import clean_env, demo_key, slotgen
 
 FULL_CLI = "import sys; from slotgen_ops.cli.app import main; sys.argv[0] = 'slotgen'; main()"
 
@@ -100,17 +100,40 @@ def test_status_imports_neither_the_cli_framework_nor_pydantic_nor_openai_nor_js
         assert module not in imported, f"{' '.join(args)} imported {module}"
 
 
-@pytest.mark.parametrize("args", [["status", "--env", "staging"], ["status", "--env", "staging", "--json"],
-                                  ["next", "--env", "staging"], ["audit", "show", "--env", "staging"],
-                                  ["audit", "verify", "--env", "staging", "--json"]], ids=" ".join)
-def test_a_reader_that_left_is_exit_0_and_no_noise(ws, args):
-    """`slotgen status | head -1`: the pipe's reader is gone before slotgen writes (its end is closed first,
-    so every write fails with EPIPE). Neither Rich's exit 1 nor Python's flush-at-exit warning."""
+def _reader_gone(args: list[str], cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run slotgen with stdout a pipe whose reader is already gone (its end closed first: every write fails
+    with EPIPE), as in `slotgen status | head -1` when head has exited."""
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        run = subprocess.run([sys.executable, "-m", "slotgen_ops", *args, "--workspace", str(ws)], cwd=ws,
-                             env=clean_env(), stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+        return subprocess.run([sys.executable, "-m", "slotgen_ops", *args], cwd=cwd, env=clean_env(env),
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [["status", "--env", "staging"], ["status", "--env", "staging", "--json"],
+                                  ["next", "--env", "staging"], ["audit", "show", "--env", "staging"],
+                                  ["audit", "verify", "--env", "staging", "--json"],
+                                  ["set", "--dry-run", "--env", "staging", "FEATURE_SLOTGEN_AI=true",
+                                   "--decision-record", "DR-1", "--operator", "oncall"]], ids=" ".join)
+def test_a_reader_that_left_is_exit_0_and_no_noise_for_what_changes_nothing(ws, args):
+    """Neither Rich's exit 1 nor Python's flush-at-exit warning (exit 1 reads as "verification failed")."""
+    args = [*args, "--workspace", str(ws)]
+    run = _reader_gone(args, ws, demo_key(args, ws, {}))
     assert (run.returncode, run.stderr) == (0, "")
+
+
+def test_a_change_whose_reader_left_is_not_reported_as_ok(tmp_path):
+    """`slotgen set ... | head -1`: the change is made (the output comes after the commit), but the command
+    cannot say so: exit 2 and one line on stderr that says where to look, never exit 0 or 1."""
+    root = tmp_path / "ws"
+    assert slotgen("init", str(root)).code == 0
+    args = ["set", "--env", "staging", "SLOTGEN_AI_KILL=true", "--decision-record", "DR-1", "--operator", "owner",
+            "--yes", "--workspace", str(root)]
+    run = _reader_gone(args, root, demo_key(args, root, {}))
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("error: standard output was closed before 'slotgen set' finished")
+    assert "'slotgen status'" in run.stderr and len(run.stderr.splitlines()) == 1
+    status = slotgen("status", "--env", "staging", "--json", "--workspace", str(root))
+    assert status.json()["steps"]["done"] == ["kill-switch-on"], "and the change it made is there to see"
