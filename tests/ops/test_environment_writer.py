@@ -143,3 +143,31 @@ def _entries(root: Path) -> list[dict]:
     from slotgen_ops.audit.log import AuditLog
 
     return list(AuditLog(root / "environments" / "staging.audit.jsonl").entries())
+
+
+# -- an entry computed but not written (signed on the next pass) ---------------------------------------------
+
+
+@pytest.mark.parametrize("identity", ["signed", "declared"])
+def test_an_unwritten_entry_is_the_writers_head_unsigned_with_the_controls_as_found(ws, identity):
+    w = writer(ws)
+    snap = ws.environment("staging").snapshot()
+    entry = {"hash": "cd" * 32, "actor": {"identity": identity}, "state": {"controls": {KILL_VAR: "true"}},
+             "signature": {"stale": True}}
+    for _ in range(2):
+        out = w._unwritten(snap, dict(entry))
+    assert out is w.snapshot and out.head["signature"] is None and "stale" not in str(out.head)
+    assert out.state == entry["state"] and out.controls is snap.controls
+    assert out.pending is None and out.engaged_outside is False and not out.needs_reconcile
+    assert w.unsigned == (["cd" * 32] if identity == "signed" else []), "only a signed entry waits to be signed"
+
+
+def test_a_hand_edit_is_named_with_the_command_that_repairs_it(ws):
+    from slotgen_ops.ops.environment import ControlsDisagree
+
+    path = ws.environments_dir / "staging.env"
+    path.write_text(path.read_text().replace("FEATURE_SLOTGEN_AI=false", "FEATURE_SLOTGEN_AI=true"))
+    with pytest.raises(ControlsDisagree) as caught:
+        Workspace(ws.root).environment("staging").snapshot()
+    assert caught.value.remedy == "slotgen audit repair --env staging"
+    assert 'FEATURE_SLOTGEN_AI recorded "false", found "true"' in str(caught.value)
