@@ -31,7 +31,7 @@ from ..errors import EXIT_BAD_INPUT, SlotgenError
 
 
 from .boundary import fail as _fail, interrupted as _interrupted, reader_gone as _reader_gone, unexpected as _unexpected
-from .boundary import wait_notice as _wait_notice
+from .boundary import keep_interrupts, wait_notice as _wait_notice
 
 
 class SlotgenGroup(TyperGroup):
@@ -173,6 +173,7 @@ def main(early: dict[str, Any] | None = None) -> None:
     from . import early as early_state
 
     early_state.EARLY = early
+    keep_interrupts()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     from ..ops.locking import set_wait_notice

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..errors import EXIT_BAD_INPUT
 from .safe import visible
@@ -73,6 +73,33 @@ def reader_gone(argv: list[str]) -> NoReturn:
              "'slotgen status' (the audit log has every change made)", EXIT_BAD_INPUT)
     except BrokenPipeError:  # stderr went with it (2>&1 | head)
         os._exit(EXIT_BAD_INPUT)
+
+
+def _unraisable(unraisable: Any) -> None:
+    """An interrupt that landed where Python cannot raise it (a weakref callback inside an import, a __del__):
+    Python would print "Exception ignored ... KeyboardInterrupt" with a traceback and carry on as if nothing
+    happened. Deliver it again instead, as SIGINT to this process from a short-lived thread that blocks the stop
+    signals itself, so that only the main thread takes it: it is raised at the next point Python can raise it
+    (and, inside a critical section, once the section unblocks the signals), and ends as usual in one line and
+    exit 130. Should it land in such a place again, this runs again."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        import signal
+        import threading
+        import time
+
+        def again() -> None:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+            time.sleep(0.005)  # out of the callback first (were it still there, this hook runs again)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=again, name="slotgen-interrupt", daemon=True).start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def keep_interrupts() -> None:
+    """Install the hook above (every entry point, before the first signal may arrive)."""
+    sys.unraisablehook = _unraisable
 
 
 def wait_notice(message: str) -> None:

@@ -157,6 +157,9 @@ def main() -> None:
     SIGTERM and SIGHUP (a dropped SSH session) behave like SIGINT from the first
     instruction on; an interrupt at any moment ends in one line and exit 130.
     """
+    from .boundary import keep_interrupts
+
+    keep_interrupts()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     # slotgen uses no pydantic plugin; looking for them scans every installed package's entry points (about
