@@ -155,3 +155,13 @@ def happy_walk(env: str = "staging", start: datetime = T0, step_gap: timedelta =
         log.verify(tick(), True)
         states.append(log.state)
     return log, states
+
+
+def set_openai(root: Path, env: str = "staging", **values: Any) -> None:
+    """Update `env`'s `openai` settings in the workspace's slotgen.yaml (the other keys as they are)."""
+    import yaml
+
+    path = root / "slotgen.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["environments"][env]["openai"].update(values)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")

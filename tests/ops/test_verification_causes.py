@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers_runbook import set_openai
 from slotgen_ops.contract import GATES, Decision
 from slotgen_ops.ops import verification as v
 from slotgen_ops.ops.authority import Actor
@@ -213,20 +214,13 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-def openai_settings(root: Path, **values: object) -> None:
-    path = root / "slotgen.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["environments"]["staging"]["openai"].update(values)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-
-
 def target_of(root: Path) -> v._Target:
     env = Workspace(root).environment("staging")
     return v._target(env, v.executor_config_for(env))
 
 
 def test_target_of_a_configured_base_url(workspace: Path) -> None:
-    openai_settings(workspace, baseUrl="http://user:pw@127.0.0.1:8089/v1?x=1", timeoutSeconds=7)
+    set_openai(workspace, baseUrl="http://user:pw@127.0.0.1:8089/v1?x=1", timeoutSeconds=7)
     assert target_of(workspace) == v._Target(
         env="staging", url="http://127.0.0.1:8089/v1",
         source="from environments.staging.openai.baseUrl in slotgen.yaml", configured=True, loopback=True,
@@ -235,7 +229,7 @@ def test_target_of_a_configured_base_url(workspace: Path) -> None:
 
 def test_target_of_the_sdk_variable(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "https://llm.example.test/v1")
-    openai_settings(workspace, apiKeyEnv="TEAM_KEY")
+    set_openai(workspace, apiKeyEnv="TEAM_KEY")
     t = target_of(workspace)
     assert (t.url, t.source, t.configured, t.loopback, t.port) == (
         "https://llm.example.test/v1", "from OPENAI_BASE_URL", True, False, None)
@@ -249,7 +243,7 @@ def test_target_of_nothing_configured_is_the_sdk_default(workspace: Path) -> Non
 
 
 def test_target_of_an_address_with_an_impossible_port(workspace: Path) -> None:
-    openai_settings(workspace, baseUrl="http://127.0.0.1:99999/v1")
+    set_openai(workspace, baseUrl="http://127.0.0.1:99999/v1")
     t = target_of(workspace)
     assert (t.url, t.port, t.loopback) == ("<invalid endpoint URL>", None, True)
 
@@ -263,7 +257,7 @@ LIVE_1 = {"SLOTGEN_AI_KILL": "false", "FEATURE_SLOTGEN_AI": "true", "SLOTGEN_AI_
 
 def test_a_model_failure_is_the_cause_told_in_each_failing_check_only(workspace: Path) -> None:
     with FakeOpenAIServer(mode="nonjson") as fake:
-        openai_settings(workspace, baseUrl=fake.base_url)
+        set_openai(workspace, baseUrl=fake.base_url)
         report = v.run_verification(Workspace(workspace).environment("staging"), LIVE_1)
     cause = ("model behaviour: 2 of 2 job(s) on the OpenAI path got an answer from gpt-4o-mini that is not JSON "
              "(model output is not JSON: 'this is not json')")
@@ -282,7 +276,7 @@ def test_without_a_failed_call_the_first_failing_check_is_the_cause_and_keeps_it
     runbook.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     blocked = {**LIVE_1, "SLOTGEN_AI_KILL": "true"}
     with FakeOpenAIServer(mode="ok") as fake:
-        openai_settings(workspace, baseUrl=fake.base_url)
+        set_openai(workspace, baseUrl=fake.base_url)
         report = v.run_verification(Workspace(workspace).environment("staging"), blocked)
     first = ("too few samples: 60, the runbook requires at least 61 for telemetry-schema; 60 events for 60 jobs, one "
              "each, all valid; appended to telemetry/staging.jsonl")

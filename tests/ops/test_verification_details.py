@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from helpers_runbook import set_openai
 from slotgen_ops.contract import GATES, Controls, Decision, decide
 from slotgen_ops.ops.authority import Actor
 from slotgen_ops.ops.init import init_workspace
@@ -48,13 +49,6 @@ def root(tmp_path: Path, server: FakeOpenAIServer) -> Path:
     init_workspace(path, Actor(claimed="owner", operator=None))
     set_openai(path, baseUrl=server.base_url)
     return path
-
-
-def set_openai(root: Path, **values: Any) -> None:
-    path = root / "slotgen.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["environments"]["staging"]["openai"].update(values)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
 
 def verify(root: Path, values: dict[str, str | None], **kw: Any) -> tuple[dict[str, Any], dict[str, str]]:
