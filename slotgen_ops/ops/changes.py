@@ -184,14 +184,13 @@ def _settled(env: Environment, actor: Actor, dry_run: bool, timeout: float | Non
                         timeout=timeout)
 
 
-def _refusal(env: Environment, actor: Actor, exc: Refused, state: dict[str, Any] | None, request: dict[str, Any],
+def _refusal(env: Environment, actor: Actor, exc: Refused, state: dict[str, Any], request: dict[str, Any],
              dry_run: bool, writer: ControlsWriter | None = None) -> Refused:
     """Record a refusal (unless dry-run) and return it with the next allowed step appended."""
     actor = actor.recordable()  # a claim its key does not prove is recorded as unidentified, unsigned
-    hint = next_hint(env, state) if state is not None else None
-    message = exc.message + (f"; next allowed step: {hint}" if hint else "")
-    refused = Refused(message, next_step=hint)
-    if dry_run or state is None:
+    hint = next_hint(env, state)
+    refused = Refused(f"{exc.message}; next allowed step: {hint}", next_step=hint)
+    if dry_run:
         return refused
 
     def write(w: ControlsWriter) -> None:

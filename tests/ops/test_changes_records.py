@@ -1,0 +1,498 @@
+"""What the change service records and returns, field by field (`ops/changes.py`).
+
+`test_changes_service.py` walks the runbook and checks behaviour: which
+actions land, what the controls become. These tests pin the rest, because an
+approver reads it: the exact fields of each entry (a refusal, an approval, a
+recorded verification, an automatic rollback, a superseded verification), the
+`Result` the CLI prints as JSON, the preview shown before a change, and the
+check after a commit. Each assertion here exists to fail when one field is
+dropped, renamed or filled from the wrong place.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from helpers_runbook import APPROVED_ALLOWLIST, report, summary
+from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
+from slotgen_ops.errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, Refused
+from slotgen_ops.ops import locking
+from slotgen_ops.ops.changes import Preview, Result, approve, set_control, verify_environment
+from slotgen_ops.ops.samples import decision_digest_for, load_sample_jobs
+from slotgen_ops.ops.authority import resolve_actor
+from slotgen_ops.ops.init import init_workspace
+from slotgen_ops.ops.workspace import Workspace
+from test_changes_service import (
+    ENV,
+    actor,
+    controls,
+    do_approve,
+    do_rollback,
+    do_set,
+    do_verify,
+    entries,
+    env_of,
+    failing,
+    files_of,
+    head,
+    passing,
+    walk_to,
+)
+
+STEP5_DONE = 5   # walk_to(ws, 5): kill-switch still on, step 5 (verify) recorded
+KILL_OFF = 6     # walk_to(ws, 6): the AI path is on at 1 %
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_operator(monkeypatch):
+    monkeypatch.delenv("SLOTGEN_OPERATOR", raising=False)
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    root = tmp_path / "ws"
+    init_workspace(root, resolve_actor(None, "owner"))
+    return Workspace(root)
+
+
+def fields(entry: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: entry[name] for name in names}
+
+
+RECORDED = ("action", "operator", "control", "old", "new", "decisionRecord", "reason", "step", "approvalId",
+            "details", "verification")
+
+
+class Recording:
+    """A verifier (test double) that records the environment name and controls it was shown."""
+
+    def __init__(self, result: dict[str, Any] | None = None, during=None) -> None:
+        self.result = result if result is not None else report(True)
+        self.during = during
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, env, values):
+        self.seen.append((env.name, dict(values)))
+        if self.during is not None:
+            self.during()
+        return self.result
+
+
+# -- refusals ---------------------------------------------------------------------------------------
+
+
+def test_a_refused_set_records_the_request_as_given(ws):
+    walk_to(ws, 3)
+    assert do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4").ok
+    with pytest.raises(Refused) as info:
+        do_set(ws, f"{ROLLOUT_VAR}=1", dr="DR-4", approval="apv-0000000000")
+    exc = info.value
+    reason = "approval 'apv-0000000000' is unknown, already used or expired"
+    assert exc.next_step.startswith("step 4 (rollout-canary): slotgen approve --env staging")
+    assert exc.message == f"{reason}; next allowed step: {exc.next_step}"
+    entry = head(ws)
+    assert exc.audit_seq == entry["seq"]
+    assert fields(entry, *RECORDED) == {
+        "action": "refused", "operator": "owner", "control": ROLLOUT_VAR, "old": None, "new": "1",
+        "decisionRecord": "DR-4", "reason": reason, "step": None, "approvalId": "apv-0000000000",
+        "details": {"command": "set", "items": [f"{ROLLOUT_VAR}=1"], "refusal": reason}, "verification": None}
+
+
+def test_a_refused_approval_records_the_command_and_decision_record(ws):
+    with pytest.raises(Refused) as info:
+        do_approve(ws, f"{KILL_VAR}=true", dr="DR-8")
+    reason = f"{KILL_VAR}=true needs no approval (engaging the kill-switch: 'slotgen rollback')"
+    assert info.value.message.startswith(reason + "; next allowed step: ")
+    assert fields(head(ws), "action", "operator", "control", "new", "decisionRecord", "reason", "approvalId",
+                  "details") == {
+        "action": "refused", "operator": "approver", "control": KILL_VAR, "new": "true", "decisionRecord": "DR-8",
+        "reason": reason, "approvalId": None,
+        "details": {"command": "approve", "items": [f"{KILL_VAR}=true"], "refusal": reason}}
+    with pytest.raises(Refused) as info:
+        do_approve(ws, f"{FEATURE_VAR}=true")
+    assert info.value.message.startswith(f"only rollout increases and re-enabling after a rollback need approvals; "
+                                         f"{FEATURE_VAR} changes need none; next allowed step: ")
+
+
+@pytest.mark.parametrize(("call", "example"), [
+    (lambda ws: do_set(ws, None, items=[]), "set needs one KEY=VALUE, e.g. FEATURE_SLOTGEN_AI=true"),
+    (lambda ws: do_approve(ws, None, items=[]), "approve needs one KEY=VALUE, e.g. SLOTGEN_AI_ROLLOUT_PERCENT=1"),
+])
+def test_no_item_is_bad_input_naming_the_command(ws, call, example):
+    before = files_of(ws)
+    with pytest.raises(BadInput) as info:
+        call(ws)
+    assert info.value.message == example
+    assert files_of(ws) == before
+
+
+@pytest.mark.parametrize("command", ["set", "approve"])
+def test_not_confirmed_is_refused_and_recorded(ws, command):
+    walk_to(ws, 3)
+    item = f"{ROLLOUT_VAR}=1"
+    if command == "set":  # a rollout increase needs an approval to get as far as the confirmation
+        apv = do_approve(ws, item, dr="DR-4").approval_id
+        call = lambda: set_control(env_of(ws), [item], actor=actor(ws, "oncall"), decision_record="DR-4",  # noqa: E731
+                                   approval_id=apv, expect=None, dry_run=False, confirm=lambda p: False,
+                                   verifier=passing)
+        what = "a change"
+    else:
+        call = lambda: approve(env_of(ws), [item], actor=actor(ws, "approver"), decision_record="DR-4",  # noqa: E731
+                               dry_run=False, confirm=lambda p: False)
+        what = "an approval"
+    with pytest.raises(Refused) as info:
+        call()
+    reason = f"not confirmed: with no terminal {what} needs --yes"
+    assert info.value.message.startswith(reason + "; next allowed step: ")
+    entry = head(ws)
+    assert info.value.audit_seq == entry["seq"]
+    assert fields(entry, "action", "control", "new", "decisionRecord", "reason", "details") == {
+        "action": "refused", "control": ROLLOUT_VAR, "new": "1", "decisionRecord": "DR-4", "reason": reason,
+        "details": {"command": command, "items": [item], "refusal": reason}}
+    assert controls(ws)[ROLLOUT_VAR] == "0"
+
+
+def test_a_refusal_waiting_for_the_lock_says_what_it_waits_to_do(ws):
+    """The notice an operator sees while another writer holds the lock names the refusal being recorded."""
+    notices: list[str] = []
+    held: list[int] = []
+
+    def take_the_lock(preview) -> bool:  # another writer gets the lock just as the operator declines
+        fd = os.open(ws.environments_dir, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held.append(fd)
+        return False
+
+    def notice(message: str) -> None:
+        notices.append(message)
+        while held:
+            os.close(held.pop())  # the other writer finishes
+
+    locking.set_wait_notice(notice)
+    try:
+        with pytest.raises(Refused):
+            set_control(env_of(ws), [f"{KILL_VAR}=true"], actor=actor(ws, "owner"), decision_record="DR-1",
+                        approval_id=None, expect=None, dry_run=False, confirm=take_the_lock, verifier=passing)
+    finally:
+        locking.set_wait_notice(None)
+        while held:
+            os.close(held.pop())
+    assert any("(recording a refusal): held by" in n for n in notices), notices
+    assert head(ws)["action"] == "refused"
+
+
+# -- approvals --------------------------------------------------------------------------------------
+
+
+def test_an_approval_records_what_it_is_bound_to(ws):
+    walk_to(ws, 3)
+    approver = actor(ws, "approver")
+    before = datetime.now(timezone.utc)
+    result = do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4")
+    after = datetime.now(timezone.utc)
+    entry = head(ws)
+    record = entry["details"]["approval"]
+    expires = datetime.fromisoformat(record["expiresAt"].replace("Z", "+00:00"))
+    assert before + timedelta(hours=24) <= expires <= after + timedelta(hours=24)
+    assert record == {"approver": "approver", "approverKey": approver.fingerprint, "control": ROLLOUT_VAR,
+                      "decisionRecord": "DR-4", "env": ENV, "expiresAt": record["expiresAt"], "old": "0",
+                      "value": "1"}
+    assert approver.fingerprint and approver.fingerprint.startswith("SHA256:")
+    assert fields(entry, "action", "operator", "control", "old", "new", "decisionRecord", "approvalId") == {
+        "action": "approve", "operator": "approver", "control": ROLLOUT_VAR, "old": "0", "new": "1",
+        "decisionRecord": "DR-4", "approvalId": result.approval_id}
+    assert result == Result(ok=True, step=None, change={"control": ROLLOUT_VAR, "old": "0", "new": "1"},
+                            audit_seq=entry["seq"], approval_id=result.approval_id, warnings=[],
+                            message=f"approval {result.approval_id} recorded; expires {record['expiresAt']}",
+                            extra={"expiresAt": record["expiresAt"]})
+    assert result.approval_id.startswith("apv-")
+
+
+def test_a_dry_run_approval_says_what_it_would_record(ws):
+    walk_to(ws, 3)
+    result = do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4", dry_run=True)
+    expires = result.message.split("expiring ")[1].split(";")[0]
+    assert result == Result(ok=True, step=None, change={"control": ROLLOUT_VAR, "old": "0", "new": "1"},
+                            dry_run=True, warnings=[],
+                            message=f"dry-run: would record an approval for {ROLLOUT_VAR}=1 under DR-4, "
+                                    f"expiring {expires}; nothing written")
+    datetime.fromisoformat(expires.replace("Z", "+00:00"))
+
+
+def _exposure(ws, before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    env = env_of(ws)
+    jobs = load_sample_jobs(env.workspace.runbook.sample_jobs_path)
+
+    def on_openai(values):
+        from slotgen_ops.contract import PATH_OPENAI, Controls, decide
+        from slotgen_ops.runtime.allowlist_file import load_allowlist
+
+        parsed = Controls.from_mapping(values)
+        allowlist = load_allowlist(parsed.allowlist_path, env.workspace.root)
+        return sum(1 for job in jobs if decide(job, parsed, allowlist).path == PATH_OPENAI)
+
+    return {"samples": len(jobs), "before": on_openai(before), "after": on_openai(after)}
+
+
+def test_the_preview_of_an_approval_shows_the_exposure_it_would_allow(ws):
+    walk_to(ws, 7)
+    assert do_rollback(ws).ok  # live at 5 %, then rolled back: turning the kill-switch off needs an approval
+    now = controls(ws)
+    shown: list[Preview] = []
+    result = approve(env_of(ws), [f"{KILL_VAR}=false"], actor=actor(ws, "approver"), decision_record="DR-9",
+                     dry_run=False, confirm=lambda p: shown.append(p) or True)
+    assert result.ok
+    expected = _exposure(ws, now, {**now, KILL_VAR: "false"})
+    assert expected["before"] == 0 < expected["after"]
+    assert shown == [Preview(ENV, None, KILL_VAR, "true", "false", exposure=expected, approval=True, ttl_hours=24)]
+
+
+def test_the_preview_of_a_step_shows_the_exposure_it_would_reach(ws):
+    walk_to(ws, STEP5_DONE)
+    now = controls(ws)
+    shown: list[Preview] = []
+    result = set_control(env_of(ws), [f"{KILL_VAR}=false"], actor=actor(ws, "owner"), decision_record="DR-6",
+                         approval_id=None, expect=None, dry_run=False, confirm=lambda p: shown.append(p) or True,
+                         verifier=passing)
+    assert result.ok
+    expected = _exposure(ws, now, {**now, KILL_VAR: "false"})
+    assert expected["before"] == 0 < expected["after"]
+    assert shown == [Preview(ENV, "kill-switch-off", KILL_VAR, "true", "false", exposure=expected)]
+
+
+# -- recorded and unrecorded verify -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_an_unrecorded_verify_reports_only(ws, passed):
+    walk_to(ws, 2)
+    verifier = Recording(report(passed))
+    before = files_of(ws)
+    result = verify_environment(env_of(ws), actor=actor(ws, None), decision_record=None, verifier=verifier)
+    assert result == Result(ok=passed, exit_code=EXIT_OK if passed else EXIT_VERIFICATION_FAILED,
+                            verification=report(passed),
+                            message="not recorded (no --operator / --decision-record); nothing rolled back")
+    assert verifier.seen == [(ENV, controls(ws))]
+    assert files_of(ws) == before
+
+
+def test_a_verify_with_an_operator_only_is_recorded_as_a_refusal(ws):
+    with pytest.raises(Refused) as info:
+        do_verify(ws, operator="owner", dr=None)
+    entry = head(ws)
+    assert info.value.audit_seq == entry["seq"]
+    assert fields(entry, "action", "operator", "decisionRecord", "approvalId") == {
+        "action": "refused", "operator": "owner", "decisionRecord": None, "approvalId": None}
+    assert entry["details"] == {"command": "verify", "items": None, "refusal": entry["reason"]}
+    assert "decision record" in entry["reason"]
+
+
+def test_a_verify_with_a_decision_record_only_is_recorded_as_a_refusal(ws):
+    with pytest.raises(Refused):
+        do_verify(ws, operator=None, dr="DR-5")
+    entry = head(ws)
+    assert fields(entry, "action", "operator", "decisionRecord") == {
+        "action": "refused", "operator": None, "decisionRecord": "DR-5"}
+    assert entry["details"]["command"] == "verify"
+
+
+def test_a_recorded_verify_at_step_5_completes_it(ws):
+    walk_to(ws, 4)
+    verifier = Recording()
+    result = do_verify(ws, operator="owner", dr="DR-5", verifier=verifier)
+    entry = head(ws)
+    assert verifier.seen == [(ENV, controls(ws))]
+    assert fields(entry, *RECORDED) == {
+        "action": "verify", "operator": "owner", "control": None, "old": None, "new": None,
+        "decisionRecord": "DR-5", "reason": None, "step": "verify", "approvalId": None,
+        "details": {"trigger": "operator"}, "verification": summary(True)}
+    assert result == Result(ok=True, step="verify", verification=report(True), audit_seq=entry["seq"], warnings=[],
+                            message="every check passed; step 5 (verify) is done")
+
+
+def test_a_recorded_verify_elsewhere_completes_no_step(ws):
+    walk_to(ws, 2)
+    result = do_verify(ws, operator="owner", dr="DR-5")
+    assert result.message == "every check passed" and result.step is None and head(ws)["step"] is None
+
+
+def test_a_failed_recorded_verify_rolls_back_with_its_record(ws):
+    walk_to(ws, KILL_OFF)
+    seq = head(ws)["seq"]
+    start = time.perf_counter()
+    result = do_verify(ws, operator="owner", dr="DR-7", verifier=failing)
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    verify_entry, rollback_entry = entries(ws)[seq:]
+    assert fields(verify_entry, "action", "decisionRecord", "step", "details", "verification") == {
+        "action": "verify", "decisionRecord": "DR-7", "step": None, "details": {"trigger": "operator"},
+        "verification": summary(False)}
+    reason = "automatic: verification failed (path-behavior)"
+    assert fields(rollback_entry, *RECORDED) == {
+        "action": "rollback", "operator": "owner", "control": KILL_VAR, "old": "false", "new": "true",
+        "decisionRecord": "DR-7", "reason": reason, "step": None, "approvalId": None,
+        "details": {"trigger": "verification-failed"}, "verification": None}
+    assert result.ok is False and result.exit_code == EXIT_VERIFICATION_FAILED
+    assert result.audit_seq == rollback_entry["seq"]
+    assert result.message == "verification failed (path-behavior): the kill-switch was engaged"
+    engaged_ms = result.rollback.pop("engagedMs")
+    assert result.rollback == {"auditSeq": rollback_entry["seq"], "engaged": True, "old": "false", "new": "true",
+                               "reason": reason}
+    assert 0 < engaged_ms < elapsed_ms and engaged_ms == round(engaged_ms, 3)
+    assert controls(ws)[KILL_VAR] == "true"
+
+
+def test_an_automatic_rollback_gives_every_failed_check_and_the_cause(ws):
+    walk_to(ws, KILL_OFF)
+    found = {**report(False, failed=("telemetry-schema", "latency")), "cause": "p95 1200 ms over 800 ms"}
+    result = do_verify(ws, operator="owner", dr="DR-7", verifier=Recording(found))
+    reason = "automatic: verification failed (telemetry-schema, latency); cause: p95 1200 ms over 800 ms"
+    assert head(ws)["reason"] == reason == result.rollback["reason"]
+    assert result.message == "verification failed (telemetry-schema, latency): the kill-switch was engaged"
+
+
+def test_a_failed_step_names_the_step_in_the_rollback_reason(ws):
+    walk_to(ws, 1)
+    result = do_set(ws, f"{FEATURE_VAR}=true", verifier=failing)
+    assert result.rollback["reason"] == "automatic: verification failed before step 2 (feature-flag-on) (path-behavior)"
+
+
+def test_a_verify_closes_what_a_hand_engaged_kill_switch_left_open(ws):
+    walk_to(ws, KILL_OFF)
+    path = ws.environments_dir / f"{ENV}.env"
+    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
+                    encoding="utf-8")  # engaged by hand, outside the log
+    seq = head(ws)["seq"]
+    result = do_verify(ws, operator="owner", dr="DR-7")
+    closed, verified = entries(ws)[seq:]
+    assert closed["action"] == "rollback" and closed["operator"] == "owner"
+    assert verified["action"] == "verify" and verified["state"]["controls"][KILL_VAR] == "true"
+    assert len(result.warnings) == 1 and f"recorded as rollback seq {closed['seq']}" in result.warnings[0]
+
+
+def test_a_dry_run_approval_only_says_it_would_close_what_was_left_open(ws):
+    walk_to(ws, 7)
+    path = ws.environments_dir / f"{ENV}.env"
+    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
+                    encoding="utf-8")
+    before = files_of(ws)
+    result = approve(env_of(ws), [f"{KILL_VAR}=false"], actor=actor(ws, "approver"), decision_record="DR-9",
+                     dry_run=True, confirm=lambda p: True)
+    assert result.dry_run and result.warnings == [
+        "the environment has an interrupted change or an unrecorded rollback; the next change records it and "
+        "engages the kill-switch"]
+    assert files_of(ws) == before
+    recorded = approve(env_of(ws), [f"{KILL_VAR}=false"], actor=actor(ws, "approver"), decision_record="DR-9",
+                       dry_run=False, confirm=lambda p: True)
+    assert len(recorded.warnings) == 1 and "recorded as rollback seq" in recorded.warnings[0]
+    assert [e["action"] for e in entries(ws)[-2:]] == ["rollback", "approve"]
+    assert entries(ws)[-2]["operator"] == "approver"
+
+
+# -- superseded: a rollback lands while the sample jobs run -----------------------------------------
+
+
+def test_a_verify_overtaken_by_a_rollback_is_recorded_as_superseded(ws):
+    walk_to(ws, KILL_OFF)
+    judged = head(ws)["seq"]
+    verifier = Recording(during=lambda: do_rollback(ws, operator="oncall", reason="incident"))
+    with pytest.raises(Refused) as info:
+        do_verify(ws, operator="owner", dr="DR-7", verifier=verifier)
+    rolled, superseded = entries(ws)[judged:]
+    assert rolled["action"] == "rollback"
+    assert info.value.message == (f"superseded: while this verification was being verified the environment changed "
+                                  f"(seq {rolled['seq']}: rollback by oncall); nothing applied, recorded as seq "
+                                  f"{superseded['seq']}")
+    assert info.value.audit_seq == superseded["seq"]
+    assert fields(superseded, *RECORDED) == {
+        "action": "verify", "operator": "owner", "control": None, "old": None, "new": None,
+        "decisionRecord": "DR-7", "reason": None, "step": None, "approvalId": None,
+        "details": {"trigger": "operator", "superseded": True, "proposed": None, "judgedAtSeq": judged},
+        "verification": summary(True)}
+    assert superseded["state"]["controls"] == rolled["state"]["controls"] == controls(ws)
+    assert controls(ws)[KILL_VAR] == "true"
+
+
+def test_a_step_overtaken_by_a_rollback_applies_nothing(ws):
+    walk_to(ws, STEP5_DONE)
+    judged = head(ws)["seq"]
+    verifier = Recording(during=lambda: do_rollback(ws, operator="oncall", reason="incident"))
+    with pytest.raises(Refused) as info:
+        do_set(ws, f"{KILL_VAR}=false", operator="owner", dr="DR-6", verifier=verifier)
+    rolled, superseded = entries(ws)[judged:]
+    assert info.value.message.startswith("superseded: while step kill-switch-off was being verified the "
+                                         f"environment changed (seq {rolled['seq']}: rollback by oncall)")
+    assert superseded["details"] == {"trigger": "before-change", "superseded": True, "judgedAtSeq": judged,
+                                     "proposed": {"control": KILL_VAR, "old": "true", "new": "false"}}
+    assert fields(superseded, "action", "operator", "decisionRecord", "verification") == {
+        "action": "verify", "operator": "owner", "decisionRecord": "DR-6", "verification": summary(True)}
+    assert verifier.seen == [(ENV, {**rolled["state"]["controls"], KILL_VAR: "false"})]
+    assert controls(ws)[KILL_VAR] == "true"
+
+
+def test_an_approval_recorded_during_a_verification_supersedes_nothing(ws):
+    walk_to(ws, STEP5_DONE)
+    verifier = Recording(during=lambda: do_approve(ws, f"{ROLLOUT_VAR}=5", dr="DR-7"))
+    result = do_set(ws, f"{KILL_VAR}=false", operator="owner", dr="DR-6", verifier=verifier)
+    assert result.ok and controls(ws)[KILL_VAR] == "false"
+    assert [e["action"] for e in entries(ws)[-2:]] == ["approve", "set"]
+
+
+# -- the check after the commit ---------------------------------------------------------------------
+
+
+def _digest_of(env, values):
+    return decision_digest_for(env, values)
+
+
+def test_a_step_whose_applied_decisions_match_the_verified_ones_stands(ws):
+    walk_to(ws, STEP5_DONE)
+    verifier = lambda env, values: {**report(True), "decisionDigest": _digest_of(env, values)}  # noqa: E731
+    result = do_set(ws, f"{KILL_VAR}=false", operator="owner", dr="DR-6", verifier=verifier)
+    assert result.ok and result.message == f"step 6 (kill-switch-off): {KILL_VAR}=false verified, recorded and applied"
+    assert controls(ws)[KILL_VAR] == "false"
+
+
+def test_a_step_whose_applied_decisions_differ_is_rolled_back(ws):
+    walk_to(ws, STEP5_DONE)
+    verifier = lambda env, values: {**report(True), "decisionDigest": "0" * 64}  # noqa: E731
+    seq = head(ws)["seq"]
+    result = do_set(ws, f"{KILL_VAR}=false", operator="owner", dr="DR-6", verifier=verifier)
+    applied, rolled = entries(ws)[seq:]
+    assert applied["action"] == "set" and applied["verification"] == summary(True)
+    assert result.ok is False and result.exit_code == EXIT_VERIFICATION_FAILED
+    assert rolled["reason"] == (
+        "automatic: verification failed after step 6 (kill-switch-off): the sample jobs' decisions under the "
+        "applied controls differ from those verified (was the allowlist or a sample file changed during the "
+        "verification?) (post-commit)")
+    assert rolled["old"] == "false" and controls(ws)[KILL_VAR] == "true"
+
+
+# -- the result as JSON ------------------------------------------------------------------------------
+
+
+def test_a_result_as_json_has_its_fixed_fields_and_only_the_optional_ones_set():
+    assert Result(ok=True).to_json() == {"ok": True, "step": None, "change": None, "verification": None,
+                                         "auditSeq": None, "dryRun": False, "message": ""}
+    full = Result(ok=False, exit_code=1, step="verify", change={"control": KILL_VAR}, verification={"passed": False},
+                  audit_seq=9, approval_id="apv-1", dry_run=True, message="m", rollback={"auditSeq": 9},
+                  extra={"expiresAt": "t"}, warnings=["w"])
+    assert full.to_json() == {"ok": False, "step": "verify", "change": {"control": KILL_VAR},
+                              "verification": {"passed": False}, "auditSeq": 9, "dryRun": True, "message": "m",
+                              "approvalId": "apv-1", "rollback": {"auditSeq": 9}, "warnings": ["w"],
+                              "expiresAt": "t"}
+
+
+def test_the_allowlist_step_is_recorded_with_the_approved_file(ws):
+    walk_to(ws, 2)
+    result = do_set(ws, f"{ALLOWLIST_VAR}={APPROVED_ALLOWLIST}", operator="owner", dr="DR-3")
+    entry = head(ws)
+    assert fields(entry, "action", "control", "old", "new", "step", "decisionRecord", "approvalId") == {
+        "action": "set", "control": ALLOWLIST_VAR, "old": None, "new": APPROVED_ALLOWLIST,
+        "step": "allowlist-enable", "decisionRecord": "DR-3", "approvalId": None}
+    assert result.change == {"control": ALLOWLIST_VAR, "old": None, "new": APPROVED_ALLOWLIST}
