@@ -21,15 +21,24 @@ import pytest
 
 from helpers_runbook import APPROVED_ALLOWLIST, report, summary
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
-from slotgen_ops.errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, Refused
-from slotgen_ops.ops import locking
-from slotgen_ops.ops.changes import Preview, Result, approve, set_control, verify_environment
+from slotgen_ops.errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
+from slotgen_ops.ops import hooks, locking
+from slotgen_ops.ops.changes import (
+    Preview,
+    Result,
+    approve,
+    set_control,
+    verification_summary,
+    verify_environment,
+)
 from slotgen_ops.ops.samples import decision_digest_for, load_sample_jobs
 from slotgen_ops.ops.authority import resolve_actor
 from slotgen_ops.ops.init import init_workspace
 from slotgen_ops.ops.workspace import Workspace
+from walked import accept_policy
 from test_changes_service import (
     ENV,
+    wait_until_expired,
     actor,
     controls,
     do_approve,
@@ -343,7 +352,7 @@ def test_a_failed_recorded_verify_rolls_back_with_its_record(ws):
     engaged_ms = result.rollback.pop("engagedMs")
     assert result.rollback == {"auditSeq": rollback_entry["seq"], "engaged": True, "old": "false", "new": "true",
                                "reason": reason}
-    assert 0 < engaged_ms < elapsed_ms and engaged_ms == round(engaged_ms, 3)
+    assert type(engaged_ms) is float and 0 < engaged_ms < elapsed_ms and engaged_ms == round(engaged_ms, 3)
     assert controls(ws)[KILL_VAR] == "true"
 
 
@@ -397,16 +406,17 @@ def test_a_dry_run_approval_only_says_it_would_close_what_was_left_open(ws):
 # -- superseded: a rollback lands while the sample jobs run -----------------------------------------
 
 
-def test_a_verify_overtaken_by_a_rollback_is_recorded_as_superseded(ws):
+@pytest.mark.parametrize(("operator", "named"), [("oncall", "oncall"), (None, "unidentified")])
+def test_a_verify_overtaken_by_a_rollback_is_recorded_as_superseded(ws, operator, named):
     walk_to(ws, KILL_OFF)
     judged = head(ws)["seq"]
-    verifier = Recording(during=lambda: do_rollback(ws, operator="oncall", reason="incident"))
+    verifier = Recording(during=lambda: do_rollback(ws, operator=operator, reason="incident"))
     with pytest.raises(Refused) as info:
         do_verify(ws, operator="owner", dr="DR-7", verifier=verifier)
     rolled, superseded = entries(ws)[judged:]
     assert rolled["action"] == "rollback"
     assert info.value.message == (f"superseded: while this verification was being verified the environment changed "
-                                  f"(seq {rolled['seq']}: rollback by oncall); nothing applied, recorded as seq "
+                                  f"(seq {rolled['seq']}: rollback by {named}); nothing applied, recorded as seq "
                                   f"{superseded['seq']}")
     assert info.value.audit_seq == superseded["seq"]
     assert fields(superseded, *RECORDED) == {
@@ -496,3 +506,76 @@ def test_the_allowlist_step_is_recorded_with_the_approved_file(ws):
         "action": "set", "control": ALLOWLIST_VAR, "old": None, "new": APPROVED_ALLOWLIST,
         "step": "allowlist-enable", "decisionRecord": "DR-3", "approvalId": None}
     assert result.change == {"control": ALLOWLIST_VAR, "old": None, "new": APPROVED_ALLOWLIST}
+
+
+# -- what is checked again under the lock, and where verification sits ------------------------------------------
+
+
+def test_an_approval_that_expires_during_the_verification_is_refused_under_the_lock(ws):
+    path = ws.root / "runbooks" / "beta-enable.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("ttlHours: 24", "ttlHours: 0.0003"), encoding="utf-8")
+    accept_policy(ws.root, verifier=passing)  # approvals now last about 1 s
+    walk_to(ws, 3)
+    apv = do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4").approval_id
+    verifier = Recording(during=lambda: wait_until_expired(ws, apv))  # valid when judged, expired at the commit
+    seq = head(ws)["seq"]
+    with pytest.raises(Refused) as info:
+        do_set(ws, f"{ROLLOUT_VAR}=1", operator="oncall", dr="DR-4", approval=apv, verifier=verifier)
+    assert len(verifier.seen) == 1
+    [refused] = entries(ws)[seq:]
+    assert info.value.audit_seq == refused["seq"]
+    assert refused["action"] == "refused" and refused["approvalId"] == apv and "expired" in refused["reason"]
+    assert info.value.message.startswith(refused["reason"] + "; next allowed step: ")
+    assert controls(ws)[ROLLOUT_VAR] == "0"
+
+
+def test_the_verification_runs_between_its_hook_points_before_the_lock(ws):
+    walk_to(ws, 1)
+    seen: list[str] = []
+    hooks.install(seen.append)
+    try:
+        result = do_set(ws, f"{FEATURE_VAR}=true", operator="oncall",
+                        verifier=lambda env, values: seen.append("verifier") or report(True))
+    finally:
+        hooks.install(None)
+    assert result.ok
+    assert seen[:4] == ["before-verify", "verifier", "after-verify", "writer-locked"]
+
+
+@pytest.mark.parametrize("command", ["approve", "verify", "verify-during"])
+def test_a_policy_file_edited_unaccepted_names_the_environment(ws, command):
+    walk_to(ws, 3)
+    path = ws.root / "runbooks" / "beta-enable.yaml"
+
+    def edit() -> None:
+        path.write_text(path.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+
+    if command != "verify-during":
+        edit()
+    with pytest.raises(IntegrityFailure) as info:
+        if command == "approve":
+            do_approve(ws, f"{ROLLOUT_VAR}=1", dr="DR-4")
+        else:
+            do_verify(ws, operator="owner", dr="DR-5", verifier=Recording(during=edit if command != "verify" else None))
+    assert f"policy files differ from what was accepted for {ENV}: " in info.value.message
+    assert f"'slotgen config status --env {ENV}'" in info.value.message
+
+
+def test_the_preview_of_a_rollout_approval_shows_the_next_rung(ws):
+    walk_to(ws, KILL_OFF)
+    now = controls(ws)
+    shown: list[Preview] = []
+    assert approve(env_of(ws), [f"{ROLLOUT_VAR}=5"], actor=actor(ws, "approver"), decision_record="DR-7",
+                   dry_run=False, confirm=lambda p: shown.append(p) or True).ok
+    expected = _exposure(ws, now, {**now, ROLLOUT_VAR: "5"})
+    assert 0 < expected["before"] < expected["after"]
+    assert shown[0].exposure == expected
+
+
+def test_what_the_log_keeps_of_a_verification():
+    assert verification_summary({}) == {"passed": False, "checks": {}, "failed": [], "samples": 0, "openaiCalls": 0,
+                                        "p95Ms": 0}
+    kept = verification_summary({"passed": 1, "checks": [{"name": "a", "passed": 1}, {"name": "b", "passed": 0}],
+                                 "samples": 7, "openaiCalls": 3, "p95Ms": 12.7, "cause": "dropped"})
+    assert kept == {"passed": True, "checks": {"a": True, "b": False}, "failed": ["b"], "samples": 7,
+                    "openaiCalls": 3, "p95Ms": 12}
