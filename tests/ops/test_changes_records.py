@@ -579,3 +579,23 @@ def test_what_the_log_keeps_of_a_verification():
                                  "samples": 7, "openaiCalls": 3, "p95Ms": 12.7, "cause": "dropped"})
     assert kept == {"passed": True, "checks": {"a": True, "b": False}, "failed": ["b"], "samples": 7,
                     "openaiCalls": 3, "p95Ms": 12}
+
+
+def test_a_verifier_that_raises_counts_as_failed_and_rolls_back(ws):
+    walk_to(ws, KILL_OFF)
+
+    def raises(env, values):
+        raise RuntimeError("endpoint config exploded")
+
+    seq = head(ws)["seq"]
+    result = do_verify(ws, operator="owner", dr="DR-7", verifier=raises)
+    detail = "verification could not run: endpoint config exploded"
+    assert result.verification == {"passed": False, "cause": detail, "causeKind": "runtime",
+                                   "checks": [{"name": "verification", "passed": False, "detail": detail}],
+                                   "samples": 0, "openaiCalls": 0, "p95Ms": 0}
+    assert result.ok is False and result.exit_code == EXIT_VERIFICATION_FAILED
+    verified, rolled = entries(ws)[seq:]
+    assert verified["verification"] == {"passed": False, "checks": {"verification": False}, "failed": ["verification"],
+                                        "samples": 0, "openaiCalls": 0, "p95Ms": 0}
+    assert rolled["reason"] == f"automatic: verification failed (verification); cause: {detail}"
+    assert controls(ws)[KILL_VAR] == "true"
