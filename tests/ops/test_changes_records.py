@@ -249,7 +249,8 @@ def _exposure(ws, before: dict[str, Any], after: dict[str, Any]) -> dict[str, in
     return {"samples": len(jobs), "before": on_openai(before), "after": on_openai(after)}
 
 
-def test_the_preview_of_an_approval_shows_the_exposure_it_would_allow(ws):
+def test_the_preview_of_an_approval_shows_the_exposure_it_would_allow(ws, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the allowlist is found from the workspace, wherever the operator stands
     walk_to(ws, 7)
     assert do_rollback(ws).ok  # live at 5 %, then rolled back: turning the kill-switch off needs an approval
     now = controls(ws)
@@ -262,7 +263,8 @@ def test_the_preview_of_an_approval_shows_the_exposure_it_would_allow(ws):
     assert shown == [Preview(ENV, None, KILL_VAR, "true", "false", exposure=expected, approval=True, ttl_hours=24)]
 
 
-def test_the_preview_of_a_step_shows_the_exposure_it_would_reach(ws):
+def test_the_preview_of_a_step_shows_the_exposure_it_would_reach(ws, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     walk_to(ws, STEP5_DONE)
     now = controls(ws)
     shown: list[Preview] = []
@@ -599,3 +601,32 @@ def test_a_verifier_that_raises_counts_as_failed_and_rolls_back(ws):
                                         "samples": 0, "openaiCalls": 0, "p95Ms": 0}
     assert rolled["reason"] == f"automatic: verification failed (verification); cause: {detail}"
     assert controls(ws)[KILL_VAR] == "true"
+
+
+def test_an_approval_cannot_be_applied_by_the_key_that_signed_it_under_another_id(ws):
+    keys = ws.root / "demo-keys"
+    owner_key = (keys / "owner.pub").read_text().strip()
+    for who in ("boss", "deputy"):  # two ids, one person's key
+        for suffix in ("", ".pub"):
+            (keys / f"{who}{suffix}").write_bytes((keys / f"owner{suffix}").read_bytes())
+        (keys / who).chmod(0o600)
+    (ws.root / "operators.yaml").write_text(f"""\
+operators:
+  - id: boss
+    name: Owner
+    roles: [engineering-owner]
+    keys: ["{owner_key}"]
+  - id: deputy
+    name: Deputy approver
+    roles: [approver]
+    keys: ["{owner_key}"]
+""", encoding="utf-8")
+    accept_policy(ws.root, verifier=passing)
+    for item in (f"{KILL_VAR}=true", f"{FEATURE_VAR}=true", f"{ALLOWLIST_VAR}={APPROVED_ALLOWLIST}"):
+        assert do_set(ws, item, operator="boss").ok
+    apv = do_approve(ws, f"{ROLLOUT_VAR}=1", operator="deputy", dr="DR-4").approval_id
+    with pytest.raises(Refused) as info:
+        do_set(ws, f"{ROLLOUT_VAR}=1", operator="boss", dr="DR-4", approval=apv)
+    fingerprint = actor(ws, "boss").fingerprint
+    assert info.value.message.startswith(f"approval {apv} was signed by the key {fingerprint}, the one applying it")
+    assert controls(ws)[ROLLOUT_VAR] == "0"

@@ -26,6 +26,7 @@ from slotgen_ops.ops.authority import Actor
 from slotgen_ops.ops.changes import verification_summary
 from slotgen_ops.ops.init import init_workspace
 from slotgen_ops.ops.runbook import CHECK_NAMES
+from slotgen_ops.ops.samples import decision_digest_for
 from slotgen_ops.ops.verification import percentile95, run_verification
 from slotgen_ops.ops.workspace import Workspace
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
@@ -330,6 +331,16 @@ def test_an_invalid_prompt_template_fails_every_check_without_raising(root: Path
         assert c["detail"].startswith("not run: slotgen.yaml environments.staging.openai is invalid")
         assert "unknown placeholder {jobid}" in c["detail"]
     assert server.calls == 0
+    # The report keeps its whole shape: the recorded summary, the post-commit check and --json read it.
+    assert sorted(report) == sorted(["passed", "cause", "causeKind", "checks", "shadowExposure", "samples",
+                                     "expectedCodes", "latencyBoundMs", "rollout", "decisionDigest", "openaiCalls",
+                                     "p95Ms", "codes", "durationMs", "callCounter"])
+    assert report["cause"].startswith("not run: slotgen.yaml environments.staging.openai is invalid")
+    assert "unknown placeholder {jobid}" in report["cause"] and "\n" not in report["cause"]
+    assert (report["causeKind"], report["openaiCalls"], report["p95Ms"], report["codes"], report["callCounter"]) == (
+        "configuration", 0, 0, {}, "attempts")
+    assert type(report["durationMs"]) is int and report["durationMs"] >= 0
+    assert report["decisionDigest"] == decision_digest_for(staging(root), blocked())
 
 
 @pytest.mark.parametrize("bad_line, problem", [
