@@ -327,22 +327,22 @@ def set_control(env: Environment, items: list[str], *, actor: Actor, decision_re
             ventry = writer.record(_entry(env, actor, fresh.state, action=VERIFY, verification=summary,
                                           decisionRecord=dr, details={"trigger": "before-change",
                                                                       "proposed": change}))
-            return _fail_closed(env, writer, actor, ventry, result, summary, dr, f" before {label}")
+            return _fail_closed(env, writer, actor, ventry, result, summary["failed"], dr, f" before {label}")
         used = approval_id if needs_approval(now, fresh.state) else None
         entry = writer.record(_entry(env, actor, fresh.state, action=SET, control=control, old=old, new=value,
                                      decisionRecord=dr, step=now.id, approvalId=used, verification=summary))
         result.audit_seq = entry["seq"]
-        problem = _post_commit_problem(env, entry, report)
+        problem = _post_commit_problem(env, report)
         if problem is not None:
-            failed = {**summary, "passed": False, "failed": [*summary["failed"], "post-commit"]}
-            return _fail_closed(env, writer, actor, entry, result, failed, dr, f" after {label}: {problem}")
+            return _fail_closed(env, writer, actor, entry, result, [*summary["failed"], "post-commit"], dr,
+                                f" after {label}: {problem}")
         result.message = f"{label}: {control}={value} verified, recorded and applied"
         return result
 
     return env.transact(actor, commit)
 
 
-def _post_commit_problem(env: Environment, entry: dict[str, Any], report: dict[str, Any]) -> str | None:
+def _post_commit_problem(env: Environment, report: dict[str, Any]) -> str | None:
     """What only the applied state can show: the sample decisions under the file as written are the ones verified."""
     digest = report.get("decisionDigest")
     if digest is None:
@@ -377,9 +377,9 @@ def _judge_all(env: Environment, runbook: Runbook, state: dict[str, Any], actor:
 
 
 def _fail_closed(env: Environment, writer: ControlsWriter, actor: Actor, ventry: dict[str, Any], result: Result,
-                 summary: dict[str, Any], decision_record: str | None, where: str) -> Result:
+                 failed_checks: list[str], decision_record: str | None, where: str) -> Result:
     """A failed check: engage the kill-switch at once, record it, and exit 1 (SPEC section 2)."""
-    failed = ", ".join(summary["failed"])
+    failed = ", ".join(failed_checks)
     start = time.perf_counter()
     old = ventry["state"]["controls"][KILL_VAR]
     entry = writer.record(_entry(env, actor, ventry["state"], action=ROLLBACK, control=KILL_VAR, old=old, new="true",
@@ -499,6 +499,6 @@ def verify_environment(env: Environment, *, actor: Actor, decision_record: str |
         if summary["passed"]:
             result.message = "every check passed" + ("; step 5 (verify) is done" if at_step else "")
             return result
-        return _fail_closed(env, writer, actor, entry, result, summary, dr, "")
+        return _fail_closed(env, writer, actor, entry, result, summary["failed"], dr, "")
 
     return env.transact(actor, commit)

@@ -148,7 +148,7 @@ def accept_config(env: Environment, *, actor: Actor, decision_record: str | None
             ventry = writer.record(_entry(env, actor, fresh.state, action=VERIFY, verification=summary,
                                           decisionRecord=dr, details={"trigger": "before-config-accept",
                                                                       "proposed": change, "changes": changes}))
-            return _fail_closed(env, writer, actor, ventry, result, summary, dr, " under the new policy")
+            return _fail_closed(env, writer, actor, ventry, result, summary["failed"], dr, " under the new policy")
         entry = writer.record(_entry(env, actor, fresh.state, action=CONFIG_ACCEPT, decisionRecord=dr,
                                      approvalId=approval_id, verification=summary, policy=new["digest"],
                                      details={"policy": new, "changes": changes}))

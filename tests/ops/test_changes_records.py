@@ -630,3 +630,86 @@ operators:
     fingerprint = actor(ws, "boss").fingerprint
     assert info.value.message.startswith(f"approval {apv} was signed by the key {fingerprint}, the one applying it")
     assert controls(ws)[ROLLOUT_VAR] == "0"
+
+
+# -- set: what a step returns and records around the commit --------------------------------------------------
+
+
+def test_a_step_returns_its_verification_and_no_warnings(ws):
+    walk_to(ws, 1)
+    result = do_set(ws, f"{FEATURE_VAR}=true", operator="oncall", approval="apv-0000000000")  # needs none: not kept
+    entry = head(ws)
+    assert result == Result(ok=True, step="feature-flag-on", change={"control": FEATURE_VAR, "old": "false",
+                                                                       "new": "true"},
+                            verification=report(True), audit_seq=entry["seq"], warnings=[],
+                            message=f"step 2 (feature-flag-on): {FEATURE_VAR}=true verified, recorded and applied")
+    assert entry["approvalId"] is None and entry["step"] == "feature-flag-on"
+
+
+def test_a_dry_run_step_says_what_it_would_set(ws):
+    result = do_set(ws, f"{KILL_VAR}=true", dry_run=True)
+    assert result == Result(ok=True, step="kill-switch-on", change={"control": KILL_VAR, "old": "true", "new": "true"},
+                            dry_run=True, warnings=[],
+                            message=f"dry-run: step 1 (kill-switch-on) would set {KILL_VAR}=true; nothing written")
+
+
+@pytest.mark.parametrize("passes", [True, False])
+def test_a_step_down_is_labelled_as_one(ws, passes):
+    walk_to(ws, 7)
+    result = do_set(ws, f"{ROLLOUT_VAR}=1", operator="oncall", dr="DR-8", verifier=passing if passes else failing)
+    if passes:
+        assert result.ok and result.step == "reduce-exposure"
+        assert result.message == f"a step down (reduce-exposure): {ROLLOUT_VAR}=1 verified, recorded and applied"
+    else:
+        assert result.rollback["reason"] == ("automatic: verification failed before a step down (reduce-exposure) "
+                                             "(path-behavior)")
+
+
+def test_a_failed_step_records_its_decision_record_on_both_entries(ws):
+    walk_to(ws, 1)
+    seq = head(ws)["seq"]
+    do_set(ws, f"{FEATURE_VAR}=true", operator="oncall", dr="DR-22", verifier=failing)
+    verified, rolled = entries(ws)[seq:]
+    assert (verified["decisionRecord"], rolled["decisionRecord"]) == ("DR-22", "DR-22")
+    assert verified["details"] == {"trigger": "before-change",
+                                   "proposed": {"control": FEATURE_VAR, "old": "false", "new": "true"}}
+
+
+def test_a_compare_and_set_mismatch_says_why(ws):
+    with pytest.raises(Refused) as info:
+        do_set(ws, f"{KILL_VAR}=true", expect="false")
+    assert info.value.message.startswith(f"compare-and-set: {KILL_VAR} is 'true', not the expected 'false'; someone "
+                                         "changed it since you looked; next allowed step: ")
+
+
+def test_a_step_closes_what_was_left_open_and_says_so(ws):
+    walk_to(ws, KILL_OFF)
+    path = ws.environments_dir / f"{ENV}.env"
+    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
+                    encoding="utf-8")  # engaged by hand, outside the log
+    before = files_of(ws)
+    with pytest.raises(Refused):  # a dry-run, even refused, closes nothing
+        do_set(ws, f"{KILL_VAR}=true", operator="oncall", dr="DR-8", dry_run=True)
+    assert files_of(ws) == before
+    seq = head(ws)["seq"]
+    with pytest.raises(Refused):  # now rolled back: turning it on again is not a step
+        do_set(ws, f"{ROLLOUT_VAR}=5", operator="oncall", dr="DR-8")
+    closed = entries(ws)[seq]
+    assert closed["action"] == "rollback" and closed["operator"] == "oncall"
+
+
+@pytest.mark.parametrize("when", ["before", "during"])
+def test_a_step_under_an_unaccepted_policy_edit_names_the_environment(ws, when):
+    walk_to(ws, 1)
+    path = ws.root / "runbooks" / "beta-enable.yaml"
+
+    def edit() -> None:
+        path.write_text(path.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+
+    if when == "before":
+        edit()
+    with pytest.raises(IntegrityFailure) as info:
+        do_set(ws, f"{FEATURE_VAR}=true", operator="oncall", verifier=Recording(during=edit if when == "during"
+                                                                                 else None))
+    assert f"policy files differ from what was accepted for {ENV}: " in info.value.message
+    assert controls(ws)[FEATURE_VAR] == "false"
