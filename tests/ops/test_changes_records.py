@@ -713,3 +713,23 @@ def test_a_step_under_an_unaccepted_policy_edit_names_the_environment(ws, when):
                                                                                  else None))
     assert f"policy files differ from what was accepted for {ENV}: " in info.value.message
     assert controls(ws)[FEATURE_VAR] == "false"
+
+
+def test_status_closes_what_was_left_open_or_says_who_holds_the_lock(ws):
+    """`status` settles an environment too, but waits at most its own time for the lock (never blocks)."""
+    from lock_holder import lock_held
+    from slotgen_ops.ops.report import status_report
+
+    walk_to(ws, KILL_OFF)
+    path = ws.environments_dir / f"{ENV}.env"
+    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
+                    encoding="utf-8")
+    seq = head(ws)["seq"]
+    with lock_held(ws.environments_dir):
+        doc, valid = status_report(env_of(ws))
+    assert valid is True and head(ws)["seq"] == seq
+    assert any(w.startswith("could not close what was found now: the lock is held by pid ") for w in doc["warnings"])
+    doc, valid = status_report(env_of(ws))
+    closed = head(ws)
+    assert closed["seq"] == seq + 1 and closed["action"] == "rollback"
+    assert any(w.endswith(f"recorded as rollback seq {closed['seq']}, kill-switch engaged") for w in doc["warnings"])
