@@ -200,3 +200,36 @@ def test_the_shipped_expectations_list_every_sample_job():
     root = Path(__file__).resolve().parents[2] / "runbooks"
     listed = {row["jobId"] for row in json.loads((root / "sample-expectations.json").read_text())["jobs"]}
     assert {job["jobId"] for job in load_sample_jobs(root / "sample-jobs.jsonl")} == listed
+
+
+# -- the endpoint's own counter ----------------------------------------------------------------------------
+
+
+def test_the_endpoint_counter_is_read_from_its_origin_past_any_proxy(monkeypatch):
+    from openai import OpenAI
+
+    from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
+
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeOpenAIServer("ok") as server:
+        client = OpenAI(base_url=server.base_url, api_key="sk-local", max_retries=0)
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        for name in ("http_proxy", "HTTP_PROXY"):  # a proxy that is not there: a loopback endpoint bypasses it
+            monkeypatch.setenv(name, "http://127.0.0.1:9")
+        assert v.read_server_counter(server.base_url) == 1
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:1/v1", "http:///v1", "not a url", "http://[::1/v1"])
+def test_no_counter_is_asked_of_an_address_that_is_not_http(url):
+    assert v.read_server_counter(url) is None
+
+
+def test_a_verification_reports_how_long_it_took(env):
+    import time
+
+    values = {**LIVE_5, "SLOTGEN_AI_KILL": "true"}
+    start = time.perf_counter()
+    report = v.run_verification(env, values)
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    assert type(report["durationMs"]) is int and 1 <= report["durationMs"] <= elapsed_ms + 1
