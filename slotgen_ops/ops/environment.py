@@ -462,11 +462,13 @@ def _value(value: Any) -> str:
 
 
 def _rollback_fields(env: Environment, actor: "Actor", state: dict[str, Any], *, old: Any, reason: str,
-                     details: dict[str, Any], decision_record: str | None = None) -> dict[str, Any]:
+                     details: dict[str, Any]) -> dict[str, Any]:
+    """A fail-closed rollback the write protocol records on its own (recovery, a fold, a repair): no
+    operator asked for it, so it carries no decision record."""
     from .entries import new_entry
 
     return new_entry(env.name, actor, state, action=ROLLBACK, control=KILL_VAR, old=old, new="true",
-                     decisionRecord=decision_record, reason=reason, details=details)
+                     reason=reason, details=details)
 
 
 def create_environment(env: Environment, init_fields: dict[str, Any], actor: "Actor") -> dict[str, Any]:

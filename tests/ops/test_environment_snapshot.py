@@ -277,9 +277,9 @@ def test_a_rollback_between_commit_and_controls_write_supersedes_the_entry(ws):
     assert info.value.message == (f"superseded: a rollback engaged the kill-switch while this change (seq "
                                   f"{committed['seq']}) was being applied; recorded as seq {rolled['seq']}, nothing "
                                   "exposed")
-    assert {k: rolled[k] for k in ("action", "operator", "control", "old", "new", "decisionRecord", "reason",
+    assert {k: rolled[k] for k in ("env", "action", "operator", "control", "old", "new", "decisionRecord", "reason",
                                    "details")} == {
-        "action": "rollback", "operator": None, "control": KILL_VAR, "old": "false", "new": "true",
+        "env": ENV, "action": "rollback", "operator": None, "control": KILL_VAR, "old": "false", "new": "true",
         "decisionRecord": None,
         "reason": f"a concurrent rollback engaged the kill-switch while seq {committed['seq']} was being applied; "
                   "that change never reached the controls",
