@@ -482,7 +482,7 @@ def test_a_step_whose_applied_decisions_differ_is_rolled_back(ws):
         "automatic: verification failed after step 6 (kill-switch-off): the sample jobs' decisions under the "
         "applied controls differ from those verified (was the allowlist or a sample file changed during the "
         "verification?) (post-commit)")
-    assert rolled["old"] == "false" and controls(ws)[KILL_VAR] == "true"
+    assert rolled["old"] == "false" and rolled["decisionRecord"] == "DR-6" and controls(ws)[KILL_VAR] == "true"
 
 
 # -- the result as JSON ------------------------------------------------------------------------------
@@ -733,3 +733,74 @@ def test_status_closes_what_was_left_open_or_says_who_holds_the_lock(ws):
     closed = head(ws)
     assert closed["seq"] == seq + 1 and closed["action"] == "rollback"
     assert any(w.endswith(f"recorded as rollback seq {closed['seq']}, kill-switch engaged") for w in doc["warnings"])
+
+
+def _crash_after_commit(ws, item: str, operator: str) -> None:
+    """A change whose process dies between its commit point and its controls write."""
+    def crash(point: str) -> None:
+        if point == "after-audit-append":
+            raise KeyboardInterrupt  # stands for the process dying here
+
+    hooks.install(crash)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            do_set(ws, item, operator=operator)
+    finally:
+        hooks.install(None)
+
+
+def test_the_next_step_after_a_crash_closes_it_and_says_so(ws):
+    walk_to(ws, 1)
+    _crash_after_commit(ws, f"{FEATURE_VAR}=true", "oncall")  # step 2 recorded, its controls never written
+    seq = head(ws)["seq"]
+    before = files_of(ws)
+    dry = do_set(ws, f"{ALLOWLIST_VAR}={APPROVED_ALLOWLIST}", operator="owner", dr="DR-3", dry_run=True)
+    assert dry.warnings == ["the environment has an interrupted change or an unrecorded rollback; the next change "
+                            "records it and engages the kill-switch"]
+    assert files_of(ws) == before
+    result = do_set(ws, f"{ALLOWLIST_VAR}={APPROVED_ALLOWLIST}", operator="owner", dr="DR-3")
+    closed = entries(ws)[seq]
+    assert closed["action"] == "rollback" and closed["details"] == {"trigger": "recover", "pendingSeq": seq}
+    assert result.ok and result.warnings == [
+        f"the change recorded at seq {seq} (set {FEATURE_VAR}) was interrupted before its controls were written: "
+        f"recorded as rollback seq {closed['seq']}, kill-switch engaged"]
+
+
+def test_closing_what_was_left_open_waits_for_the_lock_saying_why(ws):
+    walk_to(ws, KILL_OFF)
+    path = ws.environments_dir / f"{ENV}.env"
+    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
+                    encoding="utf-8")
+    notices: list[str] = []
+    held = [os.open(ws.environments_dir, os.O_RDONLY | os.O_DIRECTORY)]
+    fcntl.flock(held[0], fcntl.LOCK_EX)  # another writer is inside its critical section
+
+    def notice(message: str) -> None:
+        notices.append(message)
+        if "(reading)" not in message and "reading without the lock" not in message:
+            while held:
+                os.close(held.pop())  # the other writer finishes
+
+    locking.set_wait_notice(notice)
+    try:
+        result = do_verify(ws, operator="owner", dr="DR-7")
+    finally:
+        locking.set_wait_notice(None)
+        while held:
+            os.close(held.pop())
+    assert any("(recovery): held by" in n for n in notices), notices
+    assert result.ok and len(result.warnings) == 1
+
+
+def test_the_preview_of_a_rung_shows_the_exposure_it_would_reach(ws, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    walk_to(ws, KILL_OFF)
+    now = controls(ws)
+    apv = do_approve(ws, f"{ROLLOUT_VAR}=5", dr="DR-7").approval_id
+    shown: list[Preview] = []
+    assert set_control(env_of(ws), [f"{ROLLOUT_VAR}=5"], actor=actor(ws, "oncall"), decision_record="DR-7",
+                       approval_id=apv, expect=None, dry_run=False, confirm=lambda p: shown.append(p) or True,
+                       verifier=passing).ok
+    expected = _exposure(ws, now, {**now, ROLLOUT_VAR: "5"})
+    assert 0 < expected["before"] < expected["after"]
+    assert shown == [Preview(ENV, "rollout-progression", ROLLOUT_VAR, "1", "5", exposure=expected)]
