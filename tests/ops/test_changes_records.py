@@ -804,3 +804,17 @@ def test_the_preview_of_a_rung_shows_the_exposure_it_would_reach(ws, tmp_path, m
     expected = _exposure(ws, now, {**now, ROLLOUT_VAR: "5"})
     assert 0 < expected["before"] < expected["after"]
     assert shown == [Preview(ENV, "rollout-progression", ROLLOUT_VAR, "1", "5", exposure=expected)]
+
+
+def test_each_item_is_read_as_one_control_and_its_value(ws):
+    from slotgen_ops.contract import CONTROL_VARS
+
+    with pytest.raises(BadInput) as info:
+        do_set(ws, None, items=[FEATURE_VAR])
+    assert info.value.message == f"'{FEATURE_VAR}': expected KEY=VALUE, e.g. FEATURE_SLOTGEN_AI=true"
+    with pytest.raises(BadInput) as info:
+        do_set(ws, None, items=["SLOTGEN_AI_TURBO=1"])
+    assert info.value.message == f"'SLOTGEN_AI_TURBO' is not a control (one of {', '.join(CONTROL_VARS)})"
+    with pytest.raises(BadInput) as info:  # the key is what comes before the first '=', the rest is the value
+        do_set(ws, None, items=[f"{ALLOWLIST_VAR}=allowlists/a=b.json"])
+    assert info.value.message.startswith(f"{ALLOWLIST_VAR}='allowlists/a=b.json': only letters, digits")
