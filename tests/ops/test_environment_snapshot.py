@@ -319,3 +319,68 @@ def test_a_controls_file_changed_under_the_lock_otherwise_is_refused(ws):
     assert info.value.message == (
         f"{controls_path(ws)} changed under the lock, and not by a rollback: {ROLLOUT_VAR} recorded \"1\", found "
         f"\"3\" (seq {seq} recorded); '{REPAIR}' restores the recorded values with the kill-switch engaged")
+
+
+# -- more disagreements, each with its own words ---------------------------------------------------------
+
+
+def test_a_hand_edited_value_under_the_log_head_names_repair(ws):
+    walk_to(ws, 2)
+    replace_in_controls(ws, f"{ROLLOUT_VAR}=0", f"{ROLLOUT_VAR}=7")
+    exc = snapshot_error(ws)
+    assert isinstance(exc, ControlsDisagree) and exc.remedy == REPAIR
+    assert exc.message == (
+        f"{controls_path(ws)}: the controls differ from the audit log at seq {head(ws)['seq']} (hand edit?): "
+        f"{ROLLOUT_VAR} recorded \"0\", found \"7\"; '{REPAIR}' restores the recorded values with the kill-switch "
+        "engaged")
+
+
+def test_a_hand_edit_over_an_interrupted_change_names_repair(ws):
+    walk_to(ws, 1)
+
+    def crash(point: str) -> None:
+        if point == "after-audit-append":
+            raise KeyboardInterrupt
+
+    hooks.install(crash)
+    with pytest.raises(KeyboardInterrupt):
+        do_set(ws, "FEATURE_SLOTGEN_AI=true", operator="oncall")
+    hooks.install(None)
+    replace_in_controls(ws, f"{ROLLOUT_VAR}=0", f"{ROLLOUT_VAR}=7")
+    exc = snapshot_error(ws)
+    behind = head(ws)["seq"] - 1
+    assert isinstance(exc, ControlsDisagree) and exc.remedy == REPAIR
+    assert exc.message == (
+        f"{controls_path(ws)}: the controls differ from the audit log at seq {behind} (hand edit?): "
+        f"{ROLLOUT_VAR} recorded \"0\", found \"7\"; '{REPAIR}' restores the log's values with the kill-switch "
+        "engaged")
+
+
+def test_a_head_whose_hash_cannot_even_be_computed_is_refused(ws):
+    walk_to(ws, 2)
+    entry = _rewrite_head(ws, lambda e: e.update(reason=1.5), rehash=False)  # canonical form refuses floats
+    assert snapshot_error(ws).message.startswith(f"{log_path(ws)}: the last entry (seq {entry['seq']}) fails its hash")
+
+
+def test_one_entry_behind_needs_the_hash_of_the_entry_before_too(ws):
+    walk_to(ws, 3)
+    seq = head(ws)["seq"]
+    set_head_line(ws, seq - 1, "d" * 64)  # the right seq, the wrong chain
+    exc = snapshot_error(ws)
+    assert isinstance(exc, ControlsDisagree)
+    assert f"records audit seq {seq - 1} but the audit log's last entry is seq {seq}" in exc.message
+
+
+@pytest.mark.parametrize("present", ["log", "controls"])
+def test_an_environment_is_never_created_over_one_half_there(ws, present):
+    from slotgen_ops.errors import BadInput
+    from slotgen_ops.ops.environment import create_environment
+
+    env = env_of(ws)
+    (controls_path(ws) if present == "log" else log_path(ws)).unlink()
+    before = {p.name: p.read_bytes() for p in ws.environments_dir.iterdir() if p.is_file()}
+    with pytest.raises(BadInput) as info:
+        create_environment(env, {"action": "init"}, resolve_actor(None, "owner"))
+    assert info.value.message == (f"environment '{ENV}' already exists in {ws.root} (a second operator clones the "
+                                  "workspace instead)")
+    assert {p.name: p.read_bytes() for p in ws.environments_dir.iterdir() if p.is_file()} == before
