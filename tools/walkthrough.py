@@ -220,11 +220,18 @@ def masked(text: str) -> str:
     return text
 
 
+def matches(current: str, fresh: str) -> bool:
+    """Equal once volatile values are masked. A line that wraps at another word, because a timing took more
+    digits on a slower machine, still matches: the words must be the same, the line breaks may differ."""
+    a, b = masked(current), masked(fresh)
+    return a == b or a.split() == b.split()
+
+
 def main(argv: list[str]) -> int:
     current = README.read_text(encoding="utf-8")
     fresh = render(current, generate())
     if "--check" in argv:
-        if masked(fresh) == masked(current):
+        if matches(current, fresh):
             print("README walk-through matches a fresh run")
             return 0
         diff = difflib.unified_diff(masked(current).splitlines(), masked(fresh).splitlines(), "README.md",
