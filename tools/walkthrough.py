@@ -205,6 +205,7 @@ VOLATILE = [
     (re.compile(r"apv-[0-9a-f]+"), "apv-…"),
     (re.compile(r"\d+(\.\d+)? ms"), "… ms"),
     (re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?Z?"), "TIME"),
+    (re.compile(r"\b\d{4}-\d\d-\d\d\b"), "DATE"),  # a date wrapped away from its time (a run past midnight)
     (re.compile(r"in \d+(\.\d+)? s\b"), "in … s"),
     (re.compile(r"walkthrough-\w+"), "walkthrough-…"),
     (re.compile(r"\b\d\d:\d\d:\d\d(\.\d+)?Z?"), "HH:MM:SS"),  # a time wrapped onto its own line
