@@ -38,6 +38,8 @@ from slotgen_ops.ops.workspace import Workspace
 from walked import accept_policy
 from test_changes_service import (
     ENV,
+    _hand_edit,
+    crash_after_commit,
     wait_until_expired,
     actor,
     controls,
@@ -375,9 +377,7 @@ def test_a_failed_step_names_the_step_in_the_rollback_reason(ws):
 
 def test_a_verify_closes_what_a_hand_engaged_kill_switch_left_open(ws):
     walk_to(ws, KILL_OFF)
-    path = ws.environments_dir / f"{ENV}.env"
-    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
-                    encoding="utf-8")  # engaged by hand, outside the log
+    _hand_edit(ws, f"{KILL_VAR}=false", f"{KILL_VAR}=true")  # engaged by hand, outside the log
     seq = head(ws)["seq"]
     result = do_verify(ws, operator="owner", dr="DR-7")
     closed, verified = entries(ws)[seq:]
@@ -388,9 +388,7 @@ def test_a_verify_closes_what_a_hand_engaged_kill_switch_left_open(ws):
 
 def test_a_dry_run_approval_only_says_it_would_close_what_was_left_open(ws):
     walk_to(ws, 7)
-    path = ws.environments_dir / f"{ENV}.env"
-    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
-                    encoding="utf-8")
+    _hand_edit(ws, f"{KILL_VAR}=false", f"{KILL_VAR}=true")  # engaged by hand, outside the log
     before = files_of(ws)
     result = approve(env_of(ws), [f"{KILL_VAR}=false"], actor=actor(ws, "approver"), decision_record="DR-9",
                      dry_run=True, confirm=lambda p: True)
@@ -684,9 +682,7 @@ def test_a_compare_and_set_mismatch_says_why(ws):
 
 def test_a_step_closes_what_was_left_open_and_says_so(ws):
     walk_to(ws, KILL_OFF)
-    path = ws.environments_dir / f"{ENV}.env"
-    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
-                    encoding="utf-8")  # engaged by hand, outside the log
+    _hand_edit(ws, f"{KILL_VAR}=false", f"{KILL_VAR}=true")  # engaged by hand, outside the log
     before = files_of(ws)
     with pytest.raises(Refused):  # a dry-run, even refused, closes nothing
         do_set(ws, f"{KILL_VAR}=true", operator="oncall", dr="DR-8", dry_run=True)
@@ -721,9 +717,7 @@ def test_status_closes_what_was_left_open_or_says_who_holds_the_lock(ws):
     from slotgen_ops.ops.report import status_report
 
     walk_to(ws, KILL_OFF)
-    path = ws.environments_dir / f"{ENV}.env"
-    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
-                    encoding="utf-8")
+    _hand_edit(ws, f"{KILL_VAR}=false", f"{KILL_VAR}=true")  # engaged by hand, outside the log
     seq = head(ws)["seq"]
     with lock_held(ws.environments_dir):
         doc, valid = status_report(env_of(ws))
@@ -735,23 +729,9 @@ def test_status_closes_what_was_left_open_or_says_who_holds_the_lock(ws):
     assert any(w.endswith(f"recorded as rollback seq {closed['seq']}, kill-switch engaged") for w in doc["warnings"])
 
 
-def _crash_after_commit(ws, item: str, operator: str) -> None:
-    """A change whose process dies between its commit point and its controls write."""
-    def crash(point: str) -> None:
-        if point == "after-audit-append":
-            raise KeyboardInterrupt  # stands for the process dying here
-
-    hooks.install(crash)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            do_set(ws, item, operator=operator)
-    finally:
-        hooks.install(None)
-
-
 def test_the_next_step_after_a_crash_closes_it_and_says_so(ws):
     walk_to(ws, 1)
-    _crash_after_commit(ws, f"{FEATURE_VAR}=true", "oncall")  # step 2 recorded, its controls never written
+    crash_after_commit(ws, f"{FEATURE_VAR}=true", "oncall")  # step 2 recorded, its controls never written
     seq = head(ws)["seq"]
     before = files_of(ws)
     dry = do_set(ws, f"{ALLOWLIST_VAR}={APPROVED_ALLOWLIST}", operator="owner", dr="DR-3", dry_run=True)
@@ -768,9 +748,7 @@ def test_the_next_step_after_a_crash_closes_it_and_says_so(ws):
 
 def test_closing_what_was_left_open_waits_for_the_lock_saying_why(ws):
     walk_to(ws, KILL_OFF)
-    path = ws.environments_dir / f"{ENV}.env"
-    path.write_text(path.read_text(encoding="utf-8").replace(f"{KILL_VAR}=false", f"{KILL_VAR}=true"),
-                    encoding="utf-8")
+    _hand_edit(ws, f"{KILL_VAR}=false", f"{KILL_VAR}=true")  # engaged by hand, outside the log
     notices: list[str] = []
     held = [os.open(ws.environments_dir, os.O_RDONLY | os.O_DIRECTORY)]
     fcntl.flock(held[0], fcntl.LOCK_EX)  # another writer is inside its critical section

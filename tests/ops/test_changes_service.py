@@ -707,6 +707,22 @@ def _hand_edit(ws: Workspace, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
+def crash_after_commit(ws: Workspace, item: str, operator: str) -> None:
+    """A change whose process dies between its commit point and its controls write."""
+    from slotgen_ops.ops import hooks
+
+    def crash(point: str) -> None:
+        if point == "after-audit-append":
+            raise KeyboardInterrupt  # stands for the process dying here
+
+    hooks.install(crash)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            do_set(ws, item, operator=operator)
+    finally:
+        hooks.install(None)
+
+
 def test_rollback_with_hand_edited_controls_is_break_glass(ws):
     walk_to(ws, 3)
     _hand_edit(ws, f"{KILL_VAR}=true", f"{KILL_VAR}=false")  # someone switched the AI path on by hand

@@ -27,7 +27,16 @@ from slotgen_ops.ops.changes import set_control, verify_environment
 from slotgen_ops.ops.environment import ControlsDisagree, Superseded
 from slotgen_ops.ops.init import init_workspace
 from slotgen_ops.ops.workspace import Workspace
-from test_changes_service import actor, controls, do_approve, do_set, entries, env_of, head, walk_to
+from test_changes_service import (
+    actor,
+    controls,
+    crash_after_commit,
+    do_approve,
+    entries,
+    env_of,
+    head,
+    walk_to,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -104,15 +113,7 @@ def test_a_kill_switch_engaged_outside_the_log_is_accepted_and_flagged(ws):
 def test_controls_one_entry_behind_the_log_are_a_pending_change(ws):
     """A crash after the commit point, before the controls write: the head entry is pending."""
     walk_to(ws, 1)
-
-    def crash(point: str) -> None:
-        if point == "after-audit-append":
-            raise KeyboardInterrupt  # stands for the process dying here
-
-    hooks.install(crash)
-    with pytest.raises(KeyboardInterrupt):
-        do_set(ws, "FEATURE_SLOTGEN_AI=true", operator="oncall")
-    hooks.install(None)
+    crash_after_commit(ws, "FEATURE_SLOTGEN_AI=true", "oncall")
     snap = env_of(ws).snapshot()
     assert snap.pending == head(ws) and head(ws)["action"] == "set"
     assert snap.controls.values["FEATURE_SLOTGEN_AI"] == "false" and snap.needs_reconcile is True
@@ -337,15 +338,7 @@ def test_a_hand_edited_value_under_the_log_head_names_repair(ws):
 
 def test_a_hand_edit_over_an_interrupted_change_names_repair(ws):
     walk_to(ws, 1)
-
-    def crash(point: str) -> None:
-        if point == "after-audit-append":
-            raise KeyboardInterrupt
-
-    hooks.install(crash)
-    with pytest.raises(KeyboardInterrupt):
-        do_set(ws, "FEATURE_SLOTGEN_AI=true", operator="oncall")
-    hooks.install(None)
+    crash_after_commit(ws, "FEATURE_SLOTGEN_AI=true", "oncall")
     replace_in_controls(ws, f"{ROLLOUT_VAR}=0", f"{ROLLOUT_VAR}=7")
     exc = snapshot_error(ws)
     behind = head(ws)["seq"] - 1
