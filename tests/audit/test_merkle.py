@@ -106,3 +106,44 @@ def test_every_proof_verifies_and_every_tampering_fails(tree, data):
             bad = list(proof)
             bad[0] = leaf_hash(b"x")
             assert not verify_consistency(m, n, old, full, bad)
+
+
+# A proof for sizes (m, n) and the root of n, shown with a claimed new size larger than n: the walk of
+# the proof ends with bits of the claimed size left over, and that must refuse it (RFC 9162 2.1.4.2 step
+# 9, 2.1.3.2 step 6: "sn is 0"). Without that check each of these was accepted: a log could say it holds
+# more entries than the root commits to. (tests/audit/test_signed_note.py checks every such claim
+# against Go's tlog.CheckTree and tlog.CheckRecord as well.)
+LARGER_CLAIMS = [(1, 1, 2), (2, 2, 3), (1, 2, 4), (2, 3, 5), (3, 7, 13), (6, 8, 20), (5, 11, 40)]
+
+
+def test_a_consistency_proof_does_not_stretch_to_a_larger_claimed_size():
+    tree = [leaf_hash(bytes([i])) for i in range(40)]
+    for old, real, claimed in LARGER_CLAIMS:
+        proof = consistency_proof(tree[:real], old)
+        old_root, new_root = root(tree[:old]), root(tree[:real])
+        assert verify_consistency(old, real, old_root, new_root, proof), (old, real)
+        assert not verify_consistency(old, claimed, old_root, new_root, proof), (old, real, claimed)
+
+
+def test_an_inclusion_proof_does_not_stretch_to_a_larger_claimed_size():
+    tree = [leaf_hash(bytes([i])) for i in range(40)]
+    for index, real, claimed in [(0, 1, 2), (1, 2, 3), (0, 2, 5), (4, 7, 13), (7, 8, 20), (10, 11, 40)]:
+        proof = inclusion_proof(tree[:real], index)
+        assert verify_inclusion(tree[index], index, real, proof, root(tree[:real])), (index, real)
+        assert not verify_inclusion(tree[index], index, claimed, proof, root(tree[:real])), (index, real, claimed)
+
+
+def test_a_proof_for_a_larger_tree_does_not_pass_for_smaller_claimed_sizes():
+    """The other "sn is 0" check, inside the walk: once the claimed tree's height is used up, a hash left in
+    the proof refuses it. Without it a proof of a larger tree passes for smaller sizes with the same roots:
+    leaf 1 of a tree of 2 as leaf 0 of a tree of 1, the step 7 -> 8 as the step 3 -> 4."""
+    tree = [leaf_hash(bytes([i])) for i in range(40)]
+    for index, real, claimed_index, claimed in [(1, 2, 0, 1), (3, 4, 1, 2), (4, 6, 0, 2), (10, 12, 2, 4)]:
+        proof = inclusion_proof(tree[:real], index)
+        assert verify_inclusion(tree[index], index, real, proof, root(tree[:real]))
+        assert not verify_inclusion(tree[index], claimed_index, claimed, proof, root(tree[:real])), (index, real)
+    for old, real, claimed_old, claimed in [(7, 8, 3, 4), (7, 8, 6, 8), (11, 12, 5, 6)]:
+        proof = consistency_proof(tree[:real], old)
+        old_root, new_root = root(tree[:old]), root(tree[:real])
+        assert verify_consistency(old, real, old_root, new_root, proof)
+        assert not verify_consistency(claimed_old, claimed, old_root, new_root, proof), (old, real)
