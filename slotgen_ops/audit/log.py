@@ -35,7 +35,7 @@ from typing import Any, TextIO
 
 from ..errors import BadInput, IntegrityFailure
 from ..ops import hooks
-from ..ops.atomic import atomic_write, fsync_directory
+from ..ops.atomic import atomic_write, check_regular, fsync_directory
 from ..clock import now_utc, utc
 from .review import (
     AUDIT_FIELDS,
@@ -170,7 +170,7 @@ class AuditLog:
             raise ValueError(f"audit fields {taken} are filled by the log, not the caller")
         created = not self.path.exists()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = self._open(os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise IntegrityFailure(f"audit log {self.path}: cannot open: {exc.strerror}") from None
         try:
@@ -218,7 +218,7 @@ class AuditLog:
         """
         with self.locked():
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+                fd = self._open(os.O_RDWR)
             except FileNotFoundError:
                 return None
             try:
@@ -271,7 +271,7 @@ class AuditLog:
         """
         with self.reading():
             try:
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = self._open(os.O_RDONLY)
             except FileNotFoundError:
                 return None
             except OSError as exc:
@@ -295,9 +295,11 @@ class AuditLog:
         """Every complete line as stored, newline included, in order (a torn tail is no line)."""
         with self.reading():
             try:
-                handle = open(self.path, "rb")
+                handle = os.fdopen(self._open(os.O_RDONLY), "rb")
             except FileNotFoundError:
                 return
+            except OSError as exc:
+                raise self._unreadable(exc) from None
             with handle:
                 for line in handle:
                     if line.endswith(b"\n"):
@@ -328,7 +330,7 @@ class AuditLog:
         """
         with self.reading():
             try:
-                handle = open(self.path, "rb")
+                handle = os.fdopen(self._open(os.O_RDONLY), "rb")
             except FileNotFoundError:
                 return
             except OSError as exc:
@@ -365,7 +367,7 @@ class AuditLog:
         """
         with self.reading():
             try:
-                handle = open(self.path, "rb")
+                handle = os.fdopen(self._open(os.O_RDONLY), "rb")
             except FileNotFoundError:
                 return verify_lines(iter(()), anchor=anchor, env=env, check=check)
             except OSError as exc:
@@ -384,6 +386,17 @@ class AuditLog:
         return export_csv(self.entries() if entries is None else entries, out)
 
     # -- internals -------------------------------------------------------------
+
+    def _open(self, flags: int, mode: int = 0o644) -> int:
+        """A descriptor on the log, which must be a regular file (SPEC section 14): opened non-blocking, so a
+        FIFO put in its place is named (UnsafeFile, an OSError) instead of hanging the command."""
+        fd = os.open(self.path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        try:
+            check_regular(self.path, os.fstat(fd), None)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
 
     def _unreadable(self, exc: OSError) -> IntegrityFailure:
         return IntegrityFailure(f"audit log {self.path}: cannot read: {exc.strerror}")

@@ -13,6 +13,7 @@ hidden, never read by anything, and recognisable, so it is harmless and
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -20,7 +21,8 @@ from pathlib import Path
 
 from . import hooks
 
-__all__ = ["atomic_write", "clean_stale_temps", "fault_point", "temp_path_for", "unlink_quietly", "write_temp"]
+__all__ = ["UnsafeFile", "atomic_write", "check_regular", "clean_stale_temps", "fault_point", "read_bounded",
+           "temp_path_for", "unlink_quietly", "write_temp"]
 
 _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
 
@@ -63,12 +65,19 @@ def atomic_write(path: Path, data: bytes, fault_prefix: str | None = None) -> No
 
 
 def write_temp(tmp: Path, target: Path, data: bytes) -> None:
-    """Write `data` to the temp file `tmp` with `target`'s permission bits, fsynced; no temp left on failure."""
+    """Write `data` to the temp file `tmp` with `target`'s permission bits, fsynced; no temp left on failure.
+
+    The temp file is created exclusively and never through a symlink (SPEC section 14): whatever sits at its
+    name (a planted symlink, a file left by a dead writer of the same pid) is removed first, and a name that
+    reappears between the two is an error, not a file written elsewhere. So the fchmod below can only ever
+    change the mode of the file this call created.
+    """
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         mode = 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    unlink_quietly(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         # O_CREAT's mode is filtered by the umask; the target's mode must survive as is.
         os.fchmod(fd, mode)
@@ -82,6 +91,79 @@ def write_temp(tmp: Path, target: Path, data: bytes) -> None:
         unlink_quietly(tmp)
         raise
     os.close(fd)
+
+
+class UnsafeFile(OSError):
+    """A path that is not what it seems (SPEC section 14): not a regular file (a FIFO, a device, a directory,
+    a socket), a symlink where none may be, or larger than its bound. Never read or written blindly: opening
+    it would block, or reading it would never end. An OSError, so every caller that treats an unreadable file
+    as a problem treats this one the same; its text says what was found, in one line."""
+
+    def __init__(self, path: Path | str, what: str, code: int = errno.EINVAL) -> None:
+        super().__init__(code, f"{path} is {what}")
+        self.path = str(path)
+        self.what = what
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symlink"))
+
+
+def kind_of(mode: int) -> str:
+    """'a FIFO', 'a directory', ... for a file mode that is not a regular file's; 'a regular file' otherwise."""
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "a regular file" if stat.S_ISREG(mode) else "not a regular file"
+
+
+def check_regular(path: Path | str, st: os.stat_result, limit: int | None) -> None:
+    """UnsafeFile unless `st` is a regular file of at most `limit` bytes."""
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFile(path, f"{kind_of(st.st_mode)}, not a regular file")
+    if limit is not None and st.st_size > limit:
+        raise UnsafeFile(path, f"{_size(st.st_size)}, over its bound of {_size(limit)}", errno.EFBIG)
+
+
+def read_bounded(path: Path | str, limit: int, *, follow: bool = True) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them; never blocks, never reads without end.
+
+    Opened non-blocking (a FIFO opens at once instead of waiting for a writer), then judged on the open
+    descriptor (no swap between a check and the read): anything but a regular file of at most `limit` bytes
+    is UnsafeFile. `follow=False`: a symlink is refused too. FileNotFoundError when there is nothing.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise UnsafeFile(path, "a symlink, which is not followed here") from None
+        raise
+    try:
+        check_regular(path, os.fstat(fd), limit)
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(65536, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # it grew while read
+                raise UnsafeFile(path, f"over its bound of {_size(limit)}", errno.EFBIG)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{n} bytes"
 
 
 def fsync_directory(directory: Path) -> None:

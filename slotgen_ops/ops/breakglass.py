@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,10 +41,13 @@ def journal_name(env_name: str) -> str:
 
 
 def _fallback_dirs(workspace_root: Path) -> list[Path]:
+    """The operator's own state directory, never a shared temporary one (SPEC section 14): a name anyone can
+    predict under /tmp is a name anyone can plant a FIFO or a symlink at."""
     digest = hashlib.sha256(str(Path(workspace_root).resolve()).encode()).hexdigest()[:12]
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return [Path(base) / "slotgen" / digest,
-            Path(tempfile.gettempdir()) / f"slotgen-{os.getuid()}" / digest]
+    if not os.path.isabs(base) or Path(base).resolve() == Path(tempfile.gettempdir()).resolve():
+        return []
+    return [Path(base) / "slotgen" / digest]
 
 
 class BreakGlassJournal:
@@ -55,7 +59,23 @@ class BreakGlassJournal:
         self.paths = [self.primary] + [d / journal_name(env.name) for d in _fallback_dirs(env.workspace.root)]
 
     def existing(self) -> list[Path]:
-        return [p for p in self.paths if p.exists()]
+        """The journals there are: a name holding anything but a regular file is left out here and named by
+        verify() (a FIFO is never opened for reading)."""
+        return [p for p in self.paths if p.exists() and p.is_file() and not p.is_symlink()]
+
+    def unsafe(self) -> list[tuple[Path, str]]:
+        """Journal names that hold something that is not a regular file: [(path, what it is)]."""
+        from .atomic import kind_of
+
+        found = []
+        for path in self.paths:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                found.append((path, kind_of(st.st_mode)))
+        return found
 
     def append(self, fields: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
         """Append to the first journal that takes it; OSError/IntegrityFailure if none does."""
@@ -99,7 +119,9 @@ class BreakGlassJournal:
 
     def verify(self) -> list[dict[str, Any]]:
         """Each journal's chain: [{path, entries, valid, firstBad, reason}]."""
-        reports = []
+        reports = [{"path": str(path), "entries": 0, "valid": False, "firstBad": None,
+                    "reason": f"{path} is {what}, not a regular file: not read as a break-glass journal"}
+                   for path, what in self.unsafe()]
         for path in self.existing():
             try:
                 report = AuditLog(path, lock=FileLock(path)).verify(env=self.env.name)

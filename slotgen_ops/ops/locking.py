@@ -210,7 +210,17 @@ class FileLock:
             finally:
                 self._depth -= 1
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        # Non-blocking and never through a symlink, and only on a regular file: a FIFO or device planted at
+        # a journal's name is named (UnsafeFile) instead of hanging a rollback (SPEC section 14).
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        try:
+            from .atomic import check_regular
+
+            check_regular(self.path, os.fstat(fd), None)
+        except OSError:
+            os.close(fd)
+            raise
         try:
             deadline = time.monotonic() + (timeout or 0)
             while True:

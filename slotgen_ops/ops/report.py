@@ -138,6 +138,9 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
     glass = [{"log": str(path), "seq": e.get("seq"), "ts": e.get("ts"), "operator": e.get("operator"),
               "reason": e.get("reason"), "problem": (e.get("details") or {}).get("problem"),
               "folded": e.get("hash") in folded} for path, e in journal.entries()]
+    for path, what in journal.unsafe():
+        warnings.append(f"{path} is {what}, not a regular file: not read as a break-glass journal (remove it; "
+                        "a rollback keeps its journal in your state directory meanwhile)")
     unfolded = [g for g in glass if not g["folded"]]
     if unfolded:
         warnings.append(f"{len(unfolded)} break-glass rollback(s) not yet in the audit log (latest: "
