@@ -29,8 +29,8 @@ from pathlib import Path
 
 from ..contract import CONTROL_VARS, KILL_VAR, kill_switch_engaged
 from ..errors import IntegrityFailure
-from . import hooks
-from .atomic import fsync_directory, temp_path_for, unlink_quietly, write_temp
+from . import envgrammar, hooks
+from .atomic import UnsafeFile, check_regular, fsync_directory, read_bounded, temp_path_for, unlink_quietly, write_temp
 from .signals import signals_deferred
 from .state import CONTROL_ORDER, SAFE_CONTROLS
 
@@ -39,6 +39,10 @@ _LINE_RE = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")
 NO_HEAD = (0, "0" * 64)
 BALLAST_NAME = ".slotgen-reserve"
 BALLAST_BYTES = 256 * 1024
+#: The most slotgen ever reads of a controls file. The grammar allows envgrammar.MAX_BYTES; a hand-edited file
+#: up to this bound is still read (and named as a hand edit, and replaced by a rollback); past it, or not a
+#: regular file at all, it is never read or written (SPEC section 14).
+READ_BOUND = 64 * 1024
 _SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
 _NO_TEMP_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 
@@ -68,6 +72,13 @@ def runtime_lines(text: str) -> list[str]:
 
 
 def render_controls(env: str, values: dict[str, str | None], seq: int, digest: str) -> bytes:
+    """The controls file's bytes; IntegrityFailure before a byte is written if a value is outside the
+    grammar (envgrammar: a value from a log or a database row is held to it like a hand edit)."""
+    for name in CONTROL_ORDER:
+        try:
+            envgrammar.check_value(name, values.get(name))
+        except ValueError as exc:
+            raise IntegrityFailure(f"{exc}; not written (the kill-switch is engaged on a rollback)") from None
     lines = [
         f"# slotgen runtime controls for environment {env!r}.",
         "# Written by slotgen; do not edit by hand: an edit is detected and blocks every change.",
@@ -81,49 +92,67 @@ def render_controls(env: str, values: dict[str, str | None], seq: int, digest: s
 
 
 def target_of(path: Path) -> Path:
-    """The file the runtime reads: a symlinked controls file is followed to its target."""
-    return Path(os.path.realpath(path))
+    """The file the runtime reads: a symlinked controls file is followed to its target (SPEC section 6).
+
+    Only to a regular file that already holds controls (SPEC section 14): a symlink to anything else (another
+    user's authorized_keys, a device, a directory, a dangling name) is UnsafeFile, never written through.
+    What sits at the path itself must be a regular file or nothing.
+    """
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    if not os.path.islink(path):
+        check_regular(path, st, None)
+        return path
+    target = Path(os.path.realpath(path))
+    try:
+        raw = read_bounded(target, READ_BOUND)
+    except FileNotFoundError:
+        raise UnsafeFile(path, f"a symlink to {target}, which does not exist; not written through") from None
+    except UnsafeFile as exc:
+        raise UnsafeFile(path, f"a symlink to {exc}; not written through") from None
+    if not _holds_controls(raw):
+        raise UnsafeFile(path, f"a symlink to {target}, which holds no runtime controls; not written through")
+    return target
+
+
+def _holds_controls(raw: bytes) -> bool:
+    """Whether these bytes are recognisably a controls file (a kill-switch line or slotgen's head line)."""
+    return any(line.startswith(b"SLOTGEN_AI_KILL=") or envgrammar.HEAD_RE.match(line)
+               for line in raw.split(b"\n"))
 
 
 def read_raw(path: Path) -> bytes | None:
+    """The file's bytes (None if there is none), bounded and non-blocking: UnsafeFile for anything else."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(1 << 20)
+        return read_bounded(path, READ_BOUND)
     except FileNotFoundError:
         return None
 
 
 def parse_controls(path: Path) -> ControlsFile:
-    """Read a controls file strictly: anything unexpected is an integrity failure."""
+    """Read a controls file strictly: bytes outside the grammar (envgrammar) are an integrity failure naming
+    the line and the byte, as is a file that is not a regular file or is over its bound."""
     try:
-        raw = Path(path).read_bytes()
-        text = raw.decode("utf-8")
+        raw = read_bounded(path, READ_BOUND)
     except FileNotFoundError:
         raise IntegrityFailure(f"{path}: controls file is missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnsafeFile as exc:
+        raise IntegrityFailure(f"{exc}: not read as a controls file") from None
+    except OSError as exc:
         raise IntegrityFailure(f"{path}: controls file unreadable ({exc.__class__.__name__})") from None
-    values: dict[str, str | None] = {}
-    head: tuple[int, str] | None = None
-    for number, line in enumerate(runtime_lines(text), 1):
-        match = _HEAD_RE.match(line)
-        if match:
-            head = (int(match.group(1)), match.group(2))
-            continue
-        if not line.strip() or line.startswith("#"):
-            continue
-        match = _LINE_RE.match(line)
-        if not match or match.group(1) not in CONTROL_VARS:
-            raise IntegrityFailure(f"{path}:{number}: unexpected line in controls file (hand edit?)")
-        name, value = match.group(1), match.group(2)
-        if name in values:
-            raise IntegrityFailure(f"{path}:{number}: {name} is set twice (hand edit?)")
-        values[name] = value if value != "" else None
-    if head is None:
+    try:
+        parsed = envgrammar.parse(raw)
+    except envgrammar.GrammarError as exc:
+        raise IntegrityFailure(f"{path}:{exc.line}: {exc.what}, at byte {exc.offset} (hand edit?)") from None
+    if parsed.head is None:
         raise IntegrityFailure(f"{path}: controls file has no slotgen-head line (hand edit?)")
-    missing = [name for name in CONTROL_VARS if name not in values]
+    missing = [name for name in CONTROL_VARS if name not in parsed.values]
     if missing:
         raise IntegrityFailure(f"{path}: controls file lacks {', '.join(missing)} (hand edit?)")
-    return ControlsFile(values=values, head_seq=head[0], head_hash=head[1], raw=raw)
+    return ControlsFile(values=dict(parsed.values), head_seq=parsed.head[0], head_hash=parsed.head[1], raw=raw)
 
 
 def runtime_values(raw: bytes) -> dict[str, str | None]:
@@ -160,17 +189,31 @@ def lenient_controls(path: Path) -> ControlsFile:
     return ControlsFile(values=values, head_seq=head[0], head_hash=head[1], raw=raw)
 
 
+def clean_values(values: dict[str, str | None]) -> dict[str, str | None]:
+    """Every control, each as found when it fits the grammar, else its safe value (SAFE_CONTROLS): what a
+    rollback writes besides the kill-switch. A value carrying "\r", a backslash or a quote could hide another
+    assignment from one reader and not another; it is never carried into the engaged file."""
+    return {name: values.get(name) if envgrammar.value_problem(values.get(name)) is None else SAFE_CONTROLS[name]
+            for name in CONTROL_ORDER}
+
+
 def write_controls(path: Path, data: bytes, *, expect: bytes | None) -> None:
     """The writer's fenced replace: only if the file still holds `expect` (None: no check).
 
     Raises ControlsChanged when the file changed since it was read, or when a
     rollback removed this writer's temp file before its rename.
     """
-    target = target_of(path)
+    try:
+        target = target_of(path)
+        current = read_raw(target) if expect is not None else None
+    except UnsafeFile as exc:
+        raise IntegrityFailure(f"{exc}: not a controls file (hand edit?); 'slotgen rollback' reports it too") from None
+    if expect is not None and current != expect:
+        raise ControlsChanged(f"{target} changed since it was read")
     tmp = temp_path_for(target)
     write_temp(tmp, target, data)
     hooks.point("controls-after-temp-write")
-    if expect is not None and read_raw(target) != expect:
+    if expect is not None and _read_quietly(target) != expect:
         unlink_quietly(tmp)
         raise ControlsChanged(f"{target} changed since it was read")
     hooks.point("controls-before-rename")
@@ -182,6 +225,13 @@ def write_controls(path: Path, data: bytes, *, expect: bytes | None) -> None:
     fsync_directory(target.parent)
 
 
+def _read_quietly(target: Path) -> bytes | None:
+    try:
+        return read_raw(target)
+    except OSError:
+        return b""  # not what was expected: the fenced write does not happen
+
+
 def engage_kill_switch(path: Path, env: str) -> tuple[dict[str, str | None], str, str | None]:
     """Write the controls with SLOTGEN_AI_KILL=true, without any lock; return what the runtime now reads.
 
@@ -190,13 +240,27 @@ def engage_kill_switch(path: Path, env: str) -> tuple[dict[str, str | None], str
     KillSwitchNotEngaged if the file cannot be written or does not read back engaged.
     """
     with signals_deferred():  # the writes complete, or none starts: no temp file left behind by an interrupt
-        return _engage(target_of(path), env)
+        return _engage(Path(path), env)
 
 
-def _engage(target: Path, env: str) -> tuple[dict[str, str | None], str, str | None]:
-    found = lenient_controls(target)
+def _engage(path: Path, env: str) -> tuple[dict[str, str | None], str, str | None]:
+    """Replace the file whole (never patch it) with the engaged controls, then read it back strictly.
+
+    Only a regular file (or none) is replaced, and a symlink only onto a regular file that holds controls;
+    anything else (a FIFO, a device, a directory, a file over READ_BOUND) is named and not written: exit 5.
+    The read-back must pass the byte grammar, under which systemd, docker and slotgen read the same
+    controls (tests/envfile_oracle.py holds that to systemd's own parser), and hold SLOTGEN_AI_KILL=true:
+    the strictest of the three readers has the last word.
+    """
+    try:
+        target = target_of(path)
+        if target.exists():
+            check_regular(target, os.stat(target), READ_BOUND)
+        found = lenient_controls(target)
+    except OSError as exc:
+        raise KillSwitchNotEngaged(f"{exc}" if isinstance(exc, UnsafeFile) else f"{path}: {exc.strerror}") from None
     old = runtime_values(found.raw)[KILL_VAR] if found.raw else found.values.get(KILL_VAR)
-    values = dict(found.values)
+    values = clean_values(found.values)
     values[KILL_VAR] = "true"
     data = render_controls(env, values, found.head_seq, found.head_hash)
     how = _force(target, data)
@@ -206,11 +270,14 @@ def _engage(target: Path, env: str) -> tuple[dict[str, str | None], str, str | N
     try:
         back = read_raw(target) or b""
     except OSError as exc:
-        raise KillSwitchNotEngaged(f"{target}: cannot read back ({exc.strerror})") from None
-    read = runtime_values(back)
-    if not kill_switch_engaged(read[KILL_VAR]):
-        raise KillSwitchNotEngaged(f"{target}: read back SLOTGEN_AI_KILL={read[KILL_VAR]!r}")
-    return read, how, old
+        raise KillSwitchNotEngaged(f"{target}: cannot read back ({exc})") from None
+    try:
+        parsed = envgrammar.parse(back)
+    except envgrammar.GrammarError as exc:
+        raise KillSwitchNotEngaged(f"{target}: read back, it is not a clean controls file ({exc})") from None
+    if not kill_switch_engaged(parsed.values.get(KILL_VAR)) or parsed.values.get(KILL_VAR) != "true":
+        raise KillSwitchNotEngaged(f"{target}: read back SLOTGEN_AI_KILL={parsed.values.get(KILL_VAR)!r}")
+    return runtime_values(back), how, old
 
 
 def _force(target: Path, data: bytes) -> str:
@@ -234,9 +301,14 @@ def _force(target: Path, data: bytes) -> str:
                 raise KillSwitchNotEngaged(f"{target}: {exc.strerror}") from None
             break
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise KillSwitchNotEngaged(f"{target}: cannot be written ({exc.strerror})") from None
+    try:
+        check_regular(target, os.fstat(fd), None)  # never written in place unless a regular file
+    except UnsafeFile as exc:
+        os.close(fd)
+        raise KillSwitchNotEngaged(str(exc)) from None
     try:
         view = memoryview(data)
         offset = 0

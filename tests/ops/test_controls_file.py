@@ -21,12 +21,24 @@ def test_lines_split_on_newline_only(sep):
 
 
 @pytest.mark.parametrize("sep", SEPARATORS)
-def test_a_value_with_a_separator_is_one_value_to_slotgen_as_to_the_runtime(tmp_path, sep):
-    values = {**SAFE_CONTROLS, ALLOWLIST_VAR: f"allowlists/a.json{sep}SLOTGEN_AI_KILL=false"}
+def test_a_value_with_a_separator_is_a_hand_edit_named_by_line_and_byte(tmp_path, sep):
+    # SPEC section 14: slotgen reads it as one value, but systemd splits a line on "\r" too; no file holding
+    # such a byte is ever taken for controls, whoever would read it which way.
+    bad = f"allowlists/a.json{sep}SLOTGEN_AI_KILL=false"
     path = tmp_path / "staging.env"
-    path.write_bytes(render_controls("staging", values, 1, "0" * 64))
-    assert runtime_values(path.read_bytes())[KILL_VAR] == "true"  # not smuggled in as a second line
-    assert parse_controls(path).values[ALLOWLIST_VAR] == values[ALLOWLIST_VAR]
+    clean = render_controls("staging", dict(SAFE_CONTROLS), 1, "0" * 64)
+    path.write_bytes(clean.replace(f"{ALLOWLIST_VAR}=\n".encode(), f"{ALLOWLIST_VAR}={bad}\n".encode()))
+    assert runtime_values(path.read_bytes())[KILL_VAR] == "true"  # slotgen's own reading: not a second line
+    offset = path.read_bytes().index(f"{ALLOWLIST_VAR}=".encode()) + len(ALLOWLIST_VAR) + 1 + len("allowlists/a.json")
+    with pytest.raises(IntegrityFailure, match=rf"staging.env:8: .*, at byte {offset} \(hand edit\?\)"):
+        parse_controls(path)
+
+
+@pytest.mark.parametrize("sep", SEPARATORS + ["\n", "\\", '"'])
+def test_a_value_outside_the_grammar_is_never_written(sep):
+    values = {**SAFE_CONTROLS, ALLOWLIST_VAR: f"allowlists/a.json{sep}SLOTGEN_AI_KILL=false"}
+    with pytest.raises(IntegrityFailure, match=f"{ALLOWLIST_VAR}: .* not allowed in a control value"):
+        render_controls("staging", values, 1, "0" * 64)
 
 
 @pytest.mark.parametrize("sep", SEPARATORS + ["\n", " ", '"', "'", "\\", "$", "\x00", "\x7f", "é"])

@@ -159,8 +159,10 @@ def test_a_hand_damaged_controls_file_names_repair(ws):
     replace_in_controls(ws, f"{ROLLOUT_VAR}=0", f"{ROLLOUT_VAR}=0\nSURPRISE=1")
     exc = snapshot_error(ws)
     assert isinstance(exc, ControlsDisagree) and exc.remedy == REPAIR
-    assert exc.message.endswith(f"unexpected line in controls file (hand edit?); '{REPAIR}' rewrites it from the "
-                                "audit log with the kill-switch engaged")
+    # SPEC section 14: the line and the byte are named.
+    assert exc.message.endswith(f"staging.env:8: 'SURPRISE' is not a runtime control, at byte "
+                                f"{controls_path(ws).read_bytes().index(b'SURPRISE')} (hand edit?); '{REPAIR}' rewrites "
+                                "it from the audit log with the kill-switch engaged")
 
 
 def test_a_controls_file_that_cannot_be_read_offers_no_rewrite(ws):
@@ -169,7 +171,7 @@ def test_a_controls_file_that_cannot_be_read_offers_no_rewrite(ws):
     path.mkdir()  # not a file: nothing slotgen could rewrite
     exc = snapshot_error(ws)
     assert not isinstance(exc, ControlsDisagree)
-    assert exc.message == f"{path}: controls file unreadable (IsADirectoryError)"
+    assert exc.message == f"{path} is a directory, not a regular file: not read as a controls file"
 
 
 def test_an_empty_log_is_refused(ws):
