@@ -171,11 +171,12 @@ def _actor_unrecorded():
 
 
 def rollback(
-    env: RequiredEnvOpt = ...,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="The environment (or --controls FILE).", show_default=False)] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded; '(none given)' if omitted).", show_default=False)] = None,
     decision_record: DecisionRecordOpt = None,
     operator: OperatorOpt = None,
     key: KeyOpt = None,
+    controls: Annotated[str | None, typer.Option("--controls", metavar="FILE", help="Engage this env-file directly, with no workspace at all; the act is journalled beside it.", show_default=False)] = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     workspace: WorkspaceOpt = None,
@@ -186,18 +187,38 @@ def rollback(
     Never refused and never asks: it writes SLOTGEN_AI_KILL=true first, without
     waiting for any lock, reads it back, then records who and why in the audit
     log, or in the break-glass journal when the log cannot take it. Works with
-    a broken workspace, log or disk. Exit 5 (KILL-SWITCH NOT ENGAGED) only if
-    the controls file cannot be written.
+    a broken workspace, log or disk. Its first line names the workspace and the
+    controls file it engaged. Exit 5 (KILL-SWITCH NOT ENGAGED) whenever the
+    kill-switch does not read engaged: the controls cannot be written, or no
+    workspace or environment was found (point it with --workspace DIR, or
+    --controls FILE to engage an env-file with no workspace).
 
     Example: slotgen rollback --env production --reason "error rate up after 5%" --operator oncall
     """
+    from ..errors import KillSwitchNotEngagedError
     from ..ops.authority import Actor, resolve_actor
     from ..ops.rollback import rollback as do_rollback
     from .. import STARTED
     from ..ops.workspace import Workspace
     from . import early
 
-    environment = Workspace.locate(workspace).environment_for_rollback(env)
+    if controls is not None:
+        from ..ops.rollback import rollback_controls_file
+
+        result = rollback_controls_file(controls, env=env, actor=resolve_actor(None, operator, None),
+                                        reason=reason, decision_record=decision_record, dry_run=dry_run,
+                                        start=STARTED, early=early.EARLY)
+        return _finish(result, json_out)
+    if not env:
+        raise KillSwitchNotEngagedError(
+            "KILL-SWITCH NOT ENGAGED: no environment named: give --env E (with --workspace DIR if not run from inside "
+            "the workspace), or --controls FILE to engage an env-file directly")
+    try:
+        environment = Workspace.locate(workspace).environment_for_rollback(env)
+    except BadInput as exc:
+        raise KillSwitchNotEngagedError(
+            f"KILL-SWITCH NOT ENGAGED: {exc.message}; point the rollback with --workspace DIR (or SLOTGEN_WORKSPACE), "
+            "or engage the runtime's env-file directly: slotgen rollback --controls FILE --reason TEXT") from None
     try:
         identity = environment.workspace.config.identity
     except SlotgenError:  # slotgen.yaml unreadable: a signed identity, as init writes

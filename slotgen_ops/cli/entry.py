@@ -27,10 +27,23 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
     args = iter(argv[1:])
     for arg in args:
         name, eq, value = arg.partition("=")
-        if name in ("--env", "-e", "--workspace", "-w"):
+        if name in ("--env", "-e", "--workspace", "-w", "--controls"):
             options[name.lstrip("-")[0]] = value if eq else next(args, "")
     from slotgen_ops import STARTED
     from slotgen_ops.ops.paths import ENV_NAME_RE, workspace_root
+
+    if options.get("c"):  # --controls FILE: that env-file, with no workspace at all
+        from slotgen_ops.ops.controls_file import KillSwitchNotEngaged, engage_kill_switch
+
+        stem = Path(options["c"]).name.split(".")[0]
+        name = options.get("e") if ENV_NAME_RE.match(options.get("e", "")) else (
+            stem if ENV_NAME_RE.match(stem) else "controls")
+        try:
+            values, how, old = engage_kill_switch(Path(options["c"]), name)
+        except (KillSwitchNotEngaged, OSError) as exc:
+            return {"engaged": False, "problem": str(exc)}
+        return {"engaged": True, "values": values, "written": how, "old": old, "controls": options["c"],
+                "engagedMs": round((time.perf_counter() - STARTED) * 1000, 3)}
 
     env = options.get("e", "")
     root = workspace_root(Path(options["w"]) if options.get("w") else None)
@@ -157,8 +170,11 @@ def main() -> None:
     SIGTERM and SIGHUP (a dropped SSH session) behave like SIGINT from the first
     instruction on; an interrupt at any moment ends in one line and exit 130.
     """
-    from .boundary import keep_interrupts
-
+    try:
+        from .boundary import keep_interrupts  # an interrupt may land while this module loads
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted (SIGINT, SIGTERM or SIGHUP) before the command started; nothing changed\n")
+        sys.exit(130)
     keep_interrupts()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)

@@ -32,6 +32,12 @@ def render_checks(report: dict[str, Any]) -> None:
 
 def render_result(result) -> None:
     out = console()
+    extra = getattr(result, "extra", None) or {}
+    if "controlsFile" in extra:  # a rollback: what it engaged comes first (SPEC section 15)
+        ws = extra.get("workspace")
+        verb = "would engage" if result.dry_run else "engaged"
+        out.print(f"rollback {verb}: {escape(str(extra['controlsFile']))}"
+                  + (f" (workspace {escape(str(ws))})" if ws else " (no workspace)"), soft_wrap=True)
     if result.verification:
         render_checks(result.verification)
     change = result.change

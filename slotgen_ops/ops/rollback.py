@@ -56,8 +56,9 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
     found = env.controls.lenient()
     old = found.values.get(KILL_VAR)
     change = {"control": KILL_VAR, "old": old, "new": "true"}
+    where = {"workspace": str(env.workspace.root), "controlsFile": _controls_named(env)}
     if dry_run:
-        return Result(ok=True, change=change, dry_run=True, warnings=warnings,
+        return Result(ok=True, change=change, dry_run=True, warnings=warnings, extra=where,
                       message="dry-run: would engage the kill-switch (SLOTGEN_AI_KILL=true) at once and record it; "
                       "nothing written")
     host: list[tuple[Any, bool, str]] = []
@@ -71,6 +72,8 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
     try:
         values, how, found_old = env.controls.engage()
     except KillSwitchNotEngaged as exc:
+        if env.backend != "files":
+            host.extend(_engage_local_file(env))
         engaged_here = [str(path) for path, ok, _ in host if ok]
         if not engaged_here:
             where = "" if env.backend == "files" else " (and no file rendered by 'slotgen render' on this host)"
@@ -81,6 +84,7 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
         # break-glass journal and folded into the database log when it is back (SPEC section 10).
         values = {**found.values, KILL_VAR: "true"}
         how, found_old = f"this host's rendered file(s) {', '.join(engaged_here)}", old
+        where["controlsFile"] = ", ".join(engaged_here)
         warnings.append(f"the state database could not be reached ({exc}): the kill-switch is engaged only in "
                         f"{', '.join(engaged_here)} on this host; other hosts follow once the database is back "
                         "and this rollback is folded in (the next slotgen command or render --watch here does it)")
@@ -97,7 +101,9 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
                             "engagedMs": engaged_ms, "written": how, "reason": reason}
     details = {"trigger": "operator", "engagedMs": int(engaged_ms), "written": how}
     problem = _record_rollback(env, actor, old, reason, dr, details, info, warnings)
-    result = Result(ok=True, change=change, audit_seq=info["auditSeq"], rollback=info, warnings=warnings)
+    info["controlsFile"] = where["controlsFile"]
+    result = Result(ok=True, change=change, audit_seq=info["auditSeq"], rollback=info, warnings=warnings,
+                    extra=dict(where))
     if problem is not None:
         glass = _journal_quietly(env, actor, old, reason, dr, problem, details)
         info.update(breakGlass=True, problem=problem)
@@ -118,6 +124,109 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
     elif verifier is not None:
         warnings.append("verification after the rollback skipped: slotgen.yaml cannot be read")
     return result
+
+
+def _controls_named(env: Environment) -> str:
+    """The controls a rollback of `env` engages, as an operator would look for them: the file (and where a
+    symlink leads), or the database row and this host's rendered files."""
+    if env.backend == "files":
+        path = env.controls_path
+        try:
+            if path.is_symlink():
+                import os
+
+                return f"{path} -> {os.path.realpath(path)}"
+        except OSError:
+            pass
+        return str(path)
+    from .hostfiles import rendered
+
+    try:
+        described = env.controls.describe()
+    except Exception:  # noqa: BLE001 - a name for the operator only
+        described = f"the state database, environment {env.name}"
+    files = [str(p) for p in rendered(env.workspace.root, env.name)]
+    return described + (f" and {', '.join(files)}" if files else "")
+
+
+def _engage_local_file(env: Environment) -> list[tuple[Any, bool, str]]:
+    """The database is out of reach: a controls file left in environments/ on this host (a workspace whose
+    state moved, or a redirect that does not answer) may still be what a runtime here reads: engage it too,
+    so that what the rollback says is what that runtime reads (SPEC section 15)."""
+    from .controls_file import KillSwitchNotEngaged, engage_kill_switch
+
+    path = env.controls_path
+    if not (path.exists() or path.is_symlink()):
+        return []
+    try:
+        _, how, _ = engage_kill_switch(path, env.name)
+        return [(path, True, how)]
+    except (KillSwitchNotEngaged, OSError) as exc:
+        return [(path, False, str(exc))]
+
+
+def rollback_controls_file(path: str, *, env: str | None, actor: Actor, reason: str | None,
+                           decision_record: str | None, dry_run: bool, start: float | None = None,
+                           early: dict[str, Any] | None = None) -> Result:
+    """`rollback --controls FILE`: engage that env-file directly, with no workspace at all (SPEC section 15).
+
+    Nobody and no policy can be proven here, so the act is unidentified (the claim and the OS account are
+    kept) and is journalled beside the file (`<file>.breakglass.jsonl`, a hash chain of its own), for a
+    workspace's `audit repair` or a person to pick up. Exit 5 unless the file reads engaged.
+    """
+    from pathlib import Path
+
+    from ..audit.log import AuditLog
+    from .controls_file import KillSwitchNotEngaged, engage_kill_switch
+    from .locking import FileLock
+    from .paths import ENV_NAME_RE
+
+    start = time.perf_counter() if start is None else start
+    warnings: list[str] = []
+    if not reason or not reason.strip():
+        reason = "(none given)"
+        warnings.append("no --reason given: recorded as '(none given)'")
+    reason = reason.strip()
+    target = Path(path)
+    name = env if env and ENV_NAME_RE.match(env) else None
+    if name is None:
+        stem = target.name.split(".")[0]
+        name = stem if ENV_NAME_RE.match(stem) else "controls"
+    where = {"workspace": None, "controlsFile": str(target)}
+    change = {"control": KILL_VAR, "old": None, "new": "true"}
+    if dry_run:
+        return Result(ok=True, change=change, dry_run=True, warnings=warnings, extra=where,
+                      message=f"dry-run: would engage the kill-switch in {target} and journal it beside it; "
+                              "nothing written")
+    try:
+        values, how, old = engage_kill_switch(target, name)
+    except KillSwitchNotEngaged as exc:
+        raise KillSwitchNotEngagedError(f"KILL-SWITCH NOT ENGAGED: {exc}") from None
+    engaged_ms = round((time.perf_counter() - start) * 1000, 3)
+    if early is not None and early.get("engaged") and early.get("controls") == str(path):
+        engaged_ms, old, how = early["engagedMs"], early["old"], early["written"]  # engaged before the CLI loaded
+    change["old"] = old
+    who = actor.unidentified()
+    journal = target.with_name(f"{target.name}.breakglass.jsonl")
+    fields = journal_entry(name, who, action=ROLLBACK, control=KILL_VAR, old=old, new="true",
+                           decisionRecord=decision_record.strip() if decision_record else None, reason=reason,
+                           details={"trigger": "operator", "engagedMs": int(engaged_ms), "written": how,
+                                    "controlsFile": str(target), "breakGlass": True,
+                                    "problem": "rollback --controls: no workspace"})
+    info: dict[str, Any] = {"auditSeq": None, "engaged": True, "old": old, "new": values[KILL_VAR],
+                            "engagedMs": engaged_ms, "written": how, "reason": reason, "breakGlass": True,
+                            "controlsFile": str(target)}
+    try:
+        log = AuditLog(journal, lock=FileLock(journal))
+        with log.locked():
+            entry = log.append(fields)
+        info.update(breakGlassSeq=entry["seq"], breakGlassLog=str(journal))
+        message = f"kill-switch engaged and read back {engaged_ms:.0f} ms after start; journalled in {journal}"
+    except (IntegrityFailure, OSError, ValueError) as exc:
+        warnings.append(f"NOT RECORDED anywhere ({getattr(exc, 'message', None) or exc}); keep this line: operator="
+                        f"{actor.claimed or '(none)'} reason={reason!r} file={target} at {utc(now_utc())}")
+        message = f"kill-switch engaged and read back {engaged_ms:.0f} ms after start (not journalled)"
+    return Result(ok=True, change=change, rollback=info, warnings=warnings, extra=where, message=message)
 
 
 def _record_rollback(env: Environment, actor: Actor, old: Any, reason: str, dr: str | None, details: dict[str, Any],
