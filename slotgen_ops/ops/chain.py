@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityFailure
-from .state import INIT, REFUSED, ROLLBACK, apply
+from .state import INIT, REFUSED, ROLLBACK, apply, widening
 
 
 def replay_checker():
@@ -35,13 +35,17 @@ def replay_checker():
 
     def check(entry: dict[str, Any]) -> str | None:
         nonlocal state
+        if entry.get("action") == INIT and entry.get("seq") != 1:
+            return (f"entry seq {entry.get('seq')} is an 'init': init is entry 1 and only entry 1 (a second one "
+                    "would replace everything recorded before it)")
         try:
             expected = apply(state, entry)
         except (KeyError, TypeError, ValueError) as exc:
             return f"entry seq {entry.get('seq')} cannot be replayed ({exc})"
         if entry.get("state") != expected:
             return f"entry seq {entry.get('seq')}: its recorded state is not what its action yields"
-        problem = signature_problem(entry, state if state is not None else expected, keys)
+        problem = signature_problem(entry, state if state is not None else expected, keys, before=state,
+                                    after=expected)
         if problem is not None:
             return f"entry seq {entry.get('seq')}: {problem}"
         state = expected
@@ -72,8 +76,15 @@ class _RosterKeys:
         return self._keys
 
 
-def signature_problem(entry: dict[str, Any], state: dict[str, Any], keys: _RosterKeys | None = None) -> str | None:
-    """Why `entry`'s signature does not prove who recorded it under the policy of `state`; None if it does."""
+def signature_problem(entry: dict[str, Any], state: dict[str, Any], keys: _RosterKeys | None = None, *,
+                      before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> str | None:
+    """Why `entry`'s signature does not prove who recorded it under the policy of `state`; None if it does.
+
+    An entry with no signature (SPEC sections 6, 7 and 14) is accepted only if it is one a writer records with
+    no proven operator (an `init` as entry 1, a rollback or a refusal saying `unidentified`; any entry saying
+    `declared` under `identity: declared`) *and*, replaying (`after` given: the state it leads to from
+    `before`), the state it leads to exposes no more jobs than the one before it (`state.widening`). So no
+    unsigned entry can ever turn anything on, whatever its action claims and whatever `apply` makes of it."""
     from ..audit.sshsig import BadSignature, KeyFormatError, verify
     from .signing import NAMESPACE
 
@@ -83,14 +94,20 @@ def signature_problem(entry: dict[str, Any], state: dict[str, Any], keys: _Roste
     actor = entry.get("actor") if isinstance(entry.get("actor"), dict) else {}
     identity = actor.get("identity")
     if signature is None:
-        if entry.get("action") == INIT:
-            return None
-        if identity == "unidentified" and entry.get("action") in _UNSIGNED_OK:
-            return None
-        if mode == "declared" and identity == "declared":
-            return None
-        return (f"{entry.get('action')} by {entry.get('operator')!r} is not signed, and the policy in force "
-                f"(identity: {mode}) does not allow that")
+        action = entry.get("action")
+        if action == INIT and entry.get("seq") != 1:
+            return "an 'init' after entry 1 is never accepted"
+        allowed = (action == INIT or (identity == "unidentified" and action in _UNSIGNED_OK)
+                   or (mode == "declared" and identity == "declared"))
+        if not allowed:
+            return (f"{action} by {entry.get('operator')!r} is not signed, and the policy in force "
+                    f"(identity: {mode}) does not allow that")
+        if after is not None and (mode != "declared" or identity != "declared"):
+            wider = widening(before, after)
+            if wider is not None:
+                return (f"{action} by {entry.get('operator')!r} is not signed, and only an entry that exposes no "
+                        f"more jobs than the state before it may lack a proven operator: {wider}")
+        return None
     if not isinstance(signature, dict) or signature.get("namespace") != NAMESPACE \
             or not isinstance(signature.get("sshsig"), str):
         return "its signature is not a slotgen-audit SSH signature"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
+from ..contract.controls import feature_flag_on, kill_switch_engaged, rollout_percent
 from ..clock import expired
 
 CONTROL_ORDER = (KILL_VAR, FEATURE_VAR, ROLLOUT_VAR, ALLOWLIST_VAR)
@@ -50,6 +51,8 @@ def apply(state: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]
     """The state after `entry`, from the state before it (None before init)."""
     action = entry.get("action")
     if action == INIT:
+        if state is not None:  # a second start would replace everything recorded before it (SPEC section 14)
+            raise ValueError("'init' is entry 1 and only entry 1")
         new = initial_state()
         new["controls"] = dict(entry.get("new") or SAFE_CONTROLS) if isinstance(entry.get("new"), dict) else dict(SAFE_CONTROLS)
         new["policy"] = (entry.get("details") or {}).get("policy")
@@ -112,6 +115,58 @@ def _expire(new: dict[str, Any], ts: Any) -> dict[str, Any]:
     if ts is not None and new["approvals"]:
         new["approvals"] = {k: v for k, v in new["approvals"].items() if not expired(v.get("expiresAt"), ts)}
     return new
+
+
+def reach(controls: dict[str, Any] | None) -> tuple[str | None, int] | None:
+    """Which jobs the controls can send to the OpenAI path, as the gating engine reads them (SPEC section 1):
+    None when none at all (kill-switch engaged, feature flag not on, no allowlist, or a rollout that is not a
+    percent, each of which fails closed); else (allowlist path, percent of the allowlisted jobs), where
+    rollout 0 means the gate is off: every allowlisted job, 100%."""
+    if not isinstance(controls, dict):
+        return None
+    if kill_switch_engaged(controls.get(KILL_VAR)) or not feature_flag_on(controls.get(FEATURE_VAR)):
+        return None
+    allowlist = controls.get(ALLOWLIST_VAR)
+    percent = rollout_percent(controls.get(ROLLOUT_VAR))
+    if not allowlist or percent is None:
+        return None
+    return str(allowlist), 100 if percent == 0 else percent
+
+
+def widening(before: dict[str, Any] | None, after: dict[str, Any]) -> str | None:
+    """Why the state `after` may expose more jobs, or grant more, than `before` (None before init: nothing
+    exists, which exposes nothing); None when it exposes no more (SPEC section 14: only such an entry may lack
+    a proven operator).
+
+    Conservative, from the recorded state alone (no file is read): `after` exposes no more when it exposes
+    nothing, or when `before` exposed something through the same allowlist file with at least the same
+    percent (the allowlist's contents are pinned policy, so the same path is the same cohort). Anything that
+    is not plainly lower counts as wider: another allowlist path, a policy or identity mode that changed (a
+    policy can widen exposure, SPEC section 8), an approval gained, a verification that now passes.
+    """
+    old = before or {}
+    if old.get("policy") != after.get("policy") and before is not None:
+        return "it changes the accepted policy"
+    now, was = reach(after.get("controls")), reach(old.get("controls"))
+    if now is not None:
+        if was is None:
+            return f"it exposes jobs ({_shown(now)}) where nothing was exposed"
+        if now[0] != was[0]:
+            return f"it exposes the allowlist {now[0]!r} instead of {was[0]!r}"
+        if now[1] > was[1]:
+            return f"it widens the rollout from {was[1]}% to {now[1]}% of allowlisted jobs"
+    gained = set(after.get("approvals") or {}) - set(old.get("approvals") or {})
+    if gained:
+        return f"it adds approval {sorted(gained)[0]}"
+    if after.get("stepVerified") and not old.get("stepVerified"):
+        return "it marks the step verified"
+    if after.get("verificationPassing") is True and old.get("verificationPassing") is not True:
+        return "it records a passing verification"
+    return None
+
+
+def _shown(reached: tuple[str | None, int]) -> str:
+    return f"{reached[1]}% of the jobs allowlisted by {reached[0]!r}"
 
 
 def replay(entries) -> dict[str, Any] | None:
