@@ -52,6 +52,10 @@ class DockerReadError(ReaderError):
     reader = "docker"
 
 
+class SlotgenReadError(ReaderError):
+    reader = "slotgen"
+
+
 class SystemdMissing(RuntimeError):
     """No libsystemd-shared on this machine: the oracle cannot run. A failure, not a skip."""
 
@@ -221,7 +225,10 @@ def slotgen_read(data: bytes) -> dict[str, str | None]:
     """What slotgen says the runtime reads from these bytes: the four controls, None for unset."""
     from slotgen_ops.ops.controls_file import runtime_values
 
-    return runtime_values(bytes(data))
+    try:
+        return runtime_values(bytes(data))
+    except Exception as exc:  # counted as "not read", so never as engaged
+        raise SlotgenReadError(f"runtime_values failed: {exc.__class__.__name__}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------- comparing
@@ -231,11 +238,13 @@ def controls(reading: Mapping[str, str | None]) -> dict[str, str | None]:
     return {name: (reading.get(name) or None) for name in CONTROL_VARS}
 
 
-def read_all(path: str | os.PathLike[str]) -> dict[str, dict[str, str | None] | ReaderError]:
-    """The four controls each reader reads from the file at `path`, or the ReaderError it failed with."""
+def read_all(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) \
+        -> dict[str, dict[str, str | None] | ReaderError]:
+    """The four controls each reader reads from the file at `path`, or the ReaderError it failed with:
+    {"systemd": ..., "docker": ..., "slotgen": ...}. `environ`: docker's, for a line without '='."""
     data = Path(path).read_bytes()
     out: dict[str, dict[str, str | None] | ReaderError] = {}
-    for reader, read in (("systemd", lambda: systemd_read(path)), ("docker", lambda: docker_read(data)),
+    for reader, read in (("systemd", lambda: systemd_read(path)), ("docker", lambda: docker_read(data, environ)),
                          ("slotgen", lambda: slotgen_read(data))):
         try:
             out[reader] = controls(read())
@@ -244,14 +253,14 @@ def read_all(path: str | os.PathLike[str]) -> dict[str, dict[str, str | None] | 
     return out
 
 
-def read_all_bytes(data: bytes, directory: str | os.PathLike[str] | None = None) \
-        -> dict[str, dict[str, str | None] | ReaderError]:
+def read_all_bytes(data: bytes, directory: str | os.PathLike[str] | None = None,
+                   environ: Mapping[str, str] | None = None) -> dict[str, dict[str, str | None] | ReaderError]:
     """`read_all` of these bytes, written to a temporary file (in `directory`, if given)."""
     fd, name = tempfile.mkstemp(prefix="envfile-oracle-", suffix=".env", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        return read_all(name)
+        return read_all(name, environ)
     finally:
         os.unlink(name)
 
@@ -268,7 +277,7 @@ def kill_engaged(readings: Mapping[str, dict[str, str | None] | ReaderError]) ->
             for reader, v in readings.items()}
 
 
-def kill_engaged_everywhere(path: str | os.PathLike[str]) -> bool:
+def kill_engaged_everywhere(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> bool:
     """True only if systemd, docker and slotgen all read SLOTGEN_AI_KILL engaged from the file at `path`
     (a reader that errors counts as not engaged). What a rollback may call engaged."""
-    return all(kill_engaged(read_all(path)).values())
+    return all(kill_engaged(read_all(path, environ)).values())
