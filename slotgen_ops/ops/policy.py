@@ -1,7 +1,9 @@
 """The environment's policy files, pinned by their digests (SPEC section 8).
 
 `slotgen.yaml`, `operators.yaml`, the runbook, every file under `allowlists/`
-and the sample jobs decide what a change may do, so a change judged under one
+and `runbooks/` (sub-folders included), the sample jobs and
+`environments/STATE-URL` (which database the environments live in: a redirect
+is policy, SPEC section 14) decide what a change may do, so a change judged under one
 policy must not run under another. Their SHA-256 digests are recorded in the
 audit log at `init` and at each accepted policy change (`config accept`), with
 the roster in force (so roles are checked against the accepted roster, never
@@ -13,30 +15,50 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import IntegrityFailure
+from .paths import STATE_MARKER
 from .yamlfile import safe_load
 
-FIXED = ("slotgen.yaml", "operators.yaml")
-FOLDERS = ("allowlists", "runbooks")
+MARKER_FILE = f"environments/{STATE_MARKER}"  # which database the environments live in (`state migrate`)
+FIXED = ("slotgen.yaml", "operators.yaml", MARKER_FILE)
+FOLDERS = ("allowlists", "runbooks")  # every file below them, at any depth
 
 
 def policy_paths(root: Path) -> list[str]:
     """Workspace-relative paths of every policy file there is now (sorted)."""
     root = Path(root)
-    found = {name for name in FIXED if (root / name).is_file()}
+    found = {name for name in FIXED if (root / name).is_file() or (root / name).is_symlink()}
     for folder in FOLDERS:
-        base = root / folder
-        if base.is_dir():
-            found.update(str(p.relative_to(root)) for p in base.rglob("*") if p.is_file())
+        found.update(_files_below(root, folder))
     for extra in _configured(root):
         if (root / extra).is_file():
             found.add(extra)
     return sorted(found)
+
+
+def _files_below(root: Path, folder: str) -> set[str]:
+    """Every regular file below `root/folder`, at any depth, through symlinked folders too (each real folder
+    once): a policy file in a sub-folder is as much policy as one at the top."""
+    base = root / folder
+    out: set[str] = set()
+    seen: set[str] = set()
+    for here, dirs, files in os.walk(base, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for name in files:
+            path = Path(here) / name
+            if path.is_file():
+                out.add(str(path.relative_to(root)))
+    return out
 
 
 def _configured(root: Path) -> list[str]:
@@ -100,7 +122,10 @@ def remedy(changes: list[dict[str, Any]], env: str) -> str:
     """The two ways out of a drift: accept the files as they stand, or put them back as accepted."""
     undo = []
     for c in changes:
-        if c["change"] == "added":
+        if c["file"] == MARKER_FILE and c["change"] == "added":
+            undo.append(f"remove {c['file']} (if 'slotgen state migrate' wrote it, accept it instead: without it "
+                        "the workspace reads its files again)")
+        elif c["change"] == "added":
             undo.append(f"remove {c['file']}")
         elif c["change"] == "removed":
             undo.append(f"put {c['file']} back as accepted (sha256 {str(c['accepted'])[:12]}…)")

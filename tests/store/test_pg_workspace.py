@@ -166,6 +166,14 @@ def test_a_file_workspace_moves_into_the_database_with_its_checkpoints_still_goo
                          "--workspace", str(ws), env=db_env)
         assert verify.code == 0, verify.stderr
         assert verify.json()["checkpoints"][0]["consistent"] is True
+        # environments/STATE-URL is policy (SPEC 14, "Redirects are policy"): the move is accepted like any edit.
+        assert "environments/STATE-URL" in run(ws, "config", "status", "--env", "staging", env=db_env).stdout
+        approval = run(ws, "approve", "--env", "staging", "--config", *DR, *as_(ws, "approver"), "--yes", "--json",
+                       env=db_env).json()["approvalId"]
+        accepted = run(ws, "config", "accept", "--env", "staging", *DR, "--approval", approval, *as_(ws, "owner"),
+                       env=db_env)
+        assert accepted.code == 0, accepted.stderr
+        assert run(ws, "verify", "--env", "staging", *DR, *as_(ws, "oncall"), env=db_env).code == 0
         go_live = slotgen("set", "--env", "staging", "SLOTGEN_AI_KILL=false", *DR, *as_(ws, "owner"), "--yes",
                           "--workspace", str(ws), env=db_env, cwd=ws)
         assert go_live.code == 0, go_live.stderr
