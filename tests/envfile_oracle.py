@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from functools import cache
@@ -238,10 +239,33 @@ def controls(reading: Mapping[str, str | None]) -> dict[str, str | None]:
     return {name: (reading.get(name) or None) for name in CONTROL_VARS}
 
 
+#: Beyond this the oracle reads nothing (a huge or sparse file is no controls file).
+ORACLE_BOUND = 16 << 20
+
+
+class NotReadable(ReaderError):
+    """The file is not one a reader can take: missing, not a regular file (a FIFO would block every reader),
+    or over ORACLE_BOUND."""
+
+    def __init__(self, reader: str, message: str) -> None:
+        super().__init__(f"{reader}: {message}")
+        self.reader = reader
+
+
 def read_all(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) \
         -> dict[str, dict[str, str | None] | ReaderError]:
     """The four controls each reader reads from the file at `path`, or the ReaderError it failed with:
-    {"systemd": ..., "docker": ..., "slotgen": ...}. `environ`: docker's, for a line without '='."""
+    {"systemd": ..., "docker": ..., "slotgen": ...}. `environ`: docker's, for a line without '='.
+    A path that is missing, not a regular file, or over ORACLE_BOUND: NotReadable for each reader."""
+    try:
+        st = os.stat(path)
+        problem = None if stat.S_ISREG(st.st_mode) else "not a regular file"
+        if problem is None and st.st_size > ORACLE_BOUND:
+            problem = f"{st.st_size} bytes, over the oracle's bound"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror})"
+    if problem is not None:
+        return {reader: NotReadable(reader, f"{os.fspath(path)}: {problem}") for reader in READERS}
     data = Path(path).read_bytes()
     out: dict[str, dict[str, str | None] | ReaderError] = {}
     for reader, read in (("systemd", lambda: systemd_read(path)), ("docker", lambda: docker_read(data, environ)),
