@@ -25,6 +25,7 @@ from slotgen_ops.ops.controls_file import engage_kill_switch, runtime_values
 from .helpers import Run, clean_env, command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from envfile_oracle import kill_engaged_everywhere, read_all  # noqa: E402
 from walked import API_KEY, walk  # noqa: E402
 
 ENV = "staging"
@@ -72,6 +73,8 @@ def assert_engaged_cleanly(path: Path) -> None:
     parsed = envgrammar.parse(raw)  # the grammar: no reader can read it another way
     assert parsed.values["SLOTGEN_AI_KILL"] == "true"
     assert b"\r" not in raw and b"\\" not in raw
+    # The oracles: systemd's own parser (libsystemd-shared), docker's --env-file rules and slotgen's view.
+    assert kill_engaged_everywhere(path), read_all(path)
 
 
 # -- what sits at the controls file's name -----------------------------------------------------------------
@@ -162,8 +165,10 @@ def _edit(path: Path, old: bytes, new: bytes) -> None:
 
 def test_a_carriage_return_in_a_value_does_not_survive_a_rollback(live):
     # systemd splits lines on "\r" too: the allowlist line below would end with SLOTGEN_AI_KILL=false for it.
+    _edit(live.controls, b"SLOTGEN_AI_KILL=false\n", b"SLOTGEN_AI_KILL=true\n")  # slotgen alone will read engaged
     line = next(l for l in live.controls.read_bytes().split(b"\n") if l.startswith(b"SLOTGEN_AI_ALLOWLIST_PATH="))
     _edit(live.controls, line, line + b"\rSLOTGEN_AI_KILL=false")
+    assert not kill_engaged_everywhere(live.controls)  # the attack as systemd reads it
     run = live.rollback("--json")
     assert run.code == 0, run.stderr
     assert_engaged_cleanly(live.controls)
