@@ -4,7 +4,11 @@ SPEC section 7: an operator's key is a private key file, or a public key
 file whose private half is in ssh-agent, exactly as `ssh-keygen -Y sign -f`
 takes it (so agent and hardware keys work): `sign` runs the real ssh-keygen
 and never reads key material itself. SPEC section 9: checkpoints carry the
-same kind of signature. `verify` checks a signature against OpenSSH public
+same kind of signature. SPEC section 14: a checkpoint also carries a plain
+Ed25519 signature (a C2SP signed-note line), which ssh-keygen cannot make:
+`sign_ed25519` asks ssh-agent for it, as ssh-keygen would use the agent, and
+only when the agent does not hold the key reads an unencrypted private key
+file in-process. `verify` checks a signature against OpenSSH public
 key lines without a subprocess, and agrees with `ssh-keygen -Y verify` given
 the file `allowed_signers` writes (tests/audit/test_sshsig.py holds the two
 to the same verdict).

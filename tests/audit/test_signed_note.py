@@ -108,6 +108,15 @@ def make(ws: Path, operator: str, key: str, out: Path, env: dict[str, str] | Non
     return out.read_text()
 
 
+#: What a witness runs to get an operator's verifier key from their line in operators.yaml (README too).
+VKEY_SH = r"""
+name="$1"; pub="$2"
+key() { awk '{print $2}' "$pub" | base64 -d | tail -c 32; }
+id=$( { printf '%s\n\001' "$name"; key; } | sha256sum | cut -c1-8)
+echo "$name+$id+$( { printf '\001'; key; } | base64 -w0)"
+"""
+
+
 def witness_note(path: Path) -> str:
     """The signed note a witness gets out of a checkpoint file with the README's sed command."""
     done = subprocess.run([*SED_NOTE, str(path)], capture_output=True, text=True, timeout=30, check=True)
@@ -145,6 +154,19 @@ def test_the_go_witness_agrees_on_c2sps_example(go_witness: Witness):
     answer = go_witness({"notes": [{"vkeys": [C2SP_VKEY], "msg": C2SP_NOTE}]})["notes"][0]
     assert answer["signers"] == ["example.com/foo+530d903a"]
     assert answer["text"] == "This is an example message.\n"
+
+
+def test_a_witness_computes_the_verifier_key_with_the_shell_alone(workspace, tmp_path, go_witness):
+    """The README's commands, run by sh: the vkey from an operator's public key line, the note from the file."""
+    pub = workspace / "demo-keys" / "approver.pub"
+    done = subprocess.run(["sh", "-c", VKEY_SH, "sh", "slotgen/staging", str(pub)], capture_output=True, text=True,
+                          timeout=30, check=True)
+    vkey = done.stdout.strip()
+    assert vkey == checkpoint.vkey("slotgen/staging", pub.read_text())
+    out = tmp_path / "cp"
+    make(workspace, "approver", "demo-keys/approver", out)
+    answer = go_witness({"notes": [{"vkeys": [vkey], "msg": witness_note(out)}]})["notes"][0]
+    assert answer["ok"], answer["error"]
 
 
 def test_a_non_ed25519_key_has_no_verifier_key(tmp_path):
