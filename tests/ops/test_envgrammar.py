@@ -420,7 +420,8 @@ grammar_values = st.none() | st.text(VALUE_CHARS, max_size=40) | any_text.filter
 
 
 @settings(max_examples=150, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
 @given(env=env_names, controls=st.fixed_dictionaries({name: grammar_values for name in CONTROL_VARS}),
        seq=st.integers(0, 10 ** 18 - 1), digest=st.text("0123456789abcdef", min_size=64, max_size=64))
 def test_render_controls_with_grammar_values_reads_back_identically_everywhere(tmp_path, env, controls, seq,
