@@ -676,31 +676,32 @@ def _agent_sign(blob: bytes, message: bytes, timeout: float) -> bytes | None:
     if not path:
         return None
     request = bytes([_AGENTC_SIGN_REQUEST]) + _string(blob) + _string(message) + struct.pack(">I", 0)
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
             sock.connect(path)
+        except OSError:  # no agent there (a stale socket): as ssh-keygen, use the key file
+            return None
+
+        def read(n: int) -> bytes:
+            data = b""
+            while len(data) < n:
+                chunk = sock.recv(n - len(data))
+                if not chunk:
+                    raise SigningError("ssh-agent closed the connection without an answer")
+                data += chunk
+            return data
+
+        try:
             sock.sendall(struct.pack(">I", len(request)) + request)
-
-            def read(n: int) -> bytes:
-                data = b""
-                while len(data) < n:
-                    chunk = sock.recv(n - len(data))
-                    if not chunk:
-                        raise _Short("the agent closed the connection")
-                    data += chunk
-                return data
-
             length = struct.unpack(">I", read(4))[0]
             if not 0 < length <= _MAX_AGENT_REPLY:
-                raise _Short(f"an agent reply of {length} bytes")
+                raise SigningError(f"ssh-agent answered with a message of {length} bytes")
             reply = read(length)
-    except socket.timeout:
-        raise SigningError(f"ssh-agent gave no answer in {timeout:g} s") from None
-    except (OSError, _Short) as exc:  # no agent there (a stale socket): as ssh-keygen, use the key file
-        if isinstance(exc, _Short):
-            raise SigningError(f"ssh-agent: {exc}") from None
-        return None
+        except socket.timeout:
+            raise SigningError(f"ssh-agent gave no answer in {timeout:g} s") from None
+        except OSError as exc:
+            raise SigningError(f"ssh-agent: {exc.strerror or exc}") from None
     if reply[0] == _AGENT_FAILURE:
         return None
     if reply[0] != _AGENT_SIGN_RESPONSE:

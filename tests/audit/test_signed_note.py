@@ -305,6 +305,11 @@ def test_sign_ed25519_from_a_file_and_from_the_agent_give_c2sp_signatures(tmp_pa
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     public, from_file = sshsig.sign_ed25519(message, key)
     assert public == sshsig.ed25519_public(line) and len(from_file) == 64
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "stale.sock"))  # no agent there: the file signs
+    assert sshsig.sign_ed25519(message, key)[1] == from_file
+    monkeypatch.setenv("SSH_AUTH_SOCK", agent)  # an agent without the key, and no private key file
+    with pytest.raises(sshsig.SigningError, match="ssh-agent does not hold"):
+        sshsig.sign_ed25519(message, tmp_path / "k.pub")
     subprocess.run(["ssh-add", "-q", str(key)], env={**os.environ, "SSH_AUTH_SOCK": agent}, check=True,
                    capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     key.unlink()
