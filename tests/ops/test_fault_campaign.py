@@ -480,3 +480,112 @@ def test_fault_campaign(campaign):
     detail = "by kind: " + "; ".join(f"{k} x{n}" for k, n in kinds.most_common()) + "\n\n" + "\n\n".join(
         f"{o.plan.describe()} -> {o.label} (kept at {o.kept}):\n  " + "\n  ".join(o.problems) for o in failed[:15])
     assert not failed, f"{len(failed)} of {len(outcomes)} runs broke a SPEC section 6 promise:\n{detail}"
+
+
+# -- hostile files (SPEC section 14) ---------------------------------------------------------------------------------
+#
+# The same templates, the controls file or the break-glass journal replaced by something that is not what it seems,
+# then a rollback, plain and interrupted at each of its named points. The promise: the child ends within its timeout
+# with no traceback; exit 0 only where systemd, docker and slotgen all read the kill-switch engaged; exit 5 with
+# KILL-SWITCH NOT ENGAGED otherwise; a non-regular file is never replaced, and a symlink's foreign target is never
+# written. A second, plain rollback afterwards says the same.
+
+from envfile_oracle import kill_engaged_everywhere  # noqa: E402
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _device(path: Path) -> None:
+    path.unlink()
+    os.mknod(path, 0o600 | 0o020000, os.makedev(1, 3))  # a character device: /dev/null's numbers
+
+
+def _huge(path: Path) -> None:
+    with open(path, "r+b") as fh:
+        fh.truncate(2 << 30)  # sparse
+
+
+def _symlink(path: Path) -> None:
+    victim = path.parent.parent / "victim-authorized_keys"
+    victim.write_bytes(b"ssh-ed25519 AAAA victim\n")
+    path.unlink()
+    path.symlink_to(victim)
+
+
+def _carriage_return(path: Path) -> None:
+    raw = path.read_bytes()
+    line = next(l for l in raw.split(b"\n") if l.startswith(b"SLOTGEN_AI_ALLOWLIST_PATH="))
+    path.write_bytes(raw.replace(line + b"\n", line + b"\rSLOTGEN_AI_KILL=false\n"))
+
+
+def _backslash(path: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b"SLOTGEN_AI_KILL=", b"# see ticket \\\nSLOTGEN_AI_KILL=", 1))
+
+
+def _journal_fifo(path: Path) -> None:
+    os.mkfifo(path.with_name("staging.breakglass.jsonl"))
+    with open(path.with_name("staging.audit.jsonl"), "ab") as fh:
+        fh.write(TORN)  # the log cannot take the entry: the journal must
+
+
+# kind -> (what to do to environments/staging.env, whether a rollback can engage it)
+HOSTILE = {"fifo": (_fifo, False), "device": (_device, False), "huge": (_huge, False), "symlink": (_symlink, False),
+           "cr": (_carriage_return, True), "backslash": (_backslash, True), "journal-fifo": (_journal_fifo, True)}
+HOSTILE_FAULTS = [None, ["--at", "rollback-after-first-write", "--do", "term"],
+                  ["--at", "rollback-engaged", "--do", "kill"], ["--at", "rollback-after-first-write", "--do", "kill"]]
+
+
+def _rollback_child(root: Path, state_home: Path, fault: list[str] | None) -> subprocess.CompletedProcess:
+    args = ("rollback", "--env", "staging", "--reason", "hostile", "--operator", "oncall")
+    env = clean_env({"OPENAI_API_KEY": API_KEY, "XDG_STATE_HOME": str(state_home), **demo_key(args, root, None)})
+    return subprocess.run(command(*args, "--workspace", str(root), fault=fault), env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=CHILD_TIMEOUT_S)
+
+
+def _hostile_run(kind: str, fault: list[str] | None, campaign: dict, runs_dir: Path) -> list[str]:
+    damage, engageable = HOSTILE[kind]
+    root = runs_dir / f"{kind}-{'plain' if fault is None else '-'.join(fault[1::2])}"
+    shutil.copytree(campaign["templates"] / "7", root, symlinks=True)
+    controls = root / "environments" / "staging.env"
+    damage(controls)
+    before = os.lstat(controls)
+    problems: list[str] = []
+    for attempt, f in (("first", fault), ("again", None)):
+        try:
+            proc = _rollback_child(root, campaign["state_home"], f)
+        except subprocess.TimeoutExpired:
+            return [f"{attempt}: the rollback did not end within {CHILD_TIMEOUT_S} s"]
+        if "Traceback" in proc.stderr or "internal error" in proc.stderr:
+            problems.append(f"{attempt}: traceback or internal error: {proc.stderr[-500:]}")
+        if proc.returncode == 0 and not kill_engaged_everywhere(controls):
+            problems.append(f"{attempt}: exit 0 but the file does not read engaged everywhere")
+        if proc.returncode == 5 and "KILL-SWITCH NOT ENGAGED" not in proc.stderr:
+            problems.append(f"{attempt}: exit 5 without KILL-SWITCH NOT ENGAGED")
+        if f is None and proc.returncode != (0 if engageable else 5):
+            problems.append(f"{attempt}: exit {proc.returncode}, expected {0 if engageable else 5}: {proc.stderr[-300:]}")
+    if not engageable:
+        after = os.lstat(controls)
+        if (after.st_mode, after.st_ino, after.st_size) != (before.st_mode, before.st_ino, before.st_size):
+            problems.append("a file that is not a controls file was replaced or written")
+        victim = root / "victim-authorized_keys"
+        if victim.exists() and victim.read_bytes() != b"ssh-ed25519 AAAA victim\n":
+            problems.append("the symlink's foreign target was written")
+    if not problems:
+        shutil.rmtree(root, ignore_errors=True)
+    return problems
+
+
+def test_fault_campaign_hostile_files(campaign):
+    runs_dir = campaign["base"] / "hostile"
+    runs_dir.mkdir()
+    plans = [(kind, fault) for kind in HOSTILE for fault in HOSTILE_FAULTS]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = list(pool.map(lambda plan: (plan, _hostile_run(*plan, campaign, runs_dir)), plans))
+    failed = [f"{kind} {fault}: {'; '.join(problems)}" for (kind, fault), problems in results if problems]
+    print(f"\nhostile files: {len(plans)} runs ({len(HOSTILE)} kinds x {len(HOSTILE_FAULTS)} faults), "
+          f"{len(failed)} broke a promise")
+    assert not failed, "\n".join(failed)
