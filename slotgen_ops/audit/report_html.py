@@ -2,7 +2,8 @@
 
 Pure: the page is a string built from the timeline (`audit.timeline.build`)
 and the integrity document (`ops.report.audit_verify`). Standard library only.
-Every recorded value goes through `html.escape` (quotes included); a decision
+Every recorded value is shown as the terminal shows it (control characters and bidi overrides as
+visible escapes, `inert.visible`), then goes through `html.escape` (quotes included); a decision
 record becomes a link only when it is a plain https URL. Nothing is fetched
 when the page is viewed: no scripts, fonts, images or style sheets from
 anywhere, and a Content-Security-Policy that forbids them; the exposure chart
@@ -17,6 +18,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..inert import visible
 from .timeline import verification_text
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -48,8 +50,10 @@ tr.break-glass td{background:#fff0e0}
 
 
 def _e(value: Any) -> str:
-    """A recorded value as HTML text: None is empty, everything else escaped (quotes included)."""
-    return "" if value is None else escape(value if isinstance(value, str) else str(value), quote=True)
+    """A recorded value as HTML text, shown as the terminal shows it: None is empty; control characters,
+    bidi overrides and invisible characters visible as escapes (``\\x1b``, ``\\u202e``) and a URL's
+    password as ``***`` (``inert.visible``); then HTML-escaped, quotes included."""
+    return "" if value is None else escape(visible(value), quote=True)
 
 
 _URL_OK = re.compile(r"https://[^\s\x00-\x1f\x7f<>\"'`\\]+\Z")

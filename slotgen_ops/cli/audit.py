@@ -11,6 +11,7 @@ import typer
 
 from ..errors import EXIT_INTEGRITY, BadInput
 from .common import JsonOpt, WorkspaceOpt, change_text, console, emit_json, escape, visible
+from .output import InertJsonLines
 from .options import KeyOpt, OperatorOpt, RequiredEnvOpt
 
 audit_app = typer.Typer(help="Review, verify, export and repair an environment's audit log.", no_args_is_help=True)
@@ -36,7 +37,11 @@ def _time(value: str | None, name: str) -> datetime | None:
         return None
     match = re.fullmatch(r"\s*([0-9]+)\s*([smhdw])\s*", value)
     if match:
-        return now_utc() - timedelta(seconds=int(match.group(1)) * _DURATION[match.group(2)])
+        try:
+            return now_utc() - timedelta(seconds=int(match.group(1)) * _DURATION[match.group(2)])
+        except (OverflowError, ValueError):  # before year 1, or more days than a timedelta holds
+            raise BadInput(f"{name} {value!r}: a duration that reaches back before the year 1; "
+                           "give a shorter one (30m, 1h, 2d, 1w) or a time") from None
     try:
         return parse_utc(value.strip())
     except ValueError:
@@ -441,13 +446,35 @@ def export(
     entries = (e for e in filter_entries(environment.log.entries(), operator=operator, action=action,
                                          since=_time(since, "--since"), until=_time(until, "--until"))
                if entry_matches(e, control, decision_record))
-    writer = environment.log.export_jsonl if fmt == "jsonl" else environment.log.export_csv
+    if fmt == "jsonl":  # inert JSON lines: C1 controls and bidi overrides as \\u escapes, the same entries
+        def writer(out, items):
+            return environment.log.export_jsonl(InertJsonLines(out), items)
+    elif target is None and sys.stdout.isatty():  # a CSV on a terminal is shown as human output is
+        def writer(out, items):
+            return environment.log.export_csv(out, (_shown_entry(e) for e in items))
+    else:  # a true CSV for a spreadsheet (formulas neutralised by the writer)
+        writer = environment.log.export_csv
     if target is None:
         writer(sys.stdout, entries)
         return 0
-    count = write_output(target, lambda out: writer(out, entries))
+    try:
+        count = write_output(target, lambda out: writer(out, entries))
+    except OSError as exc:
+        raise BadInput(f"--output {output}: cannot write it ({exc.strerror})") from None
     sys.stderr.write(f"exported {count} entries to {visible(target)}\n")
     return 0
+
+
+def _shown_entry(value):
+    """An entry with every text in it (at any depth) as the terminal shows it: control characters, escape
+    sequences and bidi overrides escaped (``visible``)."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {visible(k): _shown_entry(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown_entry(v) for v in value]
+    return value
 
 
 @audit_app.command("repair")

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,66 +100,218 @@ def _warn_fail_closed(controls: Controls, allowlist: AllowlistState) -> None:
         warn(f"allowlist {allowlist.reason}: every job is NOT_ALLOWLISTED")
 
 
-def open_input(path: Path, what: str):
-    """Open an input file for binary reading, with one-line errors naming it."""
+#: A job file `decide` reads whole: far more than any job, far less than what would exhaust memory.
+MAX_JOB_FILE = 16 * 1024 * 1024
+#: A line of a population (`exposure`, `plan`): no job is near it; /dev/zero's endless line stops here.
+MAX_LINE = 4 * 1024 * 1024
+#: JSON nested deeper than this is refused before it is parsed (Python's parser would recurse out of stack).
+MAX_DEPTH = 500
+
+
+class BoundedLines:
+    """A binary input read in blocks whose every line is at most ``MAX_LINE`` bytes: a line longer than that
+    (a file with no line ending, /dev/zero) stops the read as FILE:LINE: one line, exit 2, instead of
+    growing without end. Offers what the population readers use: ``readlines(hint)``, ``read``, ``close``."""
+
+    def __init__(self, fh, name: str) -> None:
+        self._fh = fh
+        self._name = name
+        self._lines = 0
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        block = self._fh.read(max(hint, 1) if hint and hint > 0 else MAX_LINE)
+        if not block:
+            return []
+        if not block.endswith(b"\n"):
+            block += self._fh.readline(MAX_LINE + 1)
+        lines = BytesIO(block).readlines()  # split after each b"\n", as a file's readlines does
+        if len(block) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+            index = self._lines + 1 + next(i for i, line in enumerate(lines) if len(line) > MAX_LINE)
+            raise BadInput(f"{self._name}:{index}: a line longer than {MAX_LINE // (1024 * 1024)} MiB "
+                           "(no line ending?): not a job")
+        self._lines += len(lines)
+        return lines
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fh.read(size)
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_input(path: Path, what: str, *, lines: bool = True):
+    """Open an input file for binary reading, with one-line errors naming it (BadInput, exit 2).
+
+    Never blocks on opening and never reads without end: opened non-blocking, then judged on the open
+    descriptor. A regular file is read; so is a pipe (/dev/stdin, a shell's <(...)) and the terminal or
+    device this process has as its standard input. Any other device, a FIFO nobody writes, a socket or a
+    directory is refused. With `lines`, every line is bounded (``BoundedLines``)."""
+    import errno
+    import os
+    import stat
+
     try:
-        return path.open("rb")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise BadInput(f"{path}: {what} file not found") from None
     except IsADirectoryError:
         raise BadInput(f"{path}: is a directory, expected a {what} file") from None
     except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket, or a FIFO opened for writing only
+            raise BadInput(f"{path}: is not a file, expected a {what} file") from None
         raise BadInput(f"{path}: cannot read {what} file ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode) or _is_stdin(st)):
+            raise BadInput(f"{path}: is {_kind(st.st_mode)}, expected a {what} file")
+        os.set_blocking(fd, True)  # a pipe's writer may be slower than us: wait for it, as any reader does
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return BoundedLines(fh, str(path)) if lines else fh
+
+
+def _is_stdin(st) -> bool:
+    """Whether `st` is this process's standard input (the terminal, say, named as /dev/stdin)."""
+    import os
+
+    try:
+        own = os.fstat(0)
+    except OSError:
+        return False
+    return (own.st_dev, own.st_ino, own.st_rdev) == (st.st_dev, st.st_ino, st.st_rdev)
+
+
+def _read_bounded(fh, limit: int, name: str, what: str) -> bytes:
+    data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise BadInput(f"{name}: {what} file is larger than {limit // (1024 * 1024)} MiB: not a {what}")
+    return data
+
+
+def _nesting_depth_over(text: str, limit: int) -> bool:
+    """Whether JSON `text` opens more than `limit` arrays/objects inside each other (strings skipped)."""
+    import re
+
+    depth = 0
+    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in "]}":
+            depth -= 1
+    return False
 
 
 def read_json_file(path: Path, what: str) -> Any:
-    """A JSON document from a file (or '-' for stdin), with one-line errors."""
+    """A JSON document from a file (or '-' for stdin), with one-line errors: bounded in size and depth."""
     if str(path) == "-":
-        data = sys.stdin.buffer.read()
+        data = _read_bounded(sys.stdin.buffer, MAX_JOB_FILE, "<stdin>", what)
     else:
-        with open_input(path, what) as fh:
-            data = fh.read()
+        with open_input(path, what, lines=False) as fh:
+            data = _read_bounded(fh, MAX_JOB_FILE, str(path), what)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadInput(f"{path}: {what} file is not UTF-8 text") from None
+    if _nesting_depth_over(text, MAX_DEPTH):
+        raise BadInput(f"{path}: {what} file nests arrays or objects more than {MAX_DEPTH} deep: not a {what}")
     try:
         return json.loads(text)
+    except RecursionError:
+        raise BadInput(f"{path}: {what} file is too deeply nested to read") from None
     except ValueError as exc:
         raise BadInput(f"{path}: {what} file is not JSON: {exc}") from None
 
 
 def checked_output(path: Path, workspace_root: Path | None, force: bool) -> Path:
-    """An --output file that is safe to write (SPEC section 11): never a file of the workspace (its logs,
-    controls, policy files: not even with --force), never anything under environments/, and no other existing
-    file without --force. BadInput (exit 2) otherwise."""
+    """An --output file that is safe to write (SPEC sections 11 and 14): never a file of the workspace (its
+    logs, controls, policy files: not even with --force), never anything under environments/, never anything
+    but a regular file (a device, a FIFO, a socket, a directory: not even with --force), only in a folder
+    that exists, and no other existing file without --force. BadInput (exit 2) otherwise."""
+    import stat
+
     from ..errors import BadInput
 
     target = Path(path)
     real = target.resolve()
-    if real.is_dir():
+    st = _stat_or_none(real)
+    if st is not None and stat.S_ISDIR(st.st_mode):
         raise BadInput(f"--output {path}: is a directory")
+    folder = _stat_or_none(real.parent)
+    if folder is None:
+        raise BadInput(f"--output {path}: no such folder {real.parent}")
+    if not stat.S_ISDIR(folder.st_mode):
+        raise BadInput(f"--output {path}: {real.parent} is not a folder")
     if workspace_root is not None:
         root = Path(workspace_root).resolve()
         if real == root / "environments" or root / "environments" in real.parents:
             raise BadInput(f"--output {path}: inside the workspace's environments/ (its logs and controls); "
                            "write it elsewhere")
-        if real.exists() and (real == root or root in real.parents):
+        if st is not None and (real == root or root in real.parents):
             raise BadInput(f"--output {path}: is a file of the workspace; never overwritten, even with --force")
-    if real.exists() and not force:
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise BadInput(f"--output {path}: is {_kind(st.st_mode)}, not a regular file; never replaced, "
+                       "even with --force")
+    if st is not None and not force:
         raise BadInput(f"--output {path}: exists; pass --force to replace it")
     return target
 
 
-def write_output(path: Path, produce) -> int:
-    """Write through a temp file beside `path`, then rename: `path` is never left half written.
-    `produce(text_stream)` writes and returns a count."""
+def _stat_or_none(path: Path):
     import os
+
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None
+    except OSError as exc:
+        from ..errors import BadInput
+
+        raise BadInput(f"--output {path}: cannot look at it ({exc.strerror})") from None
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def write_output(path: Path, produce) -> int:
+    """Write through a temp file beside `path`, then rename: `path` is never left half written, and what
+    the rename replaces is a regular file (checked again just before it: a device or a FIFO put there
+    since ``checked_output`` is never replaced). `produce(text_stream)` writes and returns a count.
+    BadInput (exit 2) when the file cannot be created or put in place."""
+    import os
+    import stat
     import tempfile
 
+    from ..errors import BadInput
+
     target = Path(path)
-    folder = target.resolve().parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    real = target.resolve()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=real.parent)
+    except OSError as exc:
+        raise BadInput(f"--output {path}: cannot create a file in {real.parent} ({exc.strerror})") from None
     mask = os.umask(0)
     os.umask(mask)
     os.fchmod(fd, 0o666 & ~mask)  # what open() would have made: a report is for sharing (mkstemp makes 0600)
@@ -167,7 +320,13 @@ def write_output(path: Path, produce) -> int:
             count = produce(out)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, target.resolve())
+        st = _stat_or_none(real)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise BadInput(f"--output {path}: is {_kind(st.st_mode)}, not a regular file; never replaced")
+        try:
+            os.replace(tmp, real)
+        except OSError as exc:
+            raise BadInput(f"--output {path}: cannot write it ({exc.strerror})") from None
     except BaseException:
         try:
             os.unlink(tmp)

@@ -10,13 +10,35 @@ import json
 import sys
 from typing import Any
 
-from .safe import SafeConsole, escape, visible
+from .safe import SafeConsole, escape, inert_json, visible
 
-__all__ = ["change_text", "console", "emit_json", "escape", "visible", "warn"]
+__all__ = ["InertJsonLines", "change_text", "console", "emit_json", "escape", "json_text", "visible", "warn"]
+
+
+def json_text(doc: Any, **options: Any) -> str:
+    """`doc` as JSON text, inert (SPEC section 14): C1 controls, bidi overrides and isolates and other
+    invisible characters as \\u escapes, a URL's password hidden. The one way slotgen writes JSON for
+    anyone to read (every --json, the JSON-lines export)."""
+    return inert_json(json.dumps(doc, ensure_ascii=False, **options))
 
 
 def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(doc, indent=2) + "\n")
+
+
+class InertJsonLines:
+    """A text stream that makes every JSON text written to it inert (``inert_json``) on its way to `out`:
+    for a writer that produces JSON lines itself (the audit export's canonical lines, kept faithful:
+    every entry decodes to what was recorded, so its hash still verifies)."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        return self._out.write(inert_json(text, passwords=True))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._out, name)
 
 
 def warn(message: str) -> None:

@@ -2,10 +2,11 @@
 
 Anything an operator, a file or a log can put into a string (an operator id,
 a reason, a decision record, a file name) reaches the terminal only through
-``visible``: control characters (C0, DEL, C1), bidirectional overrides and
-invisible format characters are shown as escapes (``\\x1b``, ``\\u202e``), so
-no recorded text can move the cursor, clear a line, open a hyperlink, change
-the title, or reorder what is shown around it. ``escape`` adds Rich markup
+``visible`` (``slotgen_ops.inert``): control characters (C0, DEL, C1),
+bidirectional overrides and invisible format characters are shown as escapes
+(``\\x1b``, ``\\u202e``), so no recorded text can move the cursor, clear a
+line, open a hyperlink, change the title, or reorder what is shown around it;
+and a URL's password is shown as ``***``. ``escape`` adds Rich markup
 escaping for text printed through Rich.
 
 Two layers use it:
@@ -22,46 +23,12 @@ Two layers use it:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["DANGEROUS", "SafeConsole", "escape", "visible"]
+from ..inert import DANGEROUS, hide_passwords, inert_json, visible
 
-#: C0 controls, DEL, C1 controls; the Unicode bidi embeddings/overrides/isolates and marks; zero-width and
-#: other invisible format characters; line/paragraph separators; the BOM; interlinear annotation; tag characters.
-_OTHERS = ("\x7f-\x9f\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164"
-           "\ufeff\ufff9-\ufffb\U000e0000-\U000e007f")
-DANGEROUS = re.compile(f"[\x00-\x1f{_OTHERS}]")
-# The same without "\n": a multi-line text of our own (a table Rich laid out) keeps its line breaks.
-_DANGEROUS_INLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_OTHERS}]")
-
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _shown(match: re.Match[str]) -> str:
-    char = match.group()
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def visible(text: Any, keep_newlines: bool = False) -> str:
-    """``text`` (any value: str() of it) with every dangerous character shown as an escape.
-
-    ``keep_newlines`` keeps ``\\n`` (for multi-line text that is ours); otherwise the result is one line.
-    """
-    value = text if isinstance(text, str) else str(text)
-    pattern = _DANGEROUS_INLINE if keep_newlines else DANGEROUS
-    if pattern.search(value) is None:
-        return value
-    return pattern.sub(_shown, value)
+__all__ = ["DANGEROUS", "SafeConsole", "escape", "hide_passwords", "inert_json", "visible"]
 
 
 def escape(text: Any) -> str:
