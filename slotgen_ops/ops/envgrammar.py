@@ -10,7 +10,7 @@ allowed:
 - lines `NAME=VALUE\\n`, each ending in "\\n", NAME one of the four controls of
   SPEC section 1, at most once each;
 - VALUE only `[A-Za-z0-9._/+-]*` (no quote, blank, backslash, "\\r", "$", "#");
-- comments only the header lines slotgen writes (`render_controls`);
+- comments only the header lines slotgen writes (`render_controls`), first, once each, in its order;
 - at most MAX_BYTES bytes.
 
 Anything else is a hand edit. The tests hold this argument to systemd's own
@@ -30,7 +30,7 @@ MAX_BYTES = 4096
 VALUE_RE = re.compile(rb"[A-Za-z0-9._/+-]*")
 _VALUE_BYTE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/+-")
 _NAME_RE = re.compile(rb"[A-Z_][A-Z0-9_]*")
-HEAD_RE = re.compile(rb"# slotgen-head: seq=([0-9]{1,18}) hash=([0-9a-f]{64})")
+HEAD_RE = re.compile(rb"# slotgen-head: seq=(0|[1-9][0-9]{0,17}) hash=([0-9a-f]{64})")
 #: The comment lines slotgen writes, and only those (render_controls).
 _COMMENT_RES = (
     re.compile(rb"# slotgen runtime controls for environment '[a-z][a-z0-9-]{0,31}'\."),
@@ -93,15 +93,17 @@ def parse(raw: bytes) -> Parsed:
             raise GrammarError(number, len(raw), "the last line does not end with a newline")
         line = raw[offset:end]
         if line.startswith(b"#"):
-            if not any(rx.fullmatch(line) for rx in _COMMENT_RES):
+            expected = _COMMENT_RES[number - 1] if number <= len(_COMMENT_RES) and not values else None
+            if any(rx.fullmatch(line) for rx in _COMMENT_RES) and (expected is None or not expected.fullmatch(line)):
+                raise GrammarError(number, offset, "slotgen's header lines come first, once each, in the order "
+                                                   "slotgen writes them")
+            if expected is None or not expected.fullmatch(line):
                 bad = _first_outside(line, comment=True)
                 where = offset + (bad if bad is not None else 0)
                 raise GrammarError(number, where, "a comment slotgen did not write" + (
                     f" (byte {_show(line[bad])})" if bad is not None else ""))
             match = HEAD_RE.fullmatch(line)
-            if match:
-                if head is not None:
-                    raise GrammarError(number, offset, "a second slotgen-head line")
+            if match:  # only ever line 4 (the header's order is checked above)
                 head = (int(match.group(1)), match.group(2).decode("ascii"))
         else:
             name, eq, value = line.partition(b"=")

@@ -217,9 +217,6 @@ def test_cosmetic_hand_edits_of_the_header_are_harmless_to_readers(name, tmp_pat
     assert oracle.kill_engaged_everywhere(path, environ={})
 
 
-@pytest.mark.xfail(strict=True, reason="envgrammar bug (looseness): slotgen's header comments are accepted "
-                   "repeated, in any order or place, and with leading zeros in seq; no reader sees these edits, "
-                   "but SPEC section 14 says anything but the lines slotgen writes is a hand edit")
 @pytest.mark.parametrize("name", sorted(COSMETIC))
 def test_cosmetic_hand_edits_of_the_header_are_rejected(name):
     assert problem(COSMETIC[name]) is not None

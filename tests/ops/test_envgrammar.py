@@ -85,10 +85,20 @@ def test_a_file_of_exactly_max_bytes_is_accepted_one_more_is_not():
 
 
 def test_a_head_of_18_digits_is_accepted_19_are_not():
-    assert parse(b"# slotgen-head: seq=" + b"9" * 18 + b" hash=" + DIGEST.encode() + b"\n").head == (
+    first = HEADER[:HEADER.index(b"# slotgen-head")]
+    assert parse(first + b"# slotgen-head: seq=" + b"9" * 18 + b" hash=" + DIGEST.encode() + b"\n").head == (
         10 ** 18 - 1, DIGEST)
-    err = rejected(b"# slotgen-head: seq=" + b"9" * 19 + b" hash=" + DIGEST.encode() + b"\n")
-    assert (err.line, err.offset) == (1, 0)
+    err = rejected(first + b"# slotgen-head: seq=" + b"9" * 19 + b" hash=" + DIGEST.encode() + b"\n")
+    assert (err.line, err.offset) == (4, len(first))
+
+
+def test_the_header_comes_first_in_order_once():
+    lines = HEADER.split(b"\n")[:-1]
+    err = rejected(lines[1] + b"\n" + lines[0] + b"\n" + BODY)
+    assert (err.line, err.what) == (1, "slotgen's header lines come first, once each, in the order slotgen writes them")
+    assert rejected(BODY + HEADER).line == 5
+    assert rejected(HEADER.replace(b"seq=7 ", b"seq=07 ") + BODY).line == 4
+    assert parse(b"\n".join(lines[:2]) + b"\n" + BODY).head is None  # a prefix of it is still its order
 
 
 # ------------------------------------------------------------------------------- each rule, line and byte
@@ -170,7 +180,7 @@ def test_a_second_assignment_names_the_second_line():
 def test_a_second_head_line():
     err = rejected(HEADER + b"# slotgen-head: seq=8 hash=" + DIGEST.encode() + b"\n")
     assert (err.line, err.offset) == (5, len(HEADER))
-    assert "second slotgen-head" in err.what
+    assert "come first, once each" in err.what
 
 
 def test_an_unknown_name():
@@ -319,10 +329,13 @@ def hostile_files(draw) -> bytes:
     hostile bytes spliced in anywhere, at the start of a line or before its newline (none of that in about
     half the examples, so that the grammar accepts often)."""
     lines = [name.encode() + b"=" + value + b"\n" for name, value in draw(assignments)]
-    lines += draw(st.lists(st.sampled_from(HEADER_LINES), max_size=4, unique=True))
     if draw(st.integers(0, 2)) == 0:
         lines.append(draw(st.sampled_from(FOREIGN_LINES)))
     lines = list(draw(st.permutations(lines)))
+    header = HEADER_LINES[:draw(st.integers(0, len(HEADER_LINES)))]  # slotgen's header comes first...
+    lines = header + lines
+    if draw(st.integers(0, 3)) == 0:  # ...except in a hand edit that moves it
+        lines = list(draw(st.permutations(lines)))
     splices = draw(st.integers(1, 3)) if draw(st.integers(0, 2)) == 0 else 0
     for _ in range(splices):
         piece = draw(st.sampled_from(HOSTILE))
