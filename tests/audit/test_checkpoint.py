@@ -264,3 +264,23 @@ def test_a_checkpoint_file_that_is_no_text_file_is_one_line_and_exit_2(cli_ws, t
     started = time.monotonic()
     line = one_line_error(cli(cli_ws, "audit", "verify", "--env", "staging", "--checkpoint", str(path)), 2)
     assert time.monotonic() - started < 30 and str(path) in line
+
+
+def test_a_checkpoint_from_before_signed_note_lines_still_verifies(log, key):
+    """The old form, the SSH signature alone after the empty line, is read as it always was; the new form
+    adds the signed-note line after the END line, where ssh-keygen stops reading."""
+    key_file, public = key
+    text = checkpoint.make("staging", log, key_file)
+    note_line = text.splitlines()[-1]
+    assert note_line.startswith("\u2014 slotgen/staging ") and text.endswith(note_line + "\n")
+    old_form = text[: -len(note_line) - 1]
+    assert old_form.endswith(sshsig.END + "\n")
+    for form in (old_form, text):
+        cp, signer = checkpoint.verify(form, [public])
+        assert cp.size == 1 and signer.fingerprint == sshsig.fingerprint(public)
+    assert checkpoint.parse(old_form).notes == () and len(checkpoint.parse(text).notes) == 1
+    with pytest.raises(checkpoint.BadCheckpoint, match="no signed-note line"):
+        checkpoint.note_of(old_form)
+    for junk in ("\nnot a note line\n", "\n\u2014 slotgen/staging !!!\n", "\n\u2014 bad+name AAAAAAAA\n"):
+        with pytest.raises(checkpoint.BadCheckpoint):
+            checkpoint.parse(old_form + junk.lstrip("\n"))
