@@ -3,7 +3,9 @@
 It is the package's own server (`runtime/fakeserver.py`, the one the demo and
 the tests use), run in the foreground: it answers chat completions like the
 real API, in the chosen mode, and asks for no key. Being unauthenticated, it
-binds a loopback address only, unless --allow-remote says otherwise.
+binds a loopback address only, unless --allow-remote says otherwise, and
+answers only requests addressed to a loopback name (Host header) with a JSON
+body: no web page can reach it by DNS rebinding or a cross-origin form post.
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ def serve(
     if mode not in MODES:
         raise BadInput(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
     shown = f"[{host}]" if ":" in host else host
-    if not is_loopback_url(f"http://{shown}/"):
+    remote = not is_loopback_url(f"http://{shown}/")
+    if remote:
         if not allow_remote:
             raise BadInput(f"--host {host}: not a loopback address; this rehearsal endpoint has no authentication, "
                            "so it serves this machine only (--allow-remote to serve beyond it)")
         warn(f"serving on {host} with no authentication: anyone who can reach it can use it")
     try:
-        server = FakeOpenAIServer(mode, port=port, delay_s=delay, host=host)
+        server = FakeOpenAIServer(mode, port=port, delay_s=delay, host=host, allow_remote=remote)
     except OSError as exc:
         why = exc.strerror or exc.__class__.__name__
         hint = "; pick another with --port N (0: any free port)" if port else ""

@@ -10,6 +10,15 @@ API, in one of these modes:
 - `nonjson`: message content that is not JSON;
 - `schema_invalid`: JSON content that breaks the result schema.
 
+It answers only requests whose Host header is a loopback name (`localhost`,
+`127.x.y.z`, `[::1]`, with or without a port), and only POSTs whose body is
+JSON (`Content-Type: application/json`): a web page the operator visits can
+neither reach it through a name it rebinds to 127.0.0.1 (DNS rebinding: the
+Host is then the page's name, 403) nor send it a cross-origin form or
+`text/plain` POST (the only bodies a browser sends without asking first, 415).
+Served beyond this machine (`allow_remote`), an IP literal is accepted as the
+Host too (an address cannot be rebound); a name still is not, unless listed.
+
 It counts the completion requests it receives, so a test can prove the STUB
 path made no AI call. It asks for no API key unless given one (`require_key`):
 then a completion request without `Authorization: Bearer <that key>` gets
@@ -48,8 +57,11 @@ class FakeOpenAIServer:
     """
 
     def __init__(self, mode: str = "ok", *, port: int = 0, delay_s: float = 2.0, host: str = "127.0.0.1",
-                 require_key: str | None = None) -> None:
+                 require_key: str | None = None, allow_remote: bool = False,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
         _check_mode(mode)
+        self.allow_remote = allow_remote
+        self.allowed_hosts = frozenset(name.lower().rstrip(".") for name in allowed_hosts)
         self.mode = mode
         self.delay_s = delay_s
         self.require_key = require_key
@@ -178,8 +190,26 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: no request log on stderr
 
+    def _refused(self, post: bool) -> bool:
+        """Answer 403 for a Host that is not a loopback name (DNS rebinding), 415 for a POST whose body is
+        not declared JSON (a cross-origin form or text/plain post); True when refused."""
+        fake = self.server.fake
+        if not host_allowed(self.headers.get("Host"), fake.allow_remote, fake.allowed_hosts):
+            self._json(403, _error("this endpoint answers only requests to a loopback name (Host: localhost, "
+                                   "127.0.0.1 or [::1])", "forbidden"), close=True)
+            return True
+        if post:
+            kind = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+            if kind != "application/json":
+                self._json(415, _error("the request body must be JSON (Content-Type: application/json)",
+                                       "invalid_request_error"), close=True)
+                return True
+        return False
+
     def do_GET(self) -> None:
         fake = self.server.fake
+        if self._refused(post=False):
+            return
         if self.path == "/_calls":
             self._json(200, {"calls": fake.calls})
         elif self.path == "/_last":
@@ -189,6 +219,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         fake = self.server.fake
+        if self._refused(post=True):
+            return
         body = self._body()
         path = self.path.split("?", 1)[0]
         if path in COMPLETION_PATHS:
@@ -249,16 +281,72 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError):
             return None
 
-    def _json(self, status: int, doc: Any) -> None:
+    def _json(self, status: int, doc: Any, close: bool = False) -> None:
         data = json.dumps(doc).encode("utf-8")
         try:
             self.send_response(status)
+            if close:  # a refused request's body is never read: this connection cannot carry another
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
         except OSError:
             pass  # the client gave up (a timeout test): nothing to answer
+
+
+_LOOPBACK_NAMES = frozenset(("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"))
+
+
+def host_allowed(header: str | None, allow_remote: bool = False, extra: frozenset[str] = frozenset()) -> bool:
+    """Whether a Host header names this machine's loopback: `localhost`, any 127.x.y.z, `[::1]` (with or
+    without a port); with `allow_remote`, any IP literal too; and any name in `extra`. A missing Host, a
+    name that DNS answers (which a page can rebind to 127.0.0.1), anything malformed: False."""
+    import ipaddress
+
+    if not header:
+        return False
+    value = header.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or not _port_ok(value[end + 1:]):
+            return False
+        name = value[1:end]
+        try:
+            address = ipaddress.IPv6Address(name)
+        except ValueError:
+            return False
+        return address.is_loopback or allow_remote or (address.ipv4_mapped is not None
+                                                        and address.ipv4_mapped.is_loopback)
+    name, _, port = value.partition(":")
+    if ":" in port or (port and not _port_ok(":" + port)) or (_ == ":" and not port):
+        return False
+    name = name.rstrip(".")
+    if name in _LOOPBACK_NAMES or name in extra:
+        return True
+    try:
+        address = ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or allow_remote
+
+
+def _is_loopback_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower().rstrip(".") in _LOOPBACK_NAMES
+
+
+def _port_ok(rest: str) -> bool:
+    """'' or ':PORT' with PORT 1..65535 in digits."""
+    if not rest:
+        return True
+    digits = rest[1:]
+    return rest[0] == ":" and digits.isascii() and digits.isdigit() and 0 < int(digits) < 65536
 
 
 def _error(message: str, kind: str) -> dict[str, Any]:
@@ -281,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--require-key", help="answer HTTP 401 unless this API key is sent")
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(args.mode, port=args.port, delay_s=args.delay, host=args.host,
-                              require_key=args.require_key)
+                              require_key=args.require_key, allow_remote=not _is_loopback_address(args.host))
     # Stop signals are taken by sigwait(), never raised inside the server's threads or bookkeeping.
     stops = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stops)
