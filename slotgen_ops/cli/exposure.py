@@ -14,6 +14,7 @@ but not a valid job the column is 1.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -23,7 +24,8 @@ import typer
 from ..contract.decision import decider
 from ..ops.population import FIRST_SHOWN, Invalid, new_counts, summary
 from ..ops.population import count as count_population
-from .common import EnvOpt, JsonOpt, WithOpt, WorkspaceOpt, console, emit_json, escape, evaluation_inputs, open_input
+from .common import (BoundedLines, EnvOpt, JsonOpt, WithOpt, WorkspaceOpt, console, emit_json, escape, evaluation_inputs,
+                     open_input)
 
 _PROGRESS_MIN_BYTES = 16 * 1024 * 1024
 
@@ -53,11 +55,11 @@ def exposure(
     counts = new_counts()
     if str(jobs_file) == "-":
         invalid = Invalid("<stdin>", skip_invalid)
-        _count(sys.stdin.buffer, evaluation, counts, invalid, None)
+        _count(BoundedLines(sys.stdin.buffer, "<stdin>"), evaluation, counts, invalid, None)
     else:
         invalid = Invalid(str(jobs_file), skip_invalid)
         with open_input(jobs_file, "jobs") as fh:
-            size = jobs_file.stat().st_size
+            size = os.fstat(fh.fileno()).st_size
             show = size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty() and not json_out
             _count(fh, evaluation, counts, invalid, size if show else None)
     doc = {

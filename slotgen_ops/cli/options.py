@@ -11,8 +11,53 @@ from ..errors import Refused
 from .safe import visible
 
 OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator id from operators.yaml (else $SLOTGEN_OPERATOR).")]
+#: A key file is a few KiB at most; anything far larger is not a key.
+MAX_KEY_FILE = 1024 * 1024
+
+
+def check_key_file(path: str, where: str) -> None:
+    """BadInput (exit 2) for a key path that names something other than a regular file of at most
+    ``MAX_KEY_FILE`` bytes (/dev/zero, a FIFO, a directory, a huge file): reading it would never end or
+    never start. Opened non-blocking and judged on the open descriptor. A path that does not exist here is
+    left to the signer (it may be relative to the workspace, and says so in its own words)."""
+    import os
+    import stat
+
+    from ..errors import BadInput
+
+    try:
+        fd = os.open(os.path.expanduser(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except IsADirectoryError:
+        raise BadInput(f"{where} {path}: is a directory, not a key file") from None
+    except OSError:
+        return  # missing or unreadable: the signer says which, in one line
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a character device" if stat.S_ISCHR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+        raise BadInput(f"{where} {path}: is {kind}, not a key file")
+    if st.st_size > MAX_KEY_FILE:
+        raise BadInput(f"{where} {path}: {st.st_size} bytes, far larger than any key file")
+
+
+def _key_option(ctx: typer.Context, value: str | None) -> str | None:
+    """--key (else $SLOTGEN_SIGNING_KEY) checked before anything reads it. Never for a rollback: it engages
+    the kill-switch whatever its key (SPEC section 6)."""
+    import os
+
+    if ctx.info_name == "rollback" or ctx.resilient_parsing:
+        return value
+    path = value if value else os.environ.get("SLOTGEN_SIGNING_KEY")
+    if path:
+        check_key_file(path, "--key" if value else "SLOTGEN_SIGNING_KEY")
+    return value
+
+
 KeyOpt = Annotated[str | None, typer.Option(
-    "--key", metavar="FILE", show_default=False,
+    "--key", metavar="FILE", show_default=False, callback=_key_option,
     help="Your signing key (else $SLOTGEN_SIGNING_KEY): a private key file, or a public key whose private half "
          "is in ssh-agent, as 'ssh-keygen -Y sign -f' takes it.")]
 DecisionRecordOpt = Annotated[str | None, typer.Option("--decision-record", help="Release decision record: DR-123 or an https URL.")]
