@@ -25,7 +25,7 @@ from slotgen_ops.ops.controls_file import engage_kill_switch, runtime_values
 from .helpers import Run, clean_env, command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from envfile_oracle import kill_engaged_everywhere, read_all  # noqa: E402
+from envfile_oracle import agree, kill_engaged_everywhere, read_all  # noqa: E402
 from walked import API_KEY, walk  # noqa: E402
 
 ENV = "staging"
@@ -55,6 +55,8 @@ def live(tmp_path, endpoint) -> Live:
     walk(tmp_path / "ws", 7, endpoint.base_url)
     ws = Live(tmp_path / "ws", tmp_path / "state")
     assert runtime_values(ws.controls.read_bytes())["SLOTGEN_AI_KILL"] == "false"
+    readings = read_all(ws.controls)  # the file slotgen wrote, live: every reader reads the same controls
+    assert agree(readings) and readings["systemd"]["SLOTGEN_AI_ROLLOUT_PERCENT"] == "5", readings
     return ws
 
 
