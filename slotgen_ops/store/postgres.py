@@ -10,9 +10,44 @@ The log is append-only in the database itself, not only in this code:
 - the role the tool's operators connect as (`slotgen_writer`, granted to
   their login roles) may only SELECT and INSERT log rows.
 
+The controls row is not an authority of its own (SPEC section 14): readers
+render the verified log head, never the row (`pg_env`, `ops.render`), and
+migration 2 makes the database refuse a controls row that no log entry leads
+to. The argument, for a role in `slotgen_writer` (it may SELECT and INSERT log
+rows, and INSERT and UPDATE environment rows; nothing else):
+
+- A BEFORE INSERT OR UPDATE trigger on `slotgen_environments` lets a row
+  change through in two cases only. (1) The rollback's first act: the head
+  (seq, hash) unchanged and the controls unchanged or unchanged but for
+  SLOTGEN_AI_KILL=true (`PgControls.engage`, `store.pgfast`); that only ever
+  lowers exposure. (2) Anything else names a head (seq, hash) that must be
+  a log row of the same environment inserted by this very transaction
+  (`xmin` is the transaction's own id: no role can forge it), with no later
+  row, whose entry's `state.controls` are exactly the row's new controls.
+- So a controls row can only say what the newest log entry says, and that
+  entry was appended with it. The log is append-only (migration 1's trigger
+  and the grants), so the entry stays there for every reader to verify: its
+  hash chain, its signature by an operator of the roster in force, and that
+  its state replays. A writer that appends a forged entry to justify a row
+  gets a log that fails verification, which every reader treats as an
+  integrity failure and every `render` host as a reason to engage the
+  kill-switch (fail closed). The trigger is the database's half; readers
+  never trusting the row (they render the verified head) is the other.
+- The function's search_path is pinned at definition, so a temporary table
+  named `slotgen_log` cannot stand in for the log; a writer cannot disable
+  the trigger (only the table's owner can), nor set
+  `session_replication_role` (superuser only).
+- What it does not stop: the table's owner or a superuser can disable the
+  trigger or rewrite rows; a writer can append junk or forged rows (a
+  denial of service that fails closed: hosts render the kill-switch
+  engaged until an owner removes them).
+- The append and the row update must be in the same (top-level) transaction,
+  outside a savepoint: slotgen's writer sections are one transaction each.
+
 Connection settings come from the URL and the standard `PG*` variables
 (libpq reads them); a password is never printed or recorded: every message
-names the server as `user@host:port/db`.
+names the server as `user@host:port/db`, and a URL that cannot even be parsed
+is never echoed (libpq quotes the URL, or a piece of it, in its complaint).
 """
 
 from __future__ import annotations
@@ -73,12 +108,65 @@ MIGRATIONS: tuple[str, ...] = (
     GRANT SELECT, INSERT ON slotgen_log TO {WRITER_ROLE};
     GRANT SELECT, INSERT, UPDATE ON slotgen_environments TO {WRITER_ROLE};
     """,
+    # 2: the controls row follows the log: no row change without the append of the entry it names.
+    """
+    CREATE FUNCTION slotgen_controls_follow_log() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        appended boolean;
+        leads_to jsonb;
+    BEGIN
+        IF TG_OP = 'UPDATE' THEN
+            IF NEW.name IS DISTINCT FROM OLD.name THEN
+                RAISE EXCEPTION 'slotgen_environments: an environment is never renamed'
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            -- A rollback's first act, before its entry: the kill-switch engaged, nothing else changed.
+            IF NEW.head_seq = OLD.head_seq AND NEW.head_hash = OLD.head_hash
+               AND (NEW.controls = OLD.controls
+                    OR NEW.controls = OLD.controls || '{"SLOTGEN_AI_KILL": "true"}'::jsonb) THEN
+                RETURN NEW;
+            END IF;
+        END IF;
+        BEGIN
+            SELECT l.xmin = pg_current_xact_id()::xid,
+                   convert_from(l.line, 'UTF8')::jsonb #> '{state,controls}'
+              INTO appended, leads_to
+              FROM slotgen_log AS l
+             WHERE l.env = NEW.name AND l.seq = NEW.head_seq AND l.hash = NEW.head_hash;
+        EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+            RAISE EXCEPTION 'slotgen_environments: % of %: log entry seq % is not a valid entry',
+                TG_OP, NEW.name, NEW.head_seq USING ERRCODE = 'insufficient_privilege';
+        END;
+        IF appended IS NOT TRUE THEN
+            RAISE EXCEPTION 'slotgen_environments: % of % refused: not made in the transaction that appends the '
+                'log entry it names (seq %)', TG_OP, NEW.name, NEW.head_seq USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF EXISTS (SELECT 1 FROM slotgen_log WHERE env = NEW.name AND seq > NEW.head_seq) THEN
+            RAISE EXCEPTION 'slotgen_environments: % of % refused: seq % is not the newest log entry',
+                TG_OP, NEW.name, NEW.head_seq USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF leads_to IS NULL OR NEW.controls IS DISTINCT FROM leads_to THEN
+            RAISE EXCEPTION 'slotgen_environments: % of % refused: the controls are not the ones log entry seq % '
+                'leads to', TG_OP, NEW.name, NEW.head_seq USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RETURN NEW;
+    END $$;
+    DO $$ BEGIN
+        -- Resolved at definition, not by the caller's search_path: a temporary table named slotgen_log
+        -- (any role may create one) must not stand in for the log.
+        EXECUTE format('ALTER FUNCTION slotgen_controls_follow_log() SET search_path = pg_catalog, %I, pg_temp',
+                       current_schema());
+    END $$;
+    CREATE TRIGGER slotgen_environments_follow_log BEFORE INSERT OR UPDATE ON slotgen_environments
+        FOR EACH ROW EXECUTE FUNCTION slotgen_controls_follow_log();
+    """,
 )
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def describe_url(url: str) -> str:
-    """`user@host:port/db` for messages: never the password."""
+    """`user@host:port/db` for messages: never the password (a URL that cannot be parsed: its scheme only)."""
     try:
         from psycopg.conninfo import conninfo_to_dict
 
@@ -88,7 +176,39 @@ def describe_url(url: str) -> str:
     user = info.get("user") or "(default user)"
     host = info.get("host") or "(default host)"
     port = info.get("port") or "5432"
-    return f"{user}@{host}:{port}/{info.get('dbname') or '(default db)'}"
+    return _redacted(f"{user}@{host}:{port}/{info.get('dbname') or '(default db)'}", url)
+
+
+def _secrets(url: str) -> set[str]:
+    """Everything in `url` that could be (part of) its password, however malformed the URL: the URL itself,
+    what libpq parses as the password, and, read leniently, each `user:password@` reading and each
+    `password=` parameter, raw and percent-decoded."""
+    import re
+    from urllib.parse import unquote
+
+    found = {url}
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        password = conninfo_to_dict(url).get("password")
+        if password:
+            found.add(str(password))
+    except Exception:  # noqa: BLE001 - unparseable: the lenient readings below
+        pass
+    rest = url.split("://", 1)[-1]
+    if "@" in rest:
+        for userinfo in (rest.split("@", 1)[0], rest.rsplit("@", 1)[0]):
+            if ":" in userinfo:
+                found.add(userinfo.split(":", 1)[1])
+    found.update(match.group(1) for match in re.finditer(r"password=([^&\s]*)", url, re.IGNORECASE))
+    found |= {unquote(item) for item in found}
+    return {item for item in found if item}
+
+
+def _redacted(text: str, url: str) -> str:
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _check_url(url: str) -> None:
@@ -99,22 +219,19 @@ def _check_url(url: str) -> None:
 
         conninfo_to_dict(url)
     except Exception as exc:  # noqa: BLE001 - libpq's parser: one line, no password
-        problem = " ".join(str(exc).split()).split(":", 1)[-1].strip() or "cannot be parsed"
+        import re
+
+        # libpq quotes the URL, or the piece it stumbled on (which may be a piece of the password): never shown,
+        # but for a lone punctuation mark ("]").
+        text = re.sub(r'"([^"]*)"', lambda m: m.group(0) if re.fullmatch(r"[^A-Za-z0-9]", m.group(1)) else "(…)",
+                      " ".join(str(exc).split()))
+        problem = _redacted(text, url).removesuffix(": (…)").strip() or "cannot be parsed"
         raise BadInput(f"state URL {describe_url(url)} is not a valid PostgreSQL URL: {problem}") from None
 
 
-def _one_line(exc: Exception, url: str) -> str:
-    text = " ".join(str(exc).split())
-    password = None
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        password = conninfo_to_dict(url).get("password")
-    except Exception:  # noqa: BLE001
-        pass
-    if password:
-        text = text.replace(str(password), "***")
-    return text
+def _one_line(exc: BaseException, url: str) -> str:
+    """The error as one line, with nothing of the URL's password in it."""
+    return _redacted(" ".join(str(exc).split()), url)
 
 
 def connect(url: str, *, autocommit: bool = False, timeout: float = 5.0, check: bool = True):

@@ -189,10 +189,13 @@ def test_the_rollback_head_start_engages_the_row_through_libpq_alone(pg_url):
     from slotgen_ops.store import pgfast
 
     store = _create(pg_url)
-    with store.lock.exclusive():  # the kill-switch off in the row, as when live
+    with store.lock.exclusive():  # the kill-switch off in the row, as when live (with an entry that leads there)
         found = store.controls.read()
         head = store.log.head()
-        store.controls.write({**found.values, "SLOTGEN_AI_KILL": "false"}, head["seq"], head["hash"], expect=found)
+        fields = _refusal(head["state"], 1)
+        fields["state"] = {**fields["state"], "controls": {**found.values, "SLOTGEN_AI_KILL": "false"}}
+        entry = store.log.append(fields, after=(head["seq"], head["hash"]))
+        store.controls.write(entry["state"]["controls"], entry["seq"], entry["hash"], expect=found)
     assert pgfast.engage(pg_url, ENV) == (True, "false")
     assert store.controls.read().values["SLOTGEN_AI_KILL"] == "true"
     assert pgfast.engage(pg_url, ENV) == (True, "true")
@@ -200,7 +203,7 @@ def test_the_rollback_head_start_engages_the_row_through_libpq_alone(pg_url):
     assert pgfast.engage(pg_url, "Bad'; DROP TABLE slotgen_log; --") is None
     refused = pg_url.rsplit(":", 1)[0] + ":1/x"
     assert pgfast.engage(refused, ENV) is None
-    assert store.log.count() == 1, "a head start records nothing: the rollback proper does"
+    assert store.log.count() == 2, "a head start records nothing: the rollback proper does"
 
 
 def test_a_cli_rollback_on_the_database_engages_before_the_cli_loads(tmp_path, pg_url):

@@ -71,8 +71,13 @@ def test_a_change_to_an_environment_is_notified(pg_url):
     store.upgrade(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as listener, psycopg.connect(pg_url, autocommit=True) as writer:
         listener.execute("LISTEN slotgen_controls")
-        writer.execute("INSERT INTO slotgen_environments (name, head_seq, head_hash, controls) VALUES "
-                       "('staging', 1, %s, %s)", ("a" * 64, json.dumps({"SLOTGEN_AI_KILL": "true"})))
+        controls = {"SLOTGEN_AI_KILL": "true"}
+        with writer.transaction():  # the row goes in with the log entry that leads to it (migration 2)
+            writer.execute("INSERT INTO slotgen_log (env, seq, hash, line) VALUES ('staging', 1, %s, %s)",
+                           ("a" * 64, json.dumps({"seq": 1, "hash": "a" * 64, "state": {"controls": controls}})
+                            .encode()))
+            writer.execute("INSERT INTO slotgen_environments (name, head_seq, head_hash, controls) VALUES "
+                           "('staging', 1, %s, %s)", ("a" * 64, json.dumps(controls)))
         note = next(listener.notifies(timeout=5))
         assert (note.channel, note.payload) == ("slotgen_controls", "staging 1")
 
