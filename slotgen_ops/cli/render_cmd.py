@@ -24,6 +24,10 @@ def render(
 ) -> int:
     """Write the environment's controls as the env-file a runtime host reads; with --watch, keep it current.
 
+    What is written is the verified audit log's head. If the state database holds anything else (a controls
+    row that disagrees with the log, a row that is not an entry, a value outside the controls grammar), the
+    file is written with the kill-switch engaged and the failure said: exit 4 (with --watch: it keeps watching).
+
     Example: slotgen render --env production --output /etc/slotgen/production.env --watch
     (a systemd unit on the host runs it and restarts the service when the file changes; see the README)
     """

@@ -12,6 +12,18 @@ to have been sent); on files by watching the controls file. What is rendered
 is what the environment holds, including a kill-switch engaged by a rollback
 that is not recorded yet: the runtime must stop at once, not when the record
 lands.
+
+On PostgreSQL a row is not an authority (SPEC section 14): what is rendered is
+the verified log head's controls (`PgEnvironmentStore.authority`), held to
+the controls byte grammar (`envgrammar`) and read back through it before a
+byte is written. When the database holds something that is not that (a
+controls row that disagrees with the head, a log row that is not an entry, a
+log that fails verification, a value outside the grammar), the file is
+written with the kill-switch engaged (fail closed: the other values as the
+file had them, if it held controls, else every control safe) and the failure
+is said: `render` exits 4, `render --watch` says it and keeps watching. A
+database that cannot be reached is not that: the file keeps its last
+controls, and a rollback on this host engages it directly (`hostfiles`).
 """
 
 from __future__ import annotations
@@ -24,6 +36,15 @@ from typing import Any
 from ..errors import BadInput, IntegrityFailure
 from .atomic import atomic_write
 from .controls_file import read_raw, target_of
+
+
+class FailedClosed(IntegrityFailure):
+    """The environment could not be rendered as its verified log says: the file was written with the
+    kill-switch engaged instead (exit 4). `written`: whether the file's bytes changed."""
+
+    def __init__(self, message: str, written: bool) -> None:
+        super().__init__(message)
+        self.written = written
 
 Say = Callable[[str], None]
 
@@ -38,16 +59,61 @@ def current(env: Any) -> bytes:
     A rollback on this host that the environment's log does not hold yet (its break-glass journal, kept
     while the database could not be reached) keeps the kill-switch engaged in what is rendered, whatever
     the database says, until it is folded in."""
+    if env.backend == "files":
+        return env.controls.read().raw
+    return _from_log_head(env)
+
+
+def _from_log_head(env: Any) -> bytes:
+    """The env-file for a database-backed environment: its verified log head's controls (NotAuthoritative
+    if the database holds anything else), the kill-switch engaged if the row engaged it ahead of the log or
+    this host holds a rollback the log does not."""
+    from ..contract import KILL_VAR
+    from ..store.pg_env import NotAuthoritative
+    from . import envgrammar
     from .breakglass import BreakGlassJournal
     from .controls_file import render_controls
 
-    found = env.controls.read()
-    head = env.log.head() if env.backend != "files" else None
-    state = head.get("state") if isinstance(head, dict) and isinstance(head.get("state"), dict) else {}
-    if env.backend != "files" and BreakGlassJournal(env).unfolded(state):
-        return render_controls(env.name, {**found.values, "SLOTGEN_AI_KILL": "true"}, found.head_seq,
-                               found.head_hash)
-    return found.raw
+    values, head, _ = env.store.authority(env)
+    if BreakGlassJournal(env).unfolded(head["state"]):
+        values = {**values, KILL_VAR: "true"}
+    data = render_controls(env.name, values, int(head["seq"]), str(head["hash"]))
+    try:  # read back through the grammar before a byte is written: it must say exactly these values
+        parsed = envgrammar.parse(data)
+    except envgrammar.GrammarError as exc:
+        raise NotAuthoritative(f"{env.store.describe()}: the controls of seq {head['seq']} do not render within "
+                               f"the controls grammar ({exc})") from None
+    if parsed.values != values or parsed.head != (int(head["seq"]), str(head["hash"])):
+        raise NotAuthoritative(f"{env.store.describe()}: the controls of seq {head['seq']} do not read back as "
+                               "themselves once rendered")
+    return data
+
+
+def engaged(env: Any, output: Path) -> bytes:
+    """Fail-closed bytes for `output`: SLOTGEN_AI_KILL=true, the other values and head line as the file held
+    them if it holds controls (within the grammar), else every control safe."""
+    from ..contract import KILL_VAR
+    from . import envgrammar
+    from .controls_file import NO_HEAD, render_controls
+    from .state import SAFE_CONTROLS
+
+    values: dict[str, str | None] = dict(SAFE_CONTROLS)
+    head = NO_HEAD
+    try:
+        raw = read_raw(target_of(output))
+        parsed = envgrammar.parse(raw) if raw is not None else None
+    except (OSError, IntegrityFailure, BadInput, envgrammar.GrammarError):
+        parsed = None
+    if parsed is not None:
+        values.update(parsed.values)
+        head = parsed.head or NO_HEAD
+    values[KILL_VAR] = "true"
+    try:
+        data = render_controls(env.name, values, *head)
+        envgrammar.parse(data)
+    except (IntegrityFailure, envgrammar.GrammarError):
+        data = render_controls(env.name, {**SAFE_CONTROLS, KILL_VAR: "true"}, *NO_HEAD)
+    return data
 
 
 def fold_here(env: Any, say: Say) -> None:
@@ -58,7 +124,12 @@ def fold_here(env: Any, say: Say) -> None:
     from .changes import _settled
     from .locking import LockBusy
 
-    head = env.log.head()
+    from ..store.pg_env import NotAuthoritative
+
+    try:
+        head = env.log.head()
+    except NotAuthoritative:  # nothing to fold into: rendering says why, and engages the file
+        return
     state = head.get("state") if isinstance(head, dict) else None
     if not isinstance(state, dict) or not BreakGlassJournal(env).unfolded(state):
         return
@@ -89,15 +160,27 @@ def render_once(env: Any, output: Path) -> tuple[bool, bytes]:
     this host's rollbacks (`hostfiles`)."""
     from .hostfiles import remember
 
-    data = current(env)
+    from ..store.pg_env import NotAuthoritative
+
     remember(env.workspace.root, env.name, output)
+    try:
+        data = current(env)
+    except NotAuthoritative as exc:
+        data = engaged(env, output)
+        written = _write(output, data)
+        raise FailedClosed(f"integrity failure: {exc.message}; {output} has the kill-switch engaged "
+                           "(SLOTGEN_AI_KILL=true, fail closed)", written) from None
+    return _write(output, data), data
+
+
+def _write(output: Path, data: bytes) -> bool:
     if read_raw(target_of(output)) == data:
-        return False, data
+        return False
     try:
         atomic_write(target_of(output), data)
     except OSError as exc:
         raise BadInput(f"--output {output}: cannot write it ({exc.strerror})") from None
-    return True, data
+    return True
 
 
 def watch(env: Any, output: Path, say: Say, *, stop: Callable[[], bool] = lambda: False) -> None:
@@ -108,12 +191,22 @@ def watch(env: Any, output: Path, say: Say, *, stop: Callable[[], bool] = lambda
         _watch_postgres(env, output, say, stop)
 
 
-def _said_write(env: Any, output: Path, say: Say, why: str) -> None:
+def _said_write(env: Any, output: Path, say: Say, why: str, said: dict[str, Any] | None = None) -> None:
+    """Render once and say what changed; an integrity failure is said when it starts or changes (not at every
+    heartbeat), and when it ends."""
+    said = {} if said is None else said
     try:
         written, data = render_once(env, output)
+    except FailedClosed as exc:
+        if exc.written or said.get("problem") != exc.message:
+            say(exc.message)
+        said["problem"] = exc.message
+        return
     except IntegrityFailure as exc:
         say(f"cannot read {env.name} ({exc.message}); {output} is left as it is")
         return
+    if said.pop("problem", None) is not None:
+        say(f"{env.name} verifies again; {output} follows its log's head")
     if written:
         head = next((line for line in data.decode().splitlines() if line.startswith("# slotgen-head")), "")
         say(f"{output} rewritten ({why}; {head.removeprefix('# slotgen-head: ')})")
@@ -144,6 +237,7 @@ def _watch_postgres(env: Any, output: Path, say: Say, stop: Callable[[], bool]) 
 
     url = env.store.url
     connected_once = False
+    said: dict[str, Any] = {}
     while not stop():
         try:
             conn = connect(url, autocommit=True)
@@ -158,15 +252,17 @@ def _watch_postgres(env: Any, output: Path, say: Say, stop: Callable[[], bool]) 
                 # Re-read on every (re)connect: whatever changed while no one listened is in the row; and a
                 # rollback made on this host while the database was away goes in first.
                 fold_here(env, say)
-                _said_write(env, output, say, "reconnected" if connected_once else "start")
+                _said_write(env, output, say, "reconnected" if connected_once else "start", said)
                 connected_once = True
                 while not stop():
                     relevant = False
                     for note in conn.notifies(timeout=HEARTBEAT_S, stop_after=1):
                         relevant = note.payload.split(" ", 1)[0] == env.name
-                    _said_write(env, output, say, "changed" if relevant else "heartbeat")
+                    _said_write(env, output, say, "changed" if relevant else "heartbeat", said)
         except (psycopg.OperationalError, IntegrityFailure) as exc:
-            say(f"lost the state database ({' '.join(str(exc).split())[:120]}); reconnecting")
+            from ..store.postgres import _one_line
+
+            say(f"lost the state database ({_one_line(exc, url)[:120]}); reconnecting")
             env.store.use(None)
             _sleep(RECONNECT_S, stop)
 

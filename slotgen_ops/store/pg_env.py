@@ -20,6 +20,16 @@ the write protocol (`ops.environment`) does not need to know which it runs on:
 
 The commit point is the transaction's COMMIT at the end of the critical
 section; a crash or a dropped connection before it leaves nothing.
+
+A row is not an authority (SPEC section 14). Every log row is parsed as an
+entry before anything uses it, and one that is not (junk a writer role
+appended, a row whose columns are not its line's) is an integrity failure
+naming its seq (`InvalidLogRow`), never a JSON error. The controls row is
+held to the controls byte grammar (`ops.envgrammar`) when read, and what a
+host renders is the verified log head's controls, with the row only allowed
+to add the kill-switch engaged ahead of a rollback's record
+(`PgEnvironmentStore.authority`); the database itself refuses a row that no
+log entry leads to (`store.postgres`, migration 2).
 """
 
 from __future__ import annotations
@@ -35,7 +45,52 @@ from ..audit.review import VerifyReport, verify_lines
 from ..errors import IntegrityFailure
 from ..ops.controls_file import ControlsChanged, ControlsFile, render_controls
 
-__all__ = ["PgControls", "PgEnvironmentStore", "PgLock", "PgLog"]
+__all__ = ["InvalidLogRow", "NotAuthoritative", "PgControls", "PgEnvironmentStore", "PgLock", "PgLog"]
+
+
+class NotAuthoritative(IntegrityFailure):
+    """What the database holds is not a verified log head that a host may render (exit 4; `render` engages
+    the kill-switch in its file, fail closed). A database that cannot be reached is not this."""
+
+
+class InvalidLogRow(NotAuthoritative):
+    """A log row that is not a valid entry (junk, or a line that is not the row's seq and hash)."""
+
+
+def _entry(where: str, seq: Any, digest: Any, line: Any) -> dict[str, Any]:
+    """The entry a log row holds; InvalidLogRow naming its seq if it is not one."""
+    try:
+        entry = json.loads(bytes(line))
+    except (ValueError, RecursionError):
+        entry = None
+    if not isinstance(entry, dict):
+        why = "it is not a JSON object"
+    elif entry.get("seq") != seq or entry.get("hash") != digest:
+        why = "its line is not the entry its seq and hash columns name"
+    else:
+        return entry
+    raise InvalidLogRow(f"{where}: log row seq {seq} is not a valid audit entry ({why}); every reader refuses the "
+                        "log until the database's owner removes that row (the log is append-only to everyone else; "
+                        "rollback still works)", first_bad=int(seq) if isinstance(seq, int) else None)
+
+
+def _grammar_problem(values: Any) -> str | None:
+    """Why `values` (a controls row, or an entry's state.controls) cannot be rendered; None if they can."""
+    from ..ops.envgrammar import value_problem
+    from ..ops.state import CONTROL_ORDER
+
+    if not isinstance(values, dict):
+        return f"the controls are {type(values).__name__}, not a mapping"
+    for name in values:
+        if name not in CONTROL_ORDER:
+            return f"{str(name)[:40]!r} is not a runtime control"
+    for name in CONTROL_ORDER:
+        if name not in values:
+            return f"{name} is missing"
+        problem = value_problem(values[name])
+        if problem is not None:
+            return f"{name}: {problem}"
+    return None
 
 
 class PgEnvironmentStore:
@@ -99,6 +154,59 @@ class PgEnvironmentStore:
                 except psycopg.errors.LockNotAvailable:
                     taken = False
             yield bool(taken)  # closing the connection ends the turn
+
+    def authority(self, env: Any) -> tuple[dict[str, str | None], dict[str, Any], bool]:
+        """What a host renders: (controls, head entry, engaged ahead of the log) of the verified log head.
+
+        One snapshot reads the log's head and the controls row; then the whole log is verified (the chain,
+        signatures and replay, with the verified-log cache; `ops.chain.require_sound`), which covers that
+        head. The head's `state.controls` are rendered, held to the byte grammar. The row must say the same
+        head and the same controls, or the same with SLOTGEN_AI_KILL=true: a rollback engages the row
+        first and records itself after, and that is rendered at once. Anything else is NotAuthoritative.
+        A database that cannot be reached raises its own error (IntegrityFailure, psycopg's), not that.
+        """
+        from ..ops.chain import require_sound
+        from ..ops.environment import differences
+
+        with self.reading() as conn:  # the connection is up past this point: what fails next is a verdict
+            head = self.log._head_row(conn)
+            row = conn.execute("SELECT head_seq, head_hash, controls FROM slotgen_environments WHERE name = %s",
+                               (self.env,)).fetchone()
+        where = self.describe()
+        if head is None:
+            raise NotAuthoritative(f"{where}: the audit log is empty or missing; nothing to render")
+        seq, digest = int(head["seq"]), str(head["hash"])
+        try:
+            checked = require_sound(env)  # the `ops.environment.Environment` this store is behind
+        except NotAuthoritative:
+            raise
+        except IntegrityFailure as exc:
+            raise NotAuthoritative(exc.message, first_bad=exc.first_bad) from None
+        if checked is None or int(checked[0]) < seq:
+            raise NotAuthoritative(f"{where}: the log's head seq {seq} was not verified (the log was found at "
+                                   f"{checked[0] if checked else 'no'} entries); rows were removed?")
+        state = head.get("state")
+        controls = state.get("controls") if isinstance(state, dict) else None
+        problem = _grammar_problem(controls)
+        if problem is not None:
+            raise NotAuthoritative(f"{where}: the log's head (seq {seq}) holds controls outside the controls "
+                                   f"grammar: {problem}")
+        assert isinstance(controls, dict)
+        if row is None:
+            raise NotAuthoritative(f"{where}: no controls row for an environment whose log is at seq {seq}")
+        found = row[2]
+        if (int(row[0]), str(row[1])) != (seq, digest):
+            raise NotAuthoritative(f"{where}: the controls row names seq {row[0]} but the verified log's head is "
+                                   f"seq {seq}: the row was changed outside slotgen")
+        if found == controls:
+            return dict(controls), head, False
+        from ..contract import KILL_VAR
+
+        if found == {**controls, KILL_VAR: "true"}:
+            return {**controls, KILL_VAR: "true"}, head, True
+        said = differences(found, controls) if isinstance(found, dict) else f"the row holds {type(found).__name__}"
+        raise NotAuthoritative(f"{where}: the controls row disagrees with the verified log's head (seq {seq}): "
+                               f"{said[:300]}; the row was changed outside slotgen")
 
     def close(self) -> None:
         if self._conn is not None:
@@ -223,9 +331,9 @@ class PgLog:
         return self._store.reading()
 
     def _head_row(self, conn: Any) -> dict[str, Any] | None:
-        row = conn.execute("SELECT line FROM slotgen_log WHERE env = %s ORDER BY seq DESC LIMIT 1",
+        row = conn.execute("SELECT seq, hash, line FROM slotgen_log WHERE env = %s ORDER BY seq DESC LIMIT 1",
                            (self._store.env,)).fetchone()
-        return json.loads(bytes(row[0])) if row else None
+        return _entry(self.path, *row) if row else None
 
     def head(self) -> dict[str, Any] | None:
         with self.reading() as conn:
@@ -245,9 +353,9 @@ class PgLog:
 
     def recent(self, count: int) -> list[dict[str, Any]]:
         with self.reading() as conn:
-            rows = conn.execute("SELECT line FROM slotgen_log WHERE env = %s ORDER BY seq DESC LIMIT %s",
+            rows = conn.execute("SELECT seq, hash, line FROM slotgen_log WHERE env = %s ORDER BY seq DESC LIMIT %s",
                                 (self._store.env, count)).fetchall()
-        return [json.loads(bytes(row[0])) for row in reversed(rows)]
+        return [_entry(self.path, *row) for row in reversed(rows)]
 
     def count(self) -> int:
         head = self.head()
@@ -267,18 +375,24 @@ class PgLog:
                      (self._store.env, entry["seq"], entry["hash"], _dumps(entry)))
         return entry
 
-    def lines(self) -> Iterator[bytes]:
-        """Every entry's canonical line with its newline, in order, streamed (a server-side cursor)."""
+    def _rows(self) -> Iterator[tuple[int, str, bytes]]:
+        """Every row (seq, hash, line), in order, streamed (a server-side cursor)."""
         with self.reading() as conn:
             with conn.cursor(name=f"slotgen_lines_{self._store.env}") as cur:
                 cur.itersize = 2000
-                cur.execute("SELECT line FROM slotgen_log WHERE env = %s ORDER BY seq", (self._store.env,))
-                for (line,) in cur:
-                    yield bytes(line) + b"\n"
+                cur.execute("SELECT seq, hash, line FROM slotgen_log WHERE env = %s ORDER BY seq", (self._store.env,))
+                for seq, digest, line in cur:
+                    yield seq, digest, bytes(line)
+
+    def lines(self) -> Iterator[bytes]:
+        """Every entry's canonical line with its newline, in order (the verification judges each one)."""
+        for _, _, line in self._rows():
+            yield line + b"\n"
 
     def entries(self) -> Iterator[dict[str, Any]]:
-        for line in self.lines():
-            yield json.loads(line)
+        """Every entry, in order; InvalidLogRow at the first row that is not one."""
+        for row in self._rows():
+            yield _entry(self.path, *row)
 
     def export_jsonl(self, out: Any, entries: Any = None) -> int:
         from ..audit.review import export_jsonl
@@ -338,7 +452,9 @@ class PgControls:
                     (self._store.env,)).fetchone()
                 row = None if row is None else (row[0], before[0] if before else None)
         except Exception as exc:  # noqa: BLE001 - every way of failing is one line for the operator
-            raise KillSwitchNotEngaged(f"{self._store.describe()}: {' '.join(str(exc).split())[:200]}") from None
+            from .postgres import _one_line
+
+            raise KillSwitchNotEngaged(f"{self._store.describe()}: {_one_line(exc, self._store.url)[:200]}") from None
         if row is None:
             raise KillSwitchNotEngaged(f"{self._store.describe()}: no such environment in the state database")
         return dict(row[0]), "database", row[1]
@@ -349,6 +465,10 @@ class PgControls:
                                (self._store.env,)).fetchone()
         if row is None:
             raise IntegrityFailure(f"{self._store.describe()}: no such environment in the state database")
+        problem = _grammar_problem(row[2])
+        if problem is not None:  # held to the controls grammar before a byte of it is rendered anywhere
+            raise IntegrityFailure(f"{self._store.describe()}: the controls row is not controls slotgen wrote "
+                                   f"({problem}); changes are refused ('slotgen rollback' still works)")
         values = dict(row[2])
         return ControlsFile(values=values, head_seq=int(row[0]), head_hash=str(row[1]),
                             raw=render_controls(self._store.env, values, int(row[0]), str(row[1])))
@@ -374,6 +494,6 @@ class PgControls:
         if done.rowcount != 1:
             raise ControlsChanged(f"{self._store.describe()}: the controls are not what this writer judged against")
         back = self.read()
-        if back.values != values or back.head_seq != seq:
+        if back.values != values or back.head_seq != seq or back.head_hash != digest:
             raise IntegrityFailure(f"{self._store.describe()}: read-back differs from what was written")
         return back
