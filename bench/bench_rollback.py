@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -156,15 +155,6 @@ def timed_rollback(ws: Path, env: dict[str, str], timeout: float = 120) -> Sampl
 # --- the cases ------------------------------------------------------------------------------------
 
 
-def repoint(root: Path, base_url: str, timeout_s: int) -> None:
-    """Point every environment of a walked workspace at `base_url` (walked.configure_endpoint wants `null`)."""
-    path = root / "slotgen.yaml"
-    text = path.read_text()
-    text = re.sub(r"baseUrl: \S+", f"baseUrl: {base_url}", text)
-    text = re.sub(r"timeoutSeconds: \d+", f"timeoutSeconds: {timeout_s}", text)
-    path.write_text(text)
-
-
 def fresh_copy(template: Path, parent: Path, name: str) -> Path:
     root = parent / name
     shutil.copytree(template, root, symlinks=True)
@@ -245,16 +235,24 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("OPENAI_API_KEY", walked.API_KEY)  # the in-process walks (walked.walk sets it too)
 
     with tempfile.TemporaryDirectory(prefix="rollback-", dir=c.OUT_DIR) as tmp, \
-            FakeOpenAIServer("ok") as ok, FakeOpenAIServer("hung") as hung:
+            FakeOpenAIServer("ok") as ok, FakeOpenAIServer("ok") as hung:
         tmpdir = Path(tmp)
         t0 = time.perf_counter()
         live = tmpdir / "tmpl-live"
         walked.walk(live, 6, ok.base_url)           # live at rollout 1, kill-switch off
-        live_hung = fresh_copy(live, tmpdir, "tmpl-live-hung")
-        repoint(live_hung, hung.base_url, 60)
-        at5_hung = tmpdir / "tmpl-5-hung"
-        walked.walk(at5_hung, 5, ok.base_url)       # verified, kill-switch on: `set SLOTGEN_AI_KILL=false` is next
-        repoint(at5_hung, hung.base_url, 60)
+        # The busy cases' workspaces point at the second endpoint with a 60 s timeout from the start: the endpoint
+        # is part of the pinned policy (an edit of slotgen.yaml after the walk would refuse every change), so
+        # they are walked against it while it still answers, and it hangs from then on.
+        configure = walked.configure_endpoint
+        walked.configure_endpoint = lambda root, base_url: configure(root, base_url, timeout_s=60)
+        try:
+            live_hung = tmpdir / "tmpl-live-hung"
+            walked.walk(live_hung, 6, hung.base_url)
+            at5_hung = tmpdir / "tmpl-5-hung"
+            walked.walk(at5_hung, 5, hung.base_url)  # verified, kill-switch on: `set SLOTGEN_AI_KILL=false` is next
+        finally:
+            walked.configure_endpoint = configure
+        hung.set_mode("hung")
         print(f"  workspaces walked in {time.perf_counter() - t0:.1f} s (tests/walked.py, real verification against "
               f"the fake endpoint in `ok` mode); each sample runs on a fresh copy")
 
