@@ -239,10 +239,20 @@ class PgLock:
     def __init__(self, store: PgEnvironmentStore) -> None:
         self._store = store
         self._depth = 0
+        self._after: list[Callable[[], Any]] = []
 
     @property
     def held(self) -> bool:
         return self._depth > 0
+
+    def after_commit(self, callback: Callable[[], Any]) -> None:
+        """Run `callback` once this section's transaction has committed (at once outside a section); never if
+        it rolls back. For what must not be believed before the rows are durable and visible to every reader,
+        such as a machine's memory of the head it has seen: an append is not a commit until COMMIT."""
+        if self._depth:
+            self._after.append(callback)
+        else:
+            callback()
 
     @contextmanager
     def exclusive(self, timeout: float | None = None, what: str = "this change") -> Iterator[None]:
@@ -260,6 +270,7 @@ class PgLock:
         conn = self._store.conn
         key = _lock_key(self._store.env)
         pending: BaseException | None = None
+        self._after = []
         with conn.transaction():
             got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
             if not got:
@@ -285,6 +296,9 @@ class PgLock:
                 pending = exc
             finally:
                 self._depth = 0
+        committed, self._after = self._after, []
+        for callback in committed:
+            callback()
         if pending is not None:
             raise pending
 

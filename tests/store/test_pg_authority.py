@@ -345,3 +345,34 @@ def test_a_malformed_state_url_never_shows_its_password(tmp_path, url):
         assert_one_line_error(run, 2)
         assert secret not in run.stdout + run.stderr, run.stderr
         assert "s3%ZZ" not in run.stderr
+
+
+def test_what_waits_for_the_commit_runs_after_it_and_never_after_a_rollback(pg_url):
+    """`PgLock.after_commit`: an append is not a commit; what a machine may only believe of committed rows
+    (the head it has seen) is recorded after COMMIT, when every other session can read them."""
+    from slotgen_ops.store import postgres
+    from slotgen_ops.store.pg_env import PgEnvironmentStore
+
+    postgres.upgrade(pg_url)
+    store = PgEnvironmentStore(pg_url, "staging")
+
+    def visible() -> int:
+        with psycopg.connect(pg_url) as other:
+            return other.execute("SELECT count(*) FROM slotgen_log").fetchone()[0]
+
+    seen: list[int] = []
+    with store.lock.exclusive():
+        store.conn.execute("INSERT INTO slotgen_log (env, seq, hash, line) VALUES ('staging', 1, %s, 'x')",
+                           ("a" * 64,))
+        store.lock.after_commit(lambda: seen.append(visible()))
+        assert seen == [] and visible() == 0
+    assert seen == [1]
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        with store.lock.exclusive():
+            store.lock.after_commit(lambda: seen.append(-1))
+            store.conn.execute("INSERT INTO slotgen_log (env, seq, hash, line) VALUES ('staging', 1, %s, 'x')",
+                               ("b" * 64,))
+    assert seen == [1]
+    store.lock.after_commit(lambda: seen.append(2))  # no section open: at once
+    assert seen == [1, 2]
+    store.close()
