@@ -8,9 +8,15 @@ def _cache_home(tmp_path_factory):
     return tmp_path_factory.mktemp("xdg-cache")
 
 
+@pytest.fixture(scope="session")
+def _state_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("xdg-state")
+
+
 @pytest.fixture(autouse=True)
-def _deterministic_terminal(monkeypatch, _cache_home):
+def _deterministic_terminal(monkeypatch, _cache_home, _state_home):
     monkeypatch.setenv("XDG_CACHE_HOME", str(_cache_home))  # the verified-log cache stays out of $HOME
+    monkeypatch.setenv("XDG_STATE_HOME", str(_state_home))  # so does this machine's memory of heads (SPEC 14)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("TERM", "dumb")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -128,61 +128,160 @@ def signature_problem(entry: dict[str, Any], state: dict[str, Any], keys: _Roste
 
 
 def chain_report(env: Any) -> dict[str, Any]:
-    """The log alone, in full: hash chain, environment, and that every `state` replays (no controls anchor)."""
-    report = env.log.verify(anchor=None, env=env.name, check=replay_checker())
+    """The log alone, in full: hash chain, environment, that every `state` replays and every signature proves
+    its operator, and that it extends the head this machine saw (no controls anchor)."""
+    report = verify_log(env, anchor=None)
     return {"valid": report.valid, "entries": report.entries, "firstBad": report.first_bad, "reason": report.reason}
 
 
-def _cache_file(key: str) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if not os.access(os.path.dirname(base) or "/", os.W_OK) and not os.path.isdir(base):
-        base = os.path.join(tempfile.gettempdir(), f"slotgen-cache-{os.getuid()}")
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return Path(base) / "slotgen" / "verified" / f"{digest}.json"
+def verify_log(env: Any, anchor: tuple[int, str] | None = None) -> Any:
+    """`env.log.verify` with the replay checker, held to this machine's memory of the environment's head
+    (SPEC section 14, "No rewind"; see `heads`); a log found sound moves the memory forward. A log that
+    fails on its own says so first; only a log that is sound in itself can be found rewound."""
+    from ..audit.review import VerifyReport
+    from . import heads
+
+    seen = heads.recall(env)
+    observer = heads.Observer(replay_checker(), seen)
+    before = env.log.identity()
+    report = env.log.verify(anchor=anchor, env=env.name, check=observer)
+    if not report.valid:
+        return report
+    head = observer.last
+    found = heads.problem(env, seen, report.entries, head[1] if head else None, observer.first, observer.at_seen)
+    if found is not None:
+        return VerifyReport(valid=False, entries=report.entries, first_bad=found[0], reason=found[1])
+    if head is not None and observer.first is not None and env.log.identity() == before:
+        heads.record(env, head[0], head[1], observer.first)
+        _remember_checked(env, before, head, observer.first)
+    return report
+
+
+# -- the verified-log cache ------------------------------------------------------------------------------------
+#
+# SPEC section 14, "Redirects are policy": the cache lives only in a directory of this user's that nobody else
+# can write or swap (`paths.private_dir`: $XDG_CACHE_HOME/slotgen/verified, else ~/.cache/slotgen/verified;
+# with neither, no cache at all, never a shared temporary directory), and a record is trusted only while it is
+# bound to the log's bytes as they are now. Binding by a SHA-256 of the whole file would cost the full read the
+# cache exists to avoid; a record binds instead the file's identity (device, inode, size, mtime, ctime: any
+# write moves the ctime, which no user can set back) *and* the head entry (seq, hash) read from the end of the
+# file, which commits by its hash chain to every byte before it, and the memory of heads it was checked
+# against. So a record made for one log is never good for another, nor for the same file rewritten in place
+# to the same size, nor once this machine has seen a newer head (then the log is checked in full again).
+
+
+def _cache_dir() -> Path | None:
+    from .paths import private_dir, user_dir
+
+    return private_dir(user_dir("XDG_CACHE_HOME", (".cache",)), "slotgen", "verified")
+
+
+def _cache_file(key: str) -> Path | None:
+    folder = _cache_dir()
+    if folder is None:
+        return None
+    return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def _cached_record(key: str) -> dict[str, Any] | None:
+    target = _cache_file(key)
+    if target is None:
+        return None
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_size > 4096:
+            return None
+        doc = json.loads(os.read(fd, 4097))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    return doc if isinstance(doc, dict) and doc.get("log") == key else None
 
 
 def _cached(key: str) -> Any:
-    try:
-        doc = json.loads(_cache_file(key).read_text())
-    except (OSError, ValueError):
-        return None
-    return doc.get("identity") if isinstance(doc, dict) else None
+    """The log identity the cache holds for `key` (None: no record)."""
+    doc = _cached_record(key)
+    return doc.get("identity") if doc is not None else None
 
 
-def remember(key: str, identity: Any) -> None:
-    """Record that the log, as it stands with this identity, is sound (best effort)."""
+def remember(key: str, identity: Any, head: Any = None, first: Any = None) -> None:
+    """Record that the log, as it stands with this identity and head (seq, hash), is sound (best effort). A
+    record without a head binds nothing and is never trusted."""
     if identity is None:
         return
     target = _cache_file(key)
+    if target is None:
+        return  # no private place: no cache
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"log": key, "identity": identity}))
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps({"log": key, "identity": identity, "head": list(head) if head else None,
+                                     "first": first}).encode())
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except OSError:
         pass  # no cache: the next command checks in full
 
 
+def _remember_checked(env: Any, identity: Any, head: tuple[int, str], first: str) -> None:
+    remember(env.log.cache_key(), identity, head, first)
+
+
+def _trusted(env: Any, identity: Any) -> bool:
+    """The cache vouches for the log as it is now: the same file identity, the same head entry (read from the
+    end), and this machine's memory of the head no further than what was checked."""
+    from . import heads
+
+    doc = _cached_record(env.log.cache_key())
+    if doc is None or doc.get("identity") != identity or not isinstance(doc.get("head"), list):
+        return False
+    try:
+        head = env.log.head()
+    except IntegrityFailure:
+        return False
+    if head is None or [head.get("seq"), head.get("hash")] != doc["head"]:
+        return False
+    return all(m.first == doc.get("first") and m.seq == head["seq"] and m.hash == head["hash"]
+               for m in heads.recall(env))
+
+
 def require_sound(env: Any) -> list[int] | None:
-    """IntegrityFailure (exit 4) naming the first bad entry if the log is not sound; the identity checked."""
+    """IntegrityFailure (exit 4) naming the first bad entry if the log is not sound (or no longer extends the
+    head this machine saw); the identity checked."""
     log = env.log
-    key = log.cache_key()
     before = log.identity()
-    if before is not None and _cached(key) == before:
+    if before is not None and _trusted(env, before):
         return before
     report = chain_report(env)
     if not report["valid"]:
         raise IntegrityFailure(f"{log.path}: the audit log fails verification at seq {report['firstBad']}: "
                                f"{report['reason']}; 'slotgen audit verify --env {env.name}' shows it (rollback "
                                "still works)", first_bad=report["firstBad"])
-    if log.identity() == before:  # unchanged while it was read: what was checked is what is there
-        remember(key, before)
     return before
 
 
 def advance(env: Any, checked: list[int] | None, appended_by_us: bool) -> list[int] | None:
-    """After this writer's own append to a log it found sound: the cache follows the file."""
+    """After this writer's own append to a log it found sound: the cache and the memory of heads follow."""
+    from . import heads
+
     now = env.log.identity()
     if checked is not None and appended_by_us:
-        remember(env.log.cache_key(), now)
+        head = env.log.head()
+        seen = heads.recall(env)
+        cached = _cached_record(env.log.cache_key())
+        first = seen[0].first if seen else (cached or {}).get("first")
+        if head is not None and isinstance(first, str):
+            heads.record(env, int(head["seq"]), str(head["hash"]), first)
+            remember(env.log.cache_key(), now, (head["seq"], head["hash"]), first)
     return now

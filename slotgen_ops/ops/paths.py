@@ -46,3 +46,93 @@ def state_url_in_files(root: Path) -> str | None:
         text = ""
     match = re.search(r"^state:\s*['\"]?(postgres(?:ql)?://[^'\"\s#]+)", text, re.MULTILINE)
     return match.group(1) if match else marker_url(Path(root) / "environments")
+
+
+def _home() -> str | None:
+    """$HOME, else the account's home directory from the password database (None: neither)."""
+    home = os.environ.get("HOME")
+    if home:
+        return home
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_dir or None
+    except (ImportError, KeyError):
+        return None
+
+
+def user_dir(xdg_var: str, fallback: tuple[str, ...]) -> str | None:
+    """$XDG_… when it is an absolute path (the XDG rule: a relative one is ignored), else ~/<fallback>;
+    None when there is no home. Never a temporary directory: there is no such fallback."""
+    value = os.environ.get(xdg_var)
+    if value and os.path.isabs(value):
+        return value
+    home = _home()  # never created here: a home that is not there is no place to keep anything
+    return os.path.join(home, *fallback) if home and os.path.isabs(home) and os.path.isdir(home) else None
+
+
+def _safe_chain(path: str, uid: int) -> bool:
+    """Every directory from / down to `path` (which exists) is one no other user can change what it holds:
+    owned by root or this user, and writable by nobody else, or, if others may write in it (a sticky shared
+    directory like /tmp), only with the sticky bit and the next directory down owned by this user (others
+    cannot rename or replace it there)."""
+    import stat
+
+    parts = [p for p in path.split(os.sep) if p]
+    here = os.sep
+    for i in range(len(parts) + 1):
+        try:
+            st = os.lstat(here)
+        except OSError:
+            return False
+        if st.st_uid not in (0, uid):
+            return False
+        if stat.S_ISLNK(st.st_mode):  # a link of root's or ours, in a safe directory: its target's chain is checked
+            pass
+        elif not stat.S_ISDIR(st.st_mode):
+            return False
+        elif st.st_mode & 0o022:
+            if not st.st_mode & stat.S_ISVTX or i == len(parts):
+                return False
+            try:
+                below = os.lstat(os.path.join(here, parts[i]))
+            except OSError:
+                return False
+            if below.st_uid != uid:
+                return False
+        if i < len(parts):
+            here = os.path.join(here, parts[i])
+    return True
+
+
+def private_dir(base: str | None, *parts: str) -> Path | None:
+    """`base/parts…`, created (mode 0700) if need be, if it is a directory of this user's that nobody else
+    can write to or swap: the directory itself owned by this user and not group- or world-writable, every
+    directory above it as `_safe_chain` says (both the path as given and as resolved), and no symlink among
+    the parts. None otherwise, and then nothing is created below `base`: the caller keeps nothing (a cache)
+    or remembers nothing (SPEC section 14: never a shared temporary directory)."""
+    import stat
+
+    if not base or not os.path.isabs(base):
+        return None
+    uid = os.getuid()
+    given = os.path.normpath(base)
+    try:
+        if not os.path.isdir(given):
+            os.makedirs(given, mode=0o700, exist_ok=True)
+        real = os.path.realpath(given)
+        if not (_safe_chain(given, uid) and _safe_chain(real, uid)):
+            return None
+        here = real
+        for part in parts:
+            here = os.path.join(here, part)
+            try:
+                os.mkdir(here, 0o700)
+            except FileExistsError:
+                pass
+            st = os.lstat(here)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+                return None
+    except OSError:
+        return None
+    return Path(here)

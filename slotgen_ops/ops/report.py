@@ -19,7 +19,7 @@ from .environment import Environment
 from .guidance import describe_next
 from .runbook import STEP_ORDER, soak_ready_at
 from .samples import load_sample_jobs, shadow_exposure
-from .chain import chain_report, replay_checker  # noqa: F401 - chain_report is part of this module's API
+from .chain import chain_report, replay_checker, verify_log  # noqa: F401 - chain_report is part of this module's API
 
 _RECENT = 5
 
@@ -221,7 +221,7 @@ def audit_verify(env: Environment, checkpoints: list[tuple[str, str]] | None = N
         problems.append(failure.message)
         remedy = getattr(failure, "remedy", None)
     try:
-        report = env.log.verify(anchor=anchor, env=env.name, check=replay_checker())
+        report = verify_log(env, anchor)  # held to this machine's memory of the head too (SPEC 14, no rewind)
     except IntegrityFailure as exc:  # the log cannot be read at all (a directory, say): still a report
         from ..audit.review import VerifyReport
 

@@ -274,8 +274,10 @@ def test_an_insider_rewrite_re_signed_with_roster_keys_is_caught_by_an_earlier_c
         items[target - 1]["details"]["approval"]["decisionRecord"] = "DR-666"
 
     rewrite(ws, edit, resign=keys)
-    plain = run(ws, "audit", "verify", "--env", "staging")
+    elsewhere = {"XDG_STATE_HOME": str(tmp_path / "another-machine")}  # one that never saw the log (SPEC 14)
+    plain = run(ws, "audit", "verify", "--env", "staging", env=elsewhere)
     assert plain.code == 0, "every hash and signature was redone: only an outside anchor can see this"
+    assert run(ws, "audit", "verify", "--env", "staging").code == 4, "this machine saw the log before it"
     verify = run(ws, "audit", "verify", "--env", "staging", "--checkpoint", str(checkpoint), "--json")
     assert verify.code == 4
     doc = verify.json()
