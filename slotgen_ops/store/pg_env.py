@@ -101,6 +101,7 @@ class PgEnvironmentStore:
         self.env = env
         self._conn: Any = None
         self._reading = 0
+        self._followed: _Followed | None = None  # the log as far as this process verified it (render --watch)
         self.lock = PgLock(self)
         self.log = PgLog(self)
         self.controls = PgControls(self)
@@ -158,14 +159,12 @@ class PgEnvironmentStore:
     def authority(self, env: Any) -> tuple[dict[str, str | None], dict[str, Any], bool]:
         """What a host renders: (controls, head entry, engaged ahead of the log) of the verified log head.
 
-        One snapshot reads the log's head and the controls row; then the whole log is verified (the chain,
-        signatures and replay, with the verified-log cache; `ops.chain.require_sound`), which covers that
-        head. The head's `state.controls` are rendered, held to the byte grammar. The row must say the same
+        One snapshot reads the log's head and the controls row; then the log up to that head is verified
+        (`_verify_to`). The head's `state.controls` are rendered, held to the byte grammar. The row must say the same
         head and the same controls, or the same with SLOTGEN_AI_KILL=true: a rollback engages the row
         first and records itself after, and that is rendered at once. Anything else is NotAuthoritative.
         A database that cannot be reached raises its own error (IntegrityFailure, psycopg's), not that.
         """
-        from ..ops.chain import require_sound
         from ..ops.environment import differences
 
         with self.reading() as conn:  # the connection is up past this point: what fails next is a verdict
@@ -176,15 +175,7 @@ class PgEnvironmentStore:
         if head is None:
             raise NotAuthoritative(f"{where}: the audit log is empty or missing; nothing to render")
         seq, digest = int(head["seq"]), str(head["hash"])
-        try:
-            checked = require_sound(env)  # the `ops.environment.Environment` this store is behind
-        except NotAuthoritative:
-            raise
-        except IntegrityFailure as exc:
-            raise NotAuthoritative(exc.message, first_bad=exc.first_bad) from None
-        if checked is None or int(checked[0]) < seq:
-            raise NotAuthoritative(f"{where}: the log's head seq {seq} was not verified (the log was found at "
-                                   f"{checked[0] if checked else 'no'} entries); rows were removed?")
+        self._verify_to(env, head)
         state = head.get("state")
         controls = state.get("controls") if isinstance(state, dict) else None
         problem = _grammar_problem(controls)
@@ -208,6 +199,49 @@ class PgEnvironmentStore:
         raise NotAuthoritative(f"{where}: the controls row disagrees with the verified log's head (seq {seq}): "
                                f"{said[:300]}; the row was changed outside slotgen")
 
+    def _verify_to(self, env: Any, head: dict[str, Any]) -> None:
+        """NotAuthoritative unless the log up to `head` verifies: the hash chain, every signature by an operator
+        of the roster in force, and every recorded state replaying (`ops.chain`).
+
+        The first time, and whenever the log does not simply extend what this process verified, the whole
+        log is checked by `ops.chain.require_sound` (with the verified-log cache and this machine's memory of
+        the heads it has seen). A long-running reader (`render --watch`) then follows the log: each new row
+        is parsed, linked to the one before it (seq, prevHash, its own hash, the environment) and fed to the
+        same replay checker (`chain.replay_checker`), primed once over the log it already verified. So a
+        change costs its own entries, not the whole log, and a log that this process saw at seq N and that
+        no longer extends it (rows removed or rewritten) is an integrity failure naming both heads.
+        """
+        from ..ops.chain import require_sound
+
+        seq, digest = int(head["seq"]), str(head["hash"])
+        seen = self._followed
+        if seen is not None:
+            if (seen.seq, seen.hash) == (seq, digest):
+                return
+            if seq < seen.seq or self._row_hash(seen.seq) != seen.hash:
+                raise NotAuthoritative(f"{self.describe()}: this process verified the log up to seq {seen.seq} "
+                                       f"(hash {seen.hash[:12]}…) but it now ends at seq {seq} (hash "
+                                       f"{digest[:12]}…) and does not extend it: rows were removed or rewritten")
+            if seen.extend(self, seq, digest):
+                return
+        try:
+            checked = require_sound(env)  # the `ops.environment.Environment` this store is behind
+        except NotAuthoritative:
+            self._followed = None
+            raise
+        except IntegrityFailure as exc:
+            self._followed = None
+            raise NotAuthoritative(exc.message, first_bad=exc.first_bad) from None
+        if checked is None or int(checked[0]) < seq:
+            raise NotAuthoritative(f"{self.describe()}: the log's head seq {seq} was not verified (the log was "
+                                   f"found at {checked[0] if checked else 'no'} entries): rows were removed?")
+        self._followed = _Followed(head)
+
+    def _row_hash(self, seq: int) -> str | None:
+        with self.reading() as conn:
+            row = conn.execute("SELECT hash FROM slotgen_log WHERE env = %s AND seq = %s", (self.env, seq)).fetchone()
+        return str(row[0]) if row else None
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -227,6 +261,45 @@ class PgEnvironmentStore:
                 yield conn
             finally:
                 self._reading -= 1
+
+
+class _Followed:
+    """The log as far as this process verified it: its head, and (once it is followed) the replay checker
+    primed over every entry up to that head."""
+
+    def __init__(self, head: dict[str, Any]) -> None:
+        self.seq, self.hash, self.head = int(head["seq"]), str(head["hash"]), head
+        self._check: Callable[[dict[str, Any]], str | None] | None = None
+
+    def extend(self, store: PgEnvironmentStore, seq: int, digest: str) -> bool:
+        """Verify the rows after this head up to (seq, digest) and move to it; False if they do not simply
+        continue it (the caller then checks the whole log, which says what is wrong)."""
+        from ..audit.canonical import parse_entry
+        from ..ops.chain import replay_checker
+
+        if self._check is None:  # once: the checker's state at this head (the log up to it verified already)
+            check = replay_checker()
+            for row in store.log._rows(upto=self.seq):
+                if check(_entry(store.log.path, *row)) is not None:
+                    return False
+            self._check = check
+        prev = self.head
+        for row_seq, row_hash, line in store.log._rows(after=self.seq, upto=seq):
+            try:
+                entry, recomputed = parse_entry(line)
+            except ValueError:
+                return False
+            if not (entry.get("seq") == row_seq == prev["seq"] + 1 and entry.get("hash") == row_hash == recomputed
+                    and entry.get("prevHash") == prev["hash"] and entry.get("env") == store.env):
+                return False
+            if self._check(entry) is not None:
+                self._check = None  # its state is past a bad entry now: prime again if ever needed
+                return False
+            prev = entry
+        if (prev["seq"], prev["hash"]) != (seq, digest):
+            return False
+        self.seq, self.hash, self.head = seq, digest, prev
+        return True
 
 
 def _lock_key(env: str) -> str:
@@ -389,12 +462,14 @@ class PgLog:
                      (self._store.env, entry["seq"], entry["hash"], _dumps(entry)))
         return entry
 
-    def _rows(self) -> Iterator[tuple[int, str, bytes]]:
-        """Every row (seq, hash, line), in order, streamed (a server-side cursor)."""
+    def _rows(self, after: int = 0, upto: int | None = None) -> Iterator[tuple[int, str, bytes]]:
+        """Every row (seq, hash, line) with after < seq <= upto, in order, streamed (a server-side cursor)."""
         with self.reading() as conn:
             with conn.cursor(name=f"slotgen_lines_{self._store.env}") as cur:
                 cur.itersize = 2000
-                cur.execute("SELECT seq, hash, line FROM slotgen_log WHERE env = %s ORDER BY seq", (self._store.env,))
+                cur.execute("SELECT seq, hash, line FROM slotgen_log WHERE env = %s AND seq > %s "
+                            "AND (%s::bigint IS NULL OR seq <= %s::bigint) ORDER BY seq",
+                            (self._store.env, after, upto, upto))
                 for seq, digest, line in cur:
                     yield seq, digest, bytes(line)
 

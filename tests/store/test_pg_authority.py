@@ -256,6 +256,79 @@ def test_a_control_value_outside_the_grammar_never_reaches_a_rendered_file(pg_te
     assert status.code == 4 and "Traceback" not in status.stderr, status.stdout + status.stderr
 
 
+def test_a_watcher_following_the_log_refuses_an_unsigned_entry_that_turns_the_kill_switch_off(pg_team, postgres,
+                                                                                             pg_url, tmp_path,
+                                                                                             monkeypatch):
+    """The database lets a writer append a well-formed, well-linked entry with the row it leads to; only the
+    reader's verification stands between it and the host: a watcher that follows the log entry by entry
+    replays each new one (here: `set SLOTGEN_AI_KILL=false` with nobody's signature) and engages instead."""
+    from walked import demo_actor
+
+    from slotgen_ops.audit.canonical import _dumps
+    from slotgen_ops.audit.log import complete
+    from slotgen_ops.ops.entries import new_entry
+    from slotgen_ops.ops.workspace import Workspace
+
+    a, b, env, _ = pg_team
+    _rolled_back(a, env)
+    out = tmp_path / "host" / "staging.env"
+    out.parent.mkdir()
+    proc = _watcher(b, out, env, tmp_path / "host-state")
+    try:
+        _wait_for(lambda: _file_at(out, _head(pg_url)), proc)  # it has verified the log up to its head
+        monkeypatch.setenv("SLOTGEN_STATE_URL", pg_url)
+        workspace = Workspace(a)
+        environment = workspace.environment("staging")
+        head = environment.log.head()
+        environment.store.close()
+        claimed = demo_actor(workspace, "owner").unidentified()
+        entry = complete(new_entry("staging", claimed.recordable(), head["state"], action="set",
+                                   control="SLOTGEN_AI_KILL", old="true", new="false", decisionRecord="DR-1",
+                                   reason="forged"), head)
+        entry["signature"] = None
+        assert entry["state"]["controls"]["SLOTGEN_AI_KILL"] == "false"
+        with writer_member(postgres, pg_url) as url, psycopg.connect(url) as conn, conn.transaction():
+            conn.execute("INSERT INTO slotgen_log (env, seq, hash, line) VALUES ('staging', %s, %s, %s)",
+                         (entry["seq"], entry["hash"], _dumps(entry)))
+            conn.execute("UPDATE slotgen_environments SET head_seq = %s, head_hash = %s, controls = %s "
+                         "WHERE name = 'staging'", (entry["seq"], entry["hash"],
+                                                     json.dumps(entry["state"]["controls"])))
+        time.sleep(2.5)
+        assert _engaged(out), out.read_text()
+    finally:
+        err = _stop(proc)
+    assert "integrity failure" in err and f"seq {entry['seq']}" in err and "Traceback" not in err, err
+
+
+def test_a_watcher_that_saw_a_head_refuses_a_log_cut_back_beneath_it(pg_team, pg_url, tmp_path):
+    a, b, env, _ = pg_team
+    out = tmp_path / "host" / "staging.env"
+    out.parent.mkdir()
+    proc = _watcher(b, out, env, tmp_path / "host-state")
+    try:
+        before = _head(pg_url)
+        _wait_for(lambda: _file_at(out, before), proc)
+        _rolled_back(a, env)
+        after = _head(pg_url)
+        _wait_for(lambda: _file_at(out, after), proc)
+        # Cut back to the old head, the row regenerated to match it: every remaining row verifies.
+        _as_superuser_past_the_triggers(
+            pg_url, "DELETE FROM slotgen_log WHERE env = 'staging' AND seq > %s", before[0])
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")
+            line = conn.execute("SELECT line FROM slotgen_log WHERE env = 'staging' AND seq = %s",
+                                (before[0],)).fetchone()[0]
+            controls = json.loads(bytes(line))["state"]["controls"]
+            conn.execute("UPDATE slotgen_environments SET head_seq = %s, head_hash = %s, controls = %s "
+                         "WHERE name = 'staging'", (*before, json.dumps(controls)))
+            conn.execute("SELECT pg_notify('slotgen_controls', 'staging 0')")
+        time.sleep(2.5)
+        assert _engaged(out) and _file_at(out, after), out.read_text()
+    finally:
+        err = _stop(proc)
+    assert "does not extend it" in err and "Traceback" not in err, err
+
+
 # -- 3. a log row that is not an entry ---------------------------------------------------------------------------
 
 
