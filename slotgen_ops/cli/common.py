@@ -84,9 +84,49 @@ def evaluation_inputs(env: str | None, workspace: Path | None, with_items: list[
     if overrides:
         source += " with " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
     controls = Controls.from_mapping(raw)
-    allowlist = load_allowlist(controls.allowlist_path, allowlist_base)
+    allowlist = _unreadable_allowlist(controls.allowlist_path, allowlist_base)
+    if allowlist is None:
+        try:
+            allowlist = load_allowlist(controls.allowlist_path, allowlist_base)
+        except RecursionError:  # JSON nested past what the parser can follow: unreadable, so fail closed
+            from ..contract import AllowlistUnavailable
+
+            allowlist = AllowlistUnavailable(f"{controls.allowlist_path}: not JSON (nested too deeply)")
     _warn_fail_closed(controls, allowlist)
     return Evaluation(controls=controls, allowlist=allowlist, source=source)
+
+
+#: An allowlist is a small JSON file; one far larger than this is not read (it fails closed, as unreadable).
+MAX_ALLOWLIST_FILE = 16 * 1024 * 1024
+
+
+def _unreadable_allowlist(path: str | None, base: Path | None):
+    """AllowlistUnavailable for an allowlist path that names something reading would never end or never start
+    on (a device, a FIFO, a socket, a file past ``MAX_ALLOWLIST_FILE``): judged on a non-blocking open, so
+    the what-if fails closed at once, as for any unreadable allowlist. None: read it as the runtime does."""
+    import os
+    import stat
+
+    if not path:
+        return None
+    file = Path(path)
+    if base is not None and not file.is_absolute():
+        file = base / file
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None  # missing, a directory, no permission: the runtime's reader says which
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    from ..contract import AllowlistUnavailable
+
+    if not stat.S_ISREG(st.st_mode):
+        return AllowlistUnavailable(f"{path}: unreadable ({_kind(st.st_mode)}, not a regular file)")
+    if st.st_size > MAX_ALLOWLIST_FILE:
+        return AllowlistUnavailable(f"{path}: unreadable ({st.st_size} bytes, far larger than an allowlist)")
+    return None
 
 
 def _warn_fail_closed(controls: Controls, allowlist: AllowlistState) -> None:
