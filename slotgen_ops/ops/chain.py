@@ -282,6 +282,17 @@ def advance(env: Any, checked: list[int] | None, appended_by_us: bool) -> list[i
         cached = _cached_record(env.log.cache_key())
         first = seen[0].first if seen else (cached or {}).get("first")
         if head is not None and isinstance(first, str):
-            heads.record(env, int(head["seq"]), str(head["hash"]), first)
-            remember(env.log.cache_key(), now, (head["seq"], head["hash"]), first)
+            seq, digest, key = int(head["seq"]), str(head["hash"]), env.log.cache_key()
+
+            def believe() -> None:
+                heads.record(env, seq, digest, first)
+                remember(key, now, (seq, digest), first)
+
+            # On PostgreSQL an append is not durable until the section's COMMIT: a head that may still roll back
+            # is never remembered (it would read as a rewind later). A file append is durable when it returns.
+            after_commit = getattr(env.lock, "after_commit", None)
+            if after_commit is not None:
+                after_commit(believe)
+            else:
+                believe()
     return now
