@@ -69,7 +69,7 @@ def rewind(ws: Path, keep: int) -> dict:
 
 def remembered(ws: Path) -> dict:
     env = Workspace(ws).environment("staging")
-    (memory,) = heads.recall(env)
+    memory = heads.recall(env)[0]  # the workspace's (on PostgreSQL the database's too, the same head)
     return {"seq": memory.seq, "hash": memory.hash, "first": memory.first, "path": memory.path}
 
 
@@ -262,3 +262,49 @@ def test_the_cache_is_not_trusted_once_this_machine_has_seen_a_newer_head(tmp_pa
     heads.record(env, memory["seq"] + 1, "a" * 64, memory["first"])  # seen further elsewhere (a newer clone)
     with pytest.raises(IntegrityFailure, match="rewound"):
         chain.require_sound(env)
+
+
+def test_on_postgresql_an_append_that_rolls_back_is_never_remembered(tmp_path, endpoint, state_home, pg_url,
+                                                                      monkeypatch):
+    """An append is not a commit: a section that dies after its append leaves nothing in the database, and
+    this machine must not remember a head that was never there (it would read as a rewind ever after)."""
+    from slotgen_ops.ops import hooks
+    from slotgen_ops.ops.changes import set_control
+    from slotgen_ops.ops.verification import run_verification
+    from walked import demo_actor
+
+    monkeypatch.setenv("SLOTGEN_STATE_URL", pg_url)
+    ws = tmp_path / "ws"
+    walk(ws, 1, endpoint.base_url, state=pg_url)
+    workspace = Workspace(ws)
+    env = workspace.environment("staging")
+    chain.require_sound(env)
+    before = remembered(ws)
+
+    def crash(point: str) -> None:
+        if point == "after-audit-append":
+            import psycopg
+
+            raise psycopg.OperationalError("server closed the connection")  # between the append and COMMIT
+
+    hooks.install(crash)
+    try:
+        with pytest.raises(IntegrityFailure, match="nothing of this change was committed"):
+            set_control(Workspace(ws).environment("staging"), ["FEATURE_SLOTGEN_AI=true"],
+                        actor=demo_actor(workspace, "oncall"), decision_record="DR-2", approval_id=None, expect=None,
+                        dry_run=False, confirm=lambda p: True, verifier=run_verification)
+    finally:
+        hooks.install(None)
+    assert remembered(ws)["seq"] == before["seq"]
+    fresh = Workspace(ws).environment("staging")
+    chain.require_sound(fresh)  # no rewind: nothing was committed, nothing was believed
+    assert fresh.log.head()["seq"] == before["seq"]
+    keys = heads.keys(fresh)
+    assert keys[0].startswith("workspace:") and keys[1].startswith("postgresql:") and "staging" in keys[1]
+    assert psycopg_password(pg_url) not in keys[1]
+
+
+def psycopg_password(url: str) -> str:
+    import psycopg
+
+    return psycopg.conninfo.conninfo_to_dict(url)["password"]
