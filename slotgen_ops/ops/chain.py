@@ -2,16 +2,25 @@
 
 SPEC section 9: an edited, deleted, inserted or reordered entry anywhere in
 the log is seen by every command that changes an environment and by `status`,
-not only by `audit verify`. A full check (hash chain, environment, and that
-every entry's `state` replays) reads the whole log. To keep a command's cost
-flat as the log grows, a per-user cache remembers the file's identity after a
-full check: device, inode, size, mtime and ctime. A writer holding the lock
-that appended to a log it had just found sound moves the cache forward with
-the file, so the next command only stats the file. Any other change to the
-file (an edit in place, even one that restores mtime with `touch`, moves its
-ctime, which no user can set) no longer matches, and the log is checked in
-full again. The cache is never a trust anchor: a missing, stale or unreadable
-cache only costs a full check.
+not only by `audit verify`. A full check (hash chain, environment, that every
+entry's `state` replays and every signature proves its operator) reads the
+whole log. SPEC section 14 adds two rules to that pass: `init` is entry 1 and
+only entry 1, and an entry with no proven operator is accepted only if the
+state it leads to exposes no more jobs than the state before it
+(`state.widening`); and the log must extend the highest head this machine has
+seen of the environment (`heads`: no rewind).
+
+To keep a command's cost flat as the log grows, a per-user cache remembers,
+after a full check, the file's identity (device, inode, size, mtime, ctime)
+and its head entry. A writer holding the lock that appended to a log it had
+just found sound moves the cache (and the memory of heads) forward with the
+file, so the next command only stats the file and reads its last line. Any
+other change to the file (an edit in place, even one that restores mtime with
+`touch`, moves its ctime, which no user can set) no longer matches, and the
+log is checked in full again. The cache is never a trust anchor: it lives only
+in a directory of this user's (never a shared temporary directory), a record
+not bound to the log as it is now is ignored, and a missing, stale or
+unreadable cache only costs a full check.
 """
 
 from __future__ import annotations
