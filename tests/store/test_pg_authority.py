@@ -64,11 +64,14 @@ def _as_superuser_past_the_triggers(url: str, statement: str, *params) -> None:
 
 
 def _engaged(path: Path) -> bool:
-    """The file holds controls within the grammar (so systemd and docker read it as slotgen does), and
-    they say the kill-switch is engaged, whichever way it is read."""
+    """The file holds controls within the grammar, and every reader (systemd's own parser, docker's rules,
+    slotgen's) reads the kill-switch engaged in it."""
+    from envfile_oracle import kill_engaged_everywhere
+
     raw = path.read_bytes()
     parsed = envgrammar.parse(raw)
-    return parsed.values.get("SLOTGEN_AI_KILL") == "true" and runtime_values(raw)["SLOTGEN_AI_KILL"] == "true"
+    return (parsed.values.get("SLOTGEN_AI_KILL") == "true" and runtime_values(raw)["SLOTGEN_AI_KILL"] == "true"
+            and kill_engaged_everywhere(path))
 
 
 def _watcher(ws: Path, output: Path, env: dict, state_home: Path) -> subprocess.Popen:
