@@ -34,6 +34,9 @@ def unexpected(exc: Exception) -> NoReturn:
 
         fail(f"state database: {' '.join(str(exc).split())[:300]}; a change is committed whole or not at "
              "all ('slotgen status' shows which; 'slotgen rollback' still works)", EXIT_INTEGRITY)
+    if isinstance(exc, OSError) and exc.strerror:  # a file that is not what was expected: bad input, said plainly
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename is not None else ""
+        fail(f"{where}{' '.join(str(exc.strerror).split())}", EXIT_BAD_INPUT)
     fail(f"internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} "
          "(set SLOTGEN_DEBUG=1 for details)", EXIT_BAD_INPUT)
 

@@ -261,6 +261,18 @@ CORPUS: dict[str, Case] = {
     "endpoint-remote": Case(["endpoint", "serve", "--host", "0.0.0.0", "--port", "0"], 2),
     "endpoint-host-garbage": Case(["endpoint", "serve", "--host", "not a host", "--port", "0"], 2),
     "endpoint-delay": Case(["endpoint", "serve", "--delay", "-1"], 2),
+    # the other commands
+    "verify-unknown-env": Case(["verify", "--env", "qa"], 2, says="unknown environment"),
+    "render-device": Case(["render", "--env", "staging", "--output", "/dev/null"], 2, says="character device"),
+    "render-fifo": Case(["render", "--env", "staging", "--output", "{ws}/../pipe"], 2, edit=as_fifo("../pipe"),
+                        says="FIFO"),
+    "render-missing-folder": Case(["render", "--env", "staging", "--output", "/nonexistent/dir/x.env"], 2),
+    "config-status-unknown-env": Case(["config", "status", "--env", "qa"], 2),
+    "config-accept-no-operator": Case(["config", "accept", "--env", "staging", *DR], 3),
+    "repair-unknown-env": Case(["audit", "repair", "--env", "qa"], 2),
+    "demo-unknown-option": Case(["demo", "--bogus"], 2),
+    "state-migrate-unknown-option": Case(["state", "migrate", "--bogus"], 2),
+    "version-unknown-option": Case(["--version", "--bogus"], 2),
     # init and state
     "init-over-a-file": Case(["init", "{ws}/slotgen.yaml"], 2),
     "init-over-a-workspace": Case(["init", "{ws}"], 2),
@@ -448,8 +460,8 @@ def test_the_corpus_is_wide():
     assert len(CORPUS) >= 100
     assert {case.code for case in CORPUS.values()} >= {2, 3, 4}
     commands = {case.args[0] for case in CORPUS.values()}
-    assert commands >= {"status", "next", "set", "approve", "decide", "exposure", "plan", "audit", "endpoint",
-                        "init", "state"}
+    assert commands >= {"status", "next", "set", "approve", "verify", "decide", "exposure", "plan", "render",
+                        "audit", "config", "endpoint", "demo", "init", "state"}
     assert sum(1 for case in CORPUS.values() if case.edit is not None) >= 40  # files
     assert sum(1 for case in CORPUS.values() if case.env) >= 15  # environment variables
 

@@ -92,6 +92,15 @@ def test_an_error_line_never_carries_a_password(capsys):
     assert "s3cret" not in err and err.count("***") == 2
 
 
+def test_a_file_problem_no_command_caught_is_one_plain_line_not_an_internal_error(capsys):
+    from slotgen_ops.cli.boundary import unexpected
+
+    with pytest.raises(SystemExit) as exit_:
+        unexpected(FileNotFoundError(2, "No such file or directory", "/nowhere/x"))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "error: /nowhere/x: No such file or directory\n"
+
+
 # -- through the real CLI --------------------------------------------------------------------------------------
 
 
