@@ -121,13 +121,15 @@ def test_apply_refuses_an_init_after_the_first_entry():
         apply(state, {**first, "new": dict(LIVE)})
 
 
-def test_a_log_that_starts_live_is_an_integrity_failure(tmp_path, endpoint, state_home):
+@pytest.mark.parametrize("identity", ["signed", "declared"])
+def test_a_log_that_starts_live_is_an_integrity_failure(tmp_path, endpoint, state_home, identity):
     """A whole log replaced by one unsigned `init` whose controls are live: nothing existed before it, so
-    it exposes more than the state before it and no proven operator recorded it."""
+    it exposes more than the state before it and no proven operator recorded it (whatever mode it says)."""
     ws = tmp_path / "ws"
     walk(ws, 0, endpoint.base_url)
-    first = entries(ws)[0]
-    write_log(ws, [forged_init(first, LIVE, identity="signed")])
+    first = dict(entries(ws)[0])
+    first["actor"] = {**first["actor"], "identity": identity}
+    write_log(ws, [forged_init(first, LIVE, identity=identity)])
     verify = run(ws, "audit", "verify", "--env", "staging", "--json", env={"XDG_STATE_HOME": str(tmp_path)})
     assert verify.code == 4, verify.stdout + verify.stderr
     doc = verify.json()
