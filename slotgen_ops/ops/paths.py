@@ -119,6 +119,11 @@ def private_dir(base: str | None, *parts: str) -> Path | None:
     given = os.path.normpath(base)
     try:
         if not os.path.isdir(given):
+            above = os.path.dirname(given)
+            while not os.path.isdir(above):  # never create anything below a directory others can change
+                above = os.path.dirname(above)
+            if not (_safe_chain(above, uid) and _safe_chain(os.path.realpath(above), uid)):
+                return None
             os.makedirs(given, mode=0o700, exist_ok=True)
         real = os.path.realpath(given)
         if not (_safe_chain(given, uid) and _safe_chain(real, uid)):

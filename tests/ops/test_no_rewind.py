@@ -308,3 +308,14 @@ def psycopg_password(url: str) -> str:
     import psycopg
 
     return psycopg.conninfo.conninfo_to_dict(url)["password"]
+
+
+def test_nothing_is_created_below_a_directory_others_can_write(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # world-writable, not even sticky
+    assert private_dir(str(shared / "cache"), "slotgen", "verified") is None
+    assert not (shared / "cache").exists()
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    assert private_dir(str(own / "not" / "yet"), "slotgen") == own / "not" / "yet" / "slotgen"
