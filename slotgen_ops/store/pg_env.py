@@ -218,11 +218,12 @@ class PgEnvironmentStore:
         if seen is not None:
             if (seen.seq, seen.hash) == (seq, digest):
                 return
-            if seq < seen.seq or self._row_hash(seen.seq) != seen.hash:
+            rows = self._rows_from(seen.seq, seq) if seq > seen.seq else []
+            if not rows or (rows[0][0], rows[0][1]) != (seen.seq, seen.hash):
                 raise NotAuthoritative(f"{self.describe()}: this process verified the log up to seq {seen.seq} "
                                        f"(hash {seen.hash[:12]}…) but it now ends at seq {seq} (hash "
                                        f"{digest[:12]}…) and does not extend it: rows were removed or rewritten")
-            if seen.extend(self, seq, digest):
+            if seen.extend(self, rows[1:], seq, digest):
                 return
         try:
             checked = require_sound(env)  # the `ops.environment.Environment` this store is behind
@@ -237,10 +238,12 @@ class PgEnvironmentStore:
                                    f"found at {checked[0] if checked else 'no'} entries): rows were removed?")
         self._followed = _Followed(head)
 
-    def _row_hash(self, seq: int) -> str | None:
+    def _rows_from(self, first: int, last: int) -> list[tuple[int, str, bytes]]:
+        """The rows (seq, hash, line) with first <= seq <= last, in order, in one read."""
         with self.reading() as conn:
-            row = conn.execute("SELECT hash FROM slotgen_log WHERE env = %s AND seq = %s", (self.env, seq)).fetchone()
-        return str(row[0]) if row else None
+            rows = conn.execute("SELECT seq, hash, line FROM slotgen_log WHERE env = %s AND seq >= %s AND seq <= %s "
+                                "ORDER BY seq", (self.env, first, last)).fetchall()
+        return [(int(seq), str(digest), bytes(line)) for seq, digest, line in rows]
 
     def close(self) -> None:
         if self._conn is not None:
@@ -271,9 +274,9 @@ class _Followed:
         self.seq, self.hash, self.head = int(head["seq"]), str(head["hash"]), head
         self._check: Callable[[dict[str, Any]], str | None] | None = None
 
-    def extend(self, store: PgEnvironmentStore, seq: int, digest: str) -> bool:
-        """Verify the rows after this head up to (seq, digest) and move to it; False if they do not simply
-        continue it (the caller then checks the whole log, which says what is wrong)."""
+    def extend(self, store: PgEnvironmentStore, rows: list[tuple[int, str, bytes]], seq: int, digest: str) -> bool:
+        """Verify `rows`, those after this head up to (seq, digest), and move to it; False if they do not
+        simply continue it (the caller then checks the whole log, which says what is wrong)."""
         from ..audit.canonical import parse_entry
         from ..ops.chain import replay_checker
 
@@ -284,7 +287,7 @@ class _Followed:
                     return False
             self._check = check
         prev = self.head
-        for row_seq, row_hash, line in store.log._rows(after=self.seq, upto=seq):
+        for row_seq, row_hash, line in rows:
             try:
                 entry, recomputed = parse_entry(line)
             except ValueError:
