@@ -452,3 +452,45 @@ def test_what_waits_for_the_commit_runs_after_it_and_never_after_a_rollback(pg_u
     store.lock.after_commit(lambda: seen.append(2))  # no section open: at once
     assert seen == [1, 2]
     store.close()
+
+
+def test_audit_repair_puts_a_changed_controls_row_right_with_the_kill_switch_engaged(pg_team, pg_url, tmp_path):
+    """The remedy the integrity failure names works on the database too: the repair records its entry and
+    the row that entry leads to (in one transaction, as the database requires), engaged."""
+    a, b, env, _ = pg_team
+    _as_superuser_past_the_triggers(pg_url, "UPDATE slotgen_environments SET controls = jsonb_set(controls, "
+                                    "'{FEATURE_SLOTGEN_AI}', '\"true\"') WHERE name = 'staging'")
+    assert slotgen("status", "--env", "staging", "--workspace", str(a), env=env).code == 4
+    yes = ["--yes"] if "--yes" in slotgen("audit", "repair", "--help").stdout else []  # SPEC 15 adds it
+    repaired = slotgen("audit", "repair", "--env", "staging", *as_(a, "owner"), *yes, "--workspace", str(a),
+                       env=env)
+    assert repaired.code == 0, repaired.stdout + repaired.stderr
+    status = slotgen("status", "--env", "staging", "--json", "--workspace", str(b), env=env)
+    assert status.code == 0 and status.json()["audit"]["valid"] is True, status.stdout + status.stderr
+    assert status.json()["controls"]["FEATURE_SLOTGEN_AI"] == "false"
+    out = tmp_path / "host.env"
+    assert slotgen("render", "--env", "staging", "--output", str(out), "--workspace", str(b), env=env).code == 0
+    assert _engaged(out)
+
+
+def test_state_upgrade_adds_the_constraint_to_a_database_made_by_the_previous_schema(pg_team, postgres, pg_url):
+    """An environment made under schema 1 (no constraint): `state upgrade` adds it, and the environment goes
+    on as before, its row now refused to a writer unless an appended entry leads to it."""
+    from slotgen_ops.store import postgres as store
+
+    a, _, env, _ = pg_team
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # back to schema 1, as a database made before it
+        conn.execute("DROP TRIGGER slotgen_environments_follow_log ON slotgen_environments")
+        conn.execute("DROP FUNCTION slotgen_controls_follow_log()")
+        conn.execute("UPDATE slotgen_meta SET value = '1' WHERE key = 'schema_version'")
+    old = slotgen("status", "--env", "staging", "--workspace", str(a), env=env)
+    assert_one_line_error(old, 4)
+    assert "run 'slotgen state upgrade'" in old.stderr
+    up = slotgen("state", "upgrade", "--url", pg_url, "--json")
+    assert up.code == 0 and up.json()["applied"] == list(range(2, store.SCHEMA_VERSION + 1)), up.stderr
+    assert slotgen("set", "--env", "staging", "SLOTGEN_AI_KILL=true", *DR, *as_(a, "owner"), "--yes",
+                   "--workspace", str(a), env=env).code == 0
+    with writer_member(postgres, pg_url) as url, psycopg.connect(url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not made in the transaction"):
+            conn.execute("UPDATE slotgen_environments SET controls = jsonb_set(controls, '{SLOTGEN_AI_KILL}', "
+                         "'\"false\"'), head_seq = head_seq + 1 WHERE name = 'staging'")
