@@ -225,10 +225,14 @@ class PgEnvironmentStore:
                                        f"{digest[:12]}…) and does not extend it: rows were removed or rewritten")
             if seen.extend(self, rows[1:], seq, digest):
                 return
+        from .postgres import DatabaseUnavailable
+
         try:
             checked = require_sound(env)  # the `ops.environment.Environment` this store is behind
         except NotAuthoritative:
             self._followed = None
+            raise
+        except DatabaseUnavailable:  # the connection, not a verdict on the log: the host's file stays as it is
             raise
         except IntegrityFailure as exc:
             self._followed = None

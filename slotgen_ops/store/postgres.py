@@ -58,7 +58,13 @@ from typing import Any
 
 from ..errors import BadInput, IntegrityFailure
 
-__all__ = ["SCHEMA_VERSION", "connect", "describe_url", "schema_version", "upgrade"]
+__all__ = ["SCHEMA_VERSION", "DatabaseUnavailable", "connect", "describe_url", "schema_version", "upgrade"]
+
+
+class DatabaseUnavailable(IntegrityFailure):
+    """The state database cannot be used at all (unreachable, refusing, no or another schema): exit 4, and a
+    statement about the connection, never a verdict on what the database holds (`render` leaves the host's
+    file as it is for this, and engages it for that)."""
 
 WRITER_ROLE = "slotgen_writer"
 
@@ -256,7 +262,7 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = 5.0, check: 
             why = "cannot reach the server (connection refused or timed out)"
         else:
             why = text
-        raise IntegrityFailure(f"state database {describe_url(url)}: {why}") from None
+        raise DatabaseUnavailable(f"state database {describe_url(url)}: {why}") from None
     if check:
         try:
             version = schema_version(conn)
@@ -265,16 +271,16 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = 5.0, check: 
             raise
         if version == 0:
             conn.close()
-            raise IntegrityFailure(f"state database {describe_url(url)} has no slotgen schema: run 'slotgen state "
-                                   "upgrade' (as its owner) first")
+            raise DatabaseUnavailable(f"state database {describe_url(url)} has no slotgen schema: run 'slotgen "
+                                      "state upgrade' (as its owner) first")
         if version > SCHEMA_VERSION:
             conn.close()
-            raise IntegrityFailure(f"state database {describe_url(url)} has schema version {version}, newer than "
-                                   f"this slotgen ({SCHEMA_VERSION}): upgrade slotgen before using it")
+            raise DatabaseUnavailable(f"state database {describe_url(url)} has schema version {version}, newer "
+                                      f"than this slotgen ({SCHEMA_VERSION}): upgrade slotgen before using it")
         if version < SCHEMA_VERSION:
             conn.close()
-            raise IntegrityFailure(f"state database {describe_url(url)} has schema version {version}, older than "
-                                   f"this slotgen ({SCHEMA_VERSION}): run 'slotgen state upgrade'")
+            raise DatabaseUnavailable(f"state database {describe_url(url)} has schema version {version}, older "
+                                      f"than this slotgen ({SCHEMA_VERSION}): run 'slotgen state upgrade'")
     return conn
 
 
