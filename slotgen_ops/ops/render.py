@@ -174,12 +174,14 @@ def render_once(env: Any, output: Path) -> tuple[bool, bytes]:
 
 
 def _write(output: Path, data: bytes) -> bool:
-    if read_raw(target_of(output)) == data:
-        return False
+    """Write `data` to the file `output` is (through a symlink onto controls), only if it differs."""
     try:
-        atomic_write(target_of(output), data)
-    except OSError as exc:
-        raise BadInput(f"--output {output}: cannot write it ({exc.strerror})") from None
+        target = target_of(output)
+        if read_raw(target) == data:
+            return False
+        atomic_write(target, data)
+    except OSError as exc:  # a FIFO, a device, a symlink onto anything but controls, a read-only directory
+        raise BadInput(f"--output {output}: cannot write it ({exc.strerror or exc})") from None
     return True
 
 
