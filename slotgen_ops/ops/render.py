@@ -77,10 +77,10 @@ def _from_log_head(env: Any) -> bytes:
     values, head, _ = env.store.authority(env)
     if BreakGlassJournal(env).unfolded(head["state"]):
         values = {**values, KILL_VAR: "true"}
-    data = render_controls(env.name, values, int(head["seq"]), str(head["hash"]))
     try:  # read back through the grammar before a byte is written: it must say exactly these values
+        data = render_controls(env.name, values, int(head["seq"]), str(head["hash"]))
         parsed = envgrammar.parse(data)
-    except envgrammar.GrammarError as exc:
+    except (envgrammar.GrammarError, IntegrityFailure) as exc:
         raise NotAuthoritative(f"{env.store.describe()}: the controls of seq {head['seq']} do not render within "
                                f"the controls grammar ({exc})") from None
     if parsed.values != values or parsed.head != (int(head["seq"]), str(head["hash"])):
