@@ -34,21 +34,48 @@ JSON_UNSAFE = re.compile(f"[{_OTHERS}]")
 
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
-#: `scheme://` then a user-information part holding a ':' up to the last '@' of the same word: the
-#: password is everything between the first ':' and that '@' (for a malformed URL too: better hide a
-#: character too many than show one of a password). A word ends at white space or a quote.
-_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@\"'<>\\]*):([^\s\"'<>\\]*)@")
-#: `password=...` in a query string or a libpq conninfo string.
-_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;\"'<>\\]+)")
+#: Where a word ends, for `hide_passwords`: white space, quotes, angle brackets, a backslash.
+_WORD_BREAKS = re.compile(r"""([\s"'<>\\]+)""")
+#: `password=...` in a query string or a libpq conninfo string (a quoted value at most 1 KiB, so that the
+#: search stays linear however the text repeats it).
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^'\n]{0,1024}'|[^\s&;\"'<>\\]+)")
 _HINT = re.compile(r"://|[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]")
+
+
+def _hide_in_word(word: str) -> str:
+    """`word` (no white space) with the password of a URL in it hidden: after a `://`, the user information
+    runs to the word's last '@'; when it holds a ':' before any '/', what follows that ':' is the password.
+    A malformed URL too (better hide a character too many than show one). Linear in the word's length."""
+    out, pos = [], 0
+    while True:
+        mark = word.find("://", pos)
+        if mark < 0:
+            break
+        start = mark + 3
+        at = word.rfind("@", start)
+        if at < 0:
+            break
+        colon = word.find(":", start, at)
+        if colon >= 0 and "/" not in word[start:colon]:
+            out.append(word[pos:colon + 1] + "***")
+            pos = at
+        else:
+            out.append(word[pos:at])
+            pos = at
+        if word.find("://", at) < 0:
+            break
+    out.append(word[pos:])
+    return "".join(out)
 
 
 def hide_passwords(text: str) -> str:
     """``text`` with the password of any URL in it (``scheme://user:PASSWORD@host``, ``?password=...``)
-    replaced by ``***``; a malformed URL too. Text with no URL is returned as it is."""
+    replaced by ``***``; a malformed URL too. Text with no URL is returned as it is. Linear in its length."""
     if _HINT.search(text) is None:
         return text
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:***@", text)
+    if "://" in text:
+        parts = _WORD_BREAKS.split(text)
+        text = "".join(_hide_in_word(part) if "://" in part else part for part in parts)
     return _PASSWORD_PARAM.sub(lambda m: f"{m.group(1)}***", text)
 
 

@@ -81,6 +81,18 @@ def test_a_url_without_a_password_is_shown_as_it_is():
         assert hide_passwords(text) == text
 
 
+@pytest.mark.parametrize("text", ["a-" * 50_000 + "://x", "x://a:" * 50_000, "ab://x" * 50_000,
+                                  "password='" * 50_000, "x://" + "a:@" * 50_000])
+def test_hiding_passwords_stays_linear_on_hostile_text(text):
+    """Recorded text reaches this on every line shown: a crafted reason must not make `audit show` crawl."""
+    import time
+
+    started = time.perf_counter()
+    hide_passwords(text)
+    visible(text)
+    assert time.perf_counter() - started < 1.0
+
+
 def test_an_error_line_never_carries_a_password(capsys):
     from slotgen_ops.cli.boundary import fail, unexpected
 
