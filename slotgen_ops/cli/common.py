@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from io import BytesIO
@@ -239,20 +240,31 @@ def _read_bounded(fh, limit: int, name: str, what: str) -> bytes:
     return data
 
 
-def _nesting_depth_over(text: str, limit: int) -> bool:
-    """Whether JSON `text` opens more than `limit` arrays/objects inside each other (strings skipped)."""
-    import re
+_JSON_MARK = re.compile(r'["\[\]{}]')
+_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 
-    depth = 0
-    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', text):
-        token = match.group()
-        if token in "[{":
+
+def _nesting_depth_over(text: str, limit: int) -> bool:
+    """Whether JSON `text` opens more than `limit` arrays/objects inside each other (strings skipped). One
+    pass, linear in the text's length; an unterminated string ends the count (the parser then says the text
+    is not JSON)."""
+    depth, pos = 0, 0
+    while True:
+        mark = _JSON_MARK.search(text, pos)
+        if mark is None:
+            return False
+        char, pos = mark.group(), mark.end()
+        if char == '"':
+            rest = _STRING_REST.match(text, pos)
+            if rest is None:
+                return False
+            pos = rest.end()
+        elif char in "[{":
             depth += 1
             if depth > limit:
                 return True
-        elif token in "]}":
+        else:
             depth -= 1
-    return False
 
 
 def read_json_file(path: Path, what: str) -> Any:

@@ -96,3 +96,13 @@ def test_a_job_file_past_its_bound_is_refused(tmp_path, monkeypatch):
     path.write_text(" " * 101)
     with pytest.raises(BadInput, match="larger than"):
         read_json_file(path, "job")
+
+
+@pytest.mark.parametrize("text", ['"\\' * 500_000, '"' + "x" * 8_000_000, "[" * 1_000_000, '["\\"", ' * 200_000])
+def test_the_depth_count_is_one_linear_pass(text):
+    """A crafted job file (an unterminated string of escaped quotes) must not make the count crawl."""
+    import time
+
+    started = time.perf_counter()
+    common._nesting_depth_over(text, common.MAX_DEPTH)
+    assert time.perf_counter() - started < 2.0
