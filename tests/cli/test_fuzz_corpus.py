@@ -91,6 +91,21 @@ def as_fifo(name: str) -> Callable[[Path], None]:
     return edit
 
 
+def as_device(name: str) -> Callable[[Path], None]:
+    """A character device node like /dev/null at `name` (a FIFO where this user may not make one): never the
+    real /dev/null, so that a broken check replaces only a node of the case's own."""
+    def edit(ws: Path) -> None:
+        import stat
+
+        path = ws / name
+        path.unlink(missing_ok=True)
+        try:
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except PermissionError:
+            os.mkfifo(path)
+    return edit
+
+
 def as_symlink(name: str, target: str) -> Callable[[Path], None]:
     def edit(ws: Path) -> None:
         path = ws / name
@@ -217,8 +232,8 @@ CORPUS: dict[str, Case] = {
     "show-unknown-control": Case(["audit", "show", "--env", "staging", "--control", "KILL"], 2),
     "export-missing-folder": Case(["audit", "export", "--env", "staging", "-o", "/nonexistent/dir/x"], 2,
                                   says="no such folder"),
-    "export-device": Case(["audit", "export", "--env", "staging", "-o", "/dev/null", "--force"], 2,
-                          says="character device"),
+    "export-device": Case(["audit", "export", "--env", "staging", "-o", "{ws}/../null", "--force"], 2,
+                          edit=as_device("../null"), says="not a regular file"),
     "export-fifo": Case(["audit", "export", "--env", "staging", "-o", "{ws}/../pipe", "--force"], 2,
                         edit=as_fifo("../pipe"), says="FIFO"),
     "export-directory": Case(["audit", "export", "--env", "staging", "-o", "{ws}/runbooks"], 2),
@@ -228,7 +243,8 @@ CORPUS: dict[str, Case] = {
     "export-existing-no-force": Case(["audit", "export", "--env", "staging", "-o", "{ws}/../kept.csv"], 2,
                                      edit=write("../kept.csv", "x")),
     "report-missing-folder": Case(["audit", "report", "--env", "staging", "-o", "/nonexistent/dir/r.html"], 2),
-    "report-device": Case(["audit", "report", "--env", "staging", "-o", "/dev/null", "--force"], 2),
+    "report-device": Case(["audit", "report", "--env", "staging", "-o", "{ws}/../null", "--force"], 2,
+                          edit=as_device("../null"), says="not a regular file"),
     "report-no-output": Case(["audit", "report", "--env", "staging"], 2),
     "checkpoint-missing-file": Case(["audit", "verify", "--env", "staging", "--checkpoint", "{ws}/none"], 2),
     "checkpoint-dev-zero": Case(["audit", "verify", "--env", "staging", "--checkpoint", "/dev/zero"], 2),
@@ -263,7 +279,8 @@ CORPUS: dict[str, Case] = {
     "endpoint-delay": Case(["endpoint", "serve", "--delay", "-1"], 2),
     # the other commands
     "verify-unknown-env": Case(["verify", "--env", "qa"], 2, says="unknown environment"),
-    "render-device": Case(["render", "--env", "staging", "--output", "/dev/null"], 2, says="character device"),
+    "render-device": Case(["render", "--env", "staging", "--output", "{ws}/../null"], 2, edit=as_device("../null"),
+                          says="not a regular file"),
     "render-fifo": Case(["render", "--env", "staging", "--output", "{ws}/../pipe"], 2, edit=as_fifo("../pipe"),
                         says="FIFO"),
     "render-missing-folder": Case(["render", "--env", "staging", "--output", "/nonexistent/dir/x.env"], 2),

@@ -218,13 +218,21 @@ def test_output_never_replaces_a_fifo(hostile_ws, tmp_path, command, force):
     assert fifo.is_fifo()  # still the FIFO, not a file put in its place
 
 
-def test_output_never_replaces_a_device(hostile_ws):
-    before = os.stat("/dev/null")
-    run = slotgen("audit", "export", "--env", "staging", "-o", "/dev/null", "--force", "--workspace", str(hostile_ws))
+def test_output_never_replaces_a_device(hostile_ws, tmp_path):
+    """A device node of the test's own (never the real /dev/null: a broken check would replace it)."""
+    import stat
+
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("this user may not make a device node")
+    before = os.stat(node)
+    run = slotgen("audit", "export", "--env", "staging", "-o", str(node), "--force", "--workspace", str(hostile_ws))
     assert_one_line_error(run, 2)
     assert "character device" in run.stderr
-    after = os.stat("/dev/null")
-    assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+    after = os.stat(node)
+    assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
 
 
 def test_output_never_replaces_a_socket(hostile_ws, tmp_path):
