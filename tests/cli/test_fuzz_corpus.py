@@ -75,6 +75,22 @@ def append(name: str, data: str) -> Callable[[Path], None]:
     return edit
 
 
+LOG = "environments/staging.audit.jsonl"
+
+
+def append_bytes(name: str, data: bytes) -> Callable[[Path], None]:
+    def edit(ws: Path) -> None:
+        with open(ws / name, "ab") as fh:
+            fh.write(data)
+    return edit
+
+
+def truncated(name: str, size: int) -> Callable[[Path], None]:
+    def edit(ws: Path) -> None:
+        os.truncate(ws / name, size)
+    return edit
+
+
 def as_directory(name: str) -> Callable[[Path], None]:
     def edit(ws: Path) -> None:
         path = ws / name
@@ -356,6 +372,14 @@ CORPUS: dict[str, Case] = {
                            edit=write("allowlists/slot-generation-allowlist.v1.json", DEEP)),
     "allowlist-directory": Case([*SET, ALLOWLIST, *DR, *OWNER], 4,
                                 edit=as_directory("allowlists/slot-generation-allowlist.v1.json")),
+    # the audit log (an integrity failure: exit 4, named in one line)
+    "log-junk-line": Case(["audit", "verify", "--env", "staging"], 4, edit=append(LOG, "x\n")),
+    "log-not-utf8": Case(["audit", "verify", "--env", "staging"], 4, edit=append_bytes(LOG, b"\xff\xfe\n")),
+    "log-deep-line": Case(["audit", "verify", "--env", "staging"], 4, edit=append(LOG, DEEP + "\n")),
+    "log-torn": Case(["audit", "show", "--env", "staging"], 4, edit=truncated(LOG, 100), says="torn"),
+    "log-directory": Case(["audit", "verify", "--env", "staging"], 4, edit=as_directory(LOG), says="directory"),
+    "log-fifo": Case(["audit", "verify", "--env", "staging"], 4, edit=as_fifo(LOG), says="FIFO"),
+    "log-fifo-status": Case(["status", "--env", "staging"], 4, edit=as_fifo(LOG), timeout=5),
     # environment variables
     "env-workspace-a-file": Case(["status"], 2, env={"SLOTGEN_WORKSPACE": "{ws}/slotgen.yaml"}),
     "env-workspace-missing": Case(["status"], 2, env={"SLOTGEN_WORKSPACE": "{ws}/nowhere"}),
@@ -386,6 +410,7 @@ CORPUS: dict[str, Case] = {
 #: Known to fail today, in code outside this corpus's reach; each reason names where.
 KNOWN = {
     "config-runbook-dev-zero": "ops/runbook.py reads the runbook with read_text(): /dev/zero never ends",
+    "log-fifo-status": "ops/report.py recent_entries opens the log with a blocking open(): a FIFO waits for a writer",
 }
 
 
