@@ -36,6 +36,9 @@ def serve(
     delay: Annotated[float, typer.Option("--delay", min=0.0, help="Seconds the slow mode waits.")] = 2.0,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host (the endpoint "
                                                                      "has no authentication).")] = False,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        "--allow-host", metavar="NAME", help="Also answer requests addressed to this host name (Host header), "
+        "besides loopback names and, with --allow-remote, IP addresses. Repeatable.")] = None,
 ) -> int:
     """Run a local OpenAI-compatible endpoint in the foreground until Ctrl-C or SIGTERM.
 
@@ -59,7 +62,8 @@ def serve(
                            "so it serves this machine only (--allow-remote to serve beyond it)")
         warn(f"serving on {host} with no authentication: anyone who can reach it can use it")
     try:
-        server = FakeOpenAIServer(mode, port=port, delay_s=delay, host=host, allow_remote=remote)
+        server = FakeOpenAIServer(mode, port=port, delay_s=delay, host=host, allow_remote=remote,
+                                  allowed_hosts=tuple(_host_names(allow_host)))
     except OSError as exc:
         why = exc.strerror or exc.__class__.__name__
         hint = "; pick another with --port N (0: any free port)" if port else ""
@@ -82,6 +86,19 @@ def serve(
         server.stop()  # a second stop signal stays blocked: it changes nothing
     out.print(f"rehearsal endpoint stopped after {server.calls} completion request(s)", soft_wrap=True)
     return 0
+
+
+def _host_names(names: list[str] | None) -> list[str]:
+    """--allow-host values: plain host names (letters, digits, '-', '.'), no port, no wildcard."""
+    import re
+
+    checked = []
+    for name in names or []:
+        label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+        if len(name) > 253 or not re.fullmatch(rf"{label}(?:\.{label})*\.?", name):
+            raise BadInput(f"--allow-host {name!r}: expected a host name (e.g. rehearsal.internal), without a port")
+        checked.append(name)
+    return checked
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,8 @@ neither reach it through a name it rebinds to 127.0.0.1 (DNS rebinding: the
 Host is then the page's name, 403) nor send it a cross-origin form or
 `text/plain` POST (the only bodies a browser sends without asking first, 415).
 Served beyond this machine (`allow_remote`), an IP literal is accepted as the
-Host too (an address cannot be rebound); a name still is not, unless listed.
+Host too (an address cannot be rebound); a name still is not, unless listed
+(`allowed_hosts`, `slotgen endpoint serve --allow-host NAME`).
 
 It counts the completion requests it receives, so a test can prove the STUB
 path made no AI call. It asks for no API key unless given one (`require_key`):
@@ -367,9 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=2.0, help="seconds the slow mode waits")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--require-key", help="answer HTTP 401 unless this API key is sent")
+    parser.add_argument("--allow-host", action="append", default=[], help="also answer this Host name (repeatable)")
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(args.mode, port=args.port, delay_s=args.delay, host=args.host,
-                              require_key=args.require_key, allow_remote=not _is_loopback_address(args.host))
+                              require_key=args.require_key, allow_remote=not _is_loopback_address(args.host),
+                              allowed_hosts=tuple(args.allow_host))
     # Stop signals are taken by sigwait(), never raised inside the server's threads or bookkeeping.
     stops = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stops)

@@ -147,3 +147,19 @@ def test_the_cli_endpoint_refuses_a_cross_origin_form_post_and_a_rebound_name():
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped after 1 completion request(s)" in out
+
+
+def test_a_name_the_operator_allows_is_answered_and_a_malformed_one_refused():
+    from tests.cli.helpers import assert_one_line_error, clean_env, command, slotgen
+
+    proc = subprocess.Popen(command("endpoint", "serve", "--port", "0", "--allow-host", "rehearsal.internal"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/v1", proc.stdout.readline()).group(1))
+        assert _request(port, "GET", "/_calls", headers={"Host": f"rehearsal.internal:{port}"})[0] == 200
+        assert _request(port, "GET", "/_calls", headers={"Host": "other.internal"})[0] == 403
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    for bad in ("*.internal", "host:80", "a b", ""):
+        assert_one_line_error(slotgen("endpoint", "serve", "--port", "0", "--allow-host", bad), 2)
