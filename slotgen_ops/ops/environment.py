@@ -30,7 +30,7 @@ from .controls_file import (
 )
 from ..clock import now_utc, parse_utc, parse_utc_or_none, utc
 from .signals import signals_deferred
-from .state import REPAIR, ROLLBACK, SET, apply
+from .state import REPAIR, ROLLBACK, SET, apply, differences
 
 if TYPE_CHECKING:  # types only; the workspace is passed in (no import of workspace: no cycle)
     from .authority import Actor
@@ -446,19 +446,6 @@ class ControlsWriter:
         raise Superseded(f"superseded: a rollback engaged the kill-switch while this change (seq {entry['seq']}) "
                          f"was being applied; recorded as seq {after.head['seq']}, nothing exposed",
                          audit_seq=after.head["seq"])
-
-
-def differences(found: dict[str, Any], recorded: dict[str, Any]) -> str:
-    """Each control whose value in the controls file differs from the audit log's: recorded vs found."""
-    names = [k for k in recorded if found.get(k) != recorded[k]]
-    names += sorted(k for k in found if k not in recorded)
-    return "; ".join(f"{k} recorded {_value(recorded.get(k))}, found {_value(found.get(k))}" for k in names)
-
-
-def _value(value: Any) -> str:
-    import json
-
-    return "(unset)" if value is None or value == "" else json.dumps(value, ensure_ascii=False)
 
 
 def _rollback_fields(env: Environment, actor: "Actor", state: dict[str, Any], *, old: Any, reason: str,

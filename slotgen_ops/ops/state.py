@@ -175,3 +175,16 @@ def replay(entries) -> dict[str, Any] | None:
     for entry in entries:
         state = apply(state, entry)
     return state
+
+
+def differences(found: dict[str, Any], recorded: dict[str, Any]) -> str:
+    """Each control whose value in the controls found differs from the audit log's: recorded vs found."""
+    names = [k for k in recorded if found.get(k) != recorded[k]]
+    names += sorted(k for k in found if k not in recorded)
+    return "; ".join(f"{k} recorded {_value(recorded.get(k))}, found {_value(found.get(k))}" for k in names)
+
+
+def _value(value: Any) -> str:
+    import json
+
+    return "(unset)" if value is None or value == "" else json.dumps(value, ensure_ascii=False)

@@ -165,7 +165,7 @@ class PgEnvironmentStore:
         first and records itself after, and that is rendered at once. Anything else is NotAuthoritative.
         A database that cannot be reached raises its own error (IntegrityFailure, psycopg's), not that.
         """
-        from ..ops.environment import differences
+        from ..ops.state import differences
 
         with self.reading() as conn:  # the connection is up past this point: what fails next is a verdict
             head = self.log._head_row(conn)
