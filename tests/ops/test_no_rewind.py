@@ -319,3 +319,25 @@ def test_nothing_is_created_below_a_directory_others_can_write(tmp_path):
     own = tmp_path / "own"
     own.mkdir(mode=0o700)
     assert private_dir(str(own / "not" / "yet"), "slotgen") == own / "not" / "yet" / "slotgen"
+
+
+@pytest.mark.parametrize("entries, head, first, at_seen, expected", [
+    (5, "h5", "h1", {5: "h5"}, None),                # the head it saw
+    (7, "h7", "h1", {5: "h5"}, None),                # extends it
+    (4, "h4", "h1", {}, (5, "truncated or rewound (entries 5..5 are gone)")),
+    (0, None, None, {}, (1, "truncated or rewound (entries 1..5 are gone)")),
+    (5, "x5", "h1", {5: "x5"}, (1, "its entry 5 now has hash x5")),
+    (9, "h9", "h1", {5: "x5"}, (1, "rewritten")),
+    (9, "h9", "g1", {5: "h5"}, (1, "replaced by another chain")),
+])
+def test_what_extends_what_this_machine_saw(tmp_path, entries, head, first, at_seen, expected):
+    class Env:
+        name = "staging"
+
+    seen = [heads.Seen("k", tmp_path / "memory.json", 5, "h5", "h1")]
+    found = heads.problem(Env(), seen, entries, head, first, at_seen)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None and found[0] == expected[0] and expected[1] in found[1], found
+        assert "seq 5 (hash h5" in found[1] and str(tmp_path / "memory.json") in found[1]
