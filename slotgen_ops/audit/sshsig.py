@@ -568,6 +568,36 @@ _PRIVATE_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
 _PRIVATE_END = "-----END OPENSSH PRIVATE KEY-----"
 
 
+#: A key file is a few KiB at most; an OpenSSH private key with a long comment stays far below this.
+KEY_FILE_BOUND = 1 << 20
+
+
+def _read_key_text(path: Path, errors: str = "replace") -> str:
+    """A key file's text, read without blocking and with a bound (SPEC section 14): a FIFO, a device such as
+    /dev/zero, a directory or a file over KEY_FILE_BOUND is KeyFormatError, in one line, never a hang."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise KeyFormatError(f"cannot read the key {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFormatError(f"cannot read the key {path}: not a regular file")
+        if st.st_size > KEY_FILE_BOUND:
+            raise KeyFormatError(f"cannot read the key {path}: {st.st_size} bytes, far larger than a key")
+        data = os.read(fd, KEY_FILE_BOUND + 1)
+    except OSError as exc:
+        raise KeyFormatError(f"cannot read the key {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as exc:
+        raise KeyFormatError(f"cannot read {path}: {exc}") from None
+
+
 def public_key_of(key_file: Path) -> str:
     """The public key line of a key as `ssh-keygen -Y sign -f` takes it, without decrypting anything.
 
@@ -576,20 +606,14 @@ def public_key_of(key_file: Path) -> str:
     of its (possibly encrypted) private part. KeyFormatError (one line) otherwise.
     """
     key_file = Path(key_file)
-    try:
-        text = key_file.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise KeyFormatError(f"cannot read the key {key_file}: {exc.strerror}") from None
+    text = _read_key_text(key_file)
     first = text.strip().splitlines()[0] if text.strip() else ""
     if first.split(None, 1)[:1] and first.split(None, 1)[0] in SUPPORTED_KEY_TYPES:
         _parse_key_line(first)
         return first.strip()
     sibling = key_file.with_name(key_file.name + ".pub")
     if sibling.is_file():
-        try:
-            line = sibling.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeyFormatError(f"cannot read {sibling}: {exc}") from None
+        line = _read_key_text(sibling, errors="strict").strip()
         _parse_key_line(line)
         return line
     if first.strip() != _PRIVATE_BEGIN or _PRIVATE_END not in text:

@@ -31,7 +31,7 @@ def recent_entries(env: Environment, count: int = _RECENT) -> list[dict[str, Any
         return recent(count)
     path = env.log.path
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(env.log._open(os.O_RDONLY), "rb") as fh:  # a regular file only: never waits on a FIFO
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             chunk = 16384

@@ -168,13 +168,13 @@ def check_runbook_schema(path: Path) -> None:
     """Validate a runbook file against schemas/runbook.schema.json (imports jsonschema)."""
     import yaml
 
-    from .yamlfile import safe_load
+    from .yamlfile import read_config_text, safe_load
 
     from ..runtime.schemas import schema_errors
 
     try:
-        doc = safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        doc = safe_load(read_config_text(path))
+    except yaml.YAMLError as exc:
         raise BadInput(f"{path}: cannot read runbook ({exc.__class__.__name__})") from None
     errors = schema_errors("runbook", doc)
     if errors:

@@ -15,12 +15,20 @@ from ..contract import KILL_VAR, PATH_OPENAI, Controls, Decision, decide, job_pr
 from ..errors import BadInput
 
 
+#: The sample jobs are a few hundred short lines.
+SAMPLES_BOUND = 16 << 20
+
+
 def load_sample_jobs(path: Path) -> list[dict[str, Any]]:
     """The sample jobs, one JSON object a line (blank lines skipped); BadInput names file:line."""
+    from .atomic import UnsafeFile, read_bounded
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, SAMPLES_BOUND).decode("utf-8")  # never waits on a FIFO (SPEC section 14)
     except FileNotFoundError:
         raise BadInput(f"{path}: sample jobs file not found") from None
+    except UnsafeFile as exc:
+        raise BadInput(f"{exc}: not read as sample jobs") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot read sample jobs ({exc.__class__.__name__})") from None
     jobs = []

@@ -22,14 +22,28 @@ def safe_load(text: str) -> Any:
     return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader, chosen above
 
 
-def load_yaml_model(path: Path, model: type) -> Any:
-    """yaml.safe_load then `fields.build(model, doc)`; one BadInput line naming each failing field."""
+#: A workspace's YAML files are a few KiB; a file far past that is not one of them (and is never read whole).
+YAML_BOUND = 4 << 20
+
+
+def read_config_text(path: Path) -> str:
+    """A configuration file's text: bounded, non-blocking, a regular file only (SPEC section 14): a FIFO or a
+    device such as /dev/zero named in slotgen.yaml is one BadInput line, never a hang."""
+    from .atomic import UnsafeFile, read_bounded
+
     try:
-        text = path.read_text(encoding="utf-8")
+        return read_bounded(path, YAML_BOUND).decode("utf-8")
     except FileNotFoundError:
         raise BadInput(f"{path}: file not found") from None
+    except UnsafeFile as exc:
+        raise BadInput(f"{exc}: not read as a configuration file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot read ({exc.__class__.__name__})") from None
+
+
+def load_yaml_model(path: Path, model: type) -> Any:
+    """yaml.safe_load then `fields.build(model, doc)`; one BadInput line naming each failing field."""
+    text = read_config_text(path)
     try:
         doc = safe_load(text)
     except yaml.YAMLError as exc:

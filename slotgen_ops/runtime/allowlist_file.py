@@ -20,19 +20,54 @@ def load_allowlist(path: str | None, base: Path | None = None) -> Allowlist | Al
     if base is not None and not file.is_absolute():
         file = base / file
     try:
-        text = file.read_text(encoding="utf-8")
+        text = _read_bounded(file)
     except FileNotFoundError:
         return AllowlistUnavailable(f"{path}: file not found")
     except (OSError, UnicodeDecodeError) as exc:
-        return AllowlistUnavailable(f"{path}: unreadable ({exc.__class__.__name__})")
+        return AllowlistUnavailable(f"{path}: unreadable ({exc.__class__.__name__}"
+                                    + (f": {exc.args[0]}" if isinstance(exc, _NotAFile) else "") + ")")
     try:
         doc = json.loads(text)
-    except ValueError as exc:
-        return AllowlistUnavailable(f"{path}: not JSON ({exc})")
+    except (ValueError, RecursionError) as exc:
+        return AllowlistUnavailable(f"{path}: not JSON ({exc.__class__.__name__ if isinstance(exc, RecursionError) else exc})")
     try:
         return parse_allowlist(doc)
     except AllowlistInvalid as exc:
         return AllowlistUnavailable(f"{path}: {exc}")
+
+
+#: An allowlist is a few rules; a file past this is not one (and is never read whole).
+ALLOWLIST_BOUND = 4 << 20
+
+
+class _NotAFile(OSError):
+    """Not a regular file within ALLOWLIST_BOUND (a FIFO, a device, a directory, a huge file)."""
+
+
+def _read_bounded(file: Path) -> str:
+    """The file's text, read without blocking and within its bound: the runtime never waits on a FIFO nor
+    reads /dev/zero without end (SPEC section 14); such a path fails closed like any unreadable one."""
+    import os
+    import stat
+
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotAFile("not a regular file")
+        if st.st_size > ALLOWLIST_BOUND:
+            raise _NotAFile(f"over {ALLOWLIST_BOUND} bytes")
+        data = os.read(fd, ALLOWLIST_BOUND + 1)
+        while len(data) <= ALLOWLIST_BOUND:
+            more = os.read(fd, ALLOWLIST_BOUND + 1 - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) > ALLOWLIST_BOUND:
+            raise _NotAFile(f"over {ALLOWLIST_BOUND} bytes")
+    finally:
+        os.close(fd)
+    return data.decode("utf-8")
 
 
 def read_allowlist_strict(path: Path) -> Allowlist:

@@ -379,7 +379,7 @@ CORPUS: dict[str, Case] = {
     "log-torn": Case(["audit", "show", "--env", "staging"], 4, edit=truncated(LOG, 100), says="torn"),
     "log-directory": Case(["audit", "verify", "--env", "staging"], 4, edit=as_directory(LOG), says="directory"),
     "log-fifo": Case(["audit", "verify", "--env", "staging"], 4, edit=as_fifo(LOG), says="FIFO"),
-    "log-fifo-status": Case(["status", "--env", "staging"], 4, edit=as_fifo(LOG), timeout=5),
+    "log-fifo-set": Case([*SET, "SLOTGEN_AI_KILL=true", *DR, "--yes"], 4, edit=as_fifo(LOG), timeout=5),
     # environment variables
     "env-workspace-a-file": Case(["status"], 2, env={"SLOTGEN_WORKSPACE": "{ws}/slotgen.yaml"}),
     "env-workspace-missing": Case(["status"], 2, env={"SLOTGEN_WORKSPACE": "{ws}/nowhere"}),
@@ -408,10 +408,7 @@ CORPUS: dict[str, Case] = {
 }
 
 #: Known to fail today, in code outside this corpus's reach; each reason names where.
-KNOWN = {
-    "config-runbook-dev-zero": "ops/runbook.py reads the runbook with read_text(): /dev/zero never ends",
-    "log-fifo-status": "ops/report.py recent_entries opens the log with a blocking open(): a FIFO waits for a writer",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _socket(path: Path) -> None:

@@ -100,6 +100,18 @@ def test_a_symlink_to_a_device_is_not_written_through(live):
     assert os.readlink(live.controls) == "/dev/zero"
 
 
+def test_a_fifo_as_the_audit_log_is_named_by_status_and_a_change(live):
+    live.log.unlink()
+    os.mkfifo(live.log)
+    status = live.run("status", "--env", ENV, "--json")  # a report of an integrity failure, not a hang
+    assert status.code == 4 and "is a FIFO, not a regular file" in json.dumps(status.json())
+    change = live.run("set", "--env", ENV, "SLOTGEN_AI_ROLLOUT_PERCENT=1", "--decision-record", "DR-9",
+                      "--operator", "oncall", "--yes")
+    assert change.code == 4 and "FIFO" in change.stderr and "Traceback" not in change.stderr
+    assert live.rollback().code == 0  # the kill-switch is engaged; the act goes to the break-glass journal
+    assert_engaged_cleanly(live.controls)
+
+
 def test_a_directory_at_the_controls_name(live):
     live.controls.unlink()
     live.controls.mkdir()
