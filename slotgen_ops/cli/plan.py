@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import JsonOpt, WorkspaceOpt, change_text, console, emit_json, escape, open_input
+from .common import BoundedLines, JsonOpt, WorkspaceOpt, change_text, console, emit_json, escape, open_input
 from .options import RequiredEnvOpt
 
 TABLE_WIDTH = 80
@@ -37,9 +37,9 @@ def plan(env: RequiredEnvOpt = ..., jobs: JobsOpt = None, workspace: WorkspaceOp
     if jobs is None:
         doc = plan_environment(environment)
     elif str(jobs) == "-":
-        doc = plan_environment(environment, (sys.stdin.buffer, "<stdin>"))
+        doc = plan_environment(environment, (BoundedLines(sys.stdin.buffer, "<stdin>"), "<stdin>"))
     else:
-        with open_input(jobs, "jobs") as fh:
+        with open_input(jobs, "jobs", lines=True) as fh:
             doc = plan_environment(environment, (fh, str(jobs)))
     if json_out:
         emit_json(doc)
