@@ -106,3 +106,18 @@ def test_the_depth_count_is_one_linear_pass(text):
     started = time.perf_counter()
     common._nesting_depth_over(text, common.MAX_DEPTH)
     assert time.perf_counter() - started < 2.0
+
+
+def test_plan_reads_stdin_in_bounded_lines(tmp_path):
+    """`plan --jobs -` with a stream that never ends a line: one line, exit 2, not a read without end."""
+    import subprocess
+
+    from .helpers import clean_env, command
+
+    subprocess.run(command("init", str(tmp_path / "ws")), env=clean_env(), capture_output=True, check=True,
+                   stdin=subprocess.DEVNULL, timeout=60)
+    with open("/dev/zero", "rb") as zero:
+        proc = subprocess.run(command("plan", "--env", "staging", "--jobs", "-", "--workspace", str(tmp_path / "ws")),
+                              env=clean_env(), capture_output=True, text=True, stdin=zero, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: <stdin>:1: a line longer than 4 MiB (no line ending?): not a job"]
