@@ -25,15 +25,29 @@ def workspace_root(explicit: Path | None = None) -> Path | None:
 
 #: In environments/: the database a workspace's environments were moved to by `slotgen state migrate`.
 STATE_MARKER = "STATE-URL"
+MARKER_BOUND = 4096  # a URL; anything longer is not one
 
 
 def marker_url(environments_dir: Path) -> str | None:
     """The database a migrated workspace's environments moved to (None if they did not)."""
-    try:
-        text = (Path(environments_dir) / STATE_MARKER).read_text(encoding="utf-8").strip()
+    import stat
+
+    try:  # non-blocking and bounded: a FIFO or a device in its place is no URL, never a hang (SPEC section 14)
+        fd = os.open(Path(environments_dir) / STATE_MARKER, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    return text if text.startswith(("postgresql://", "postgres://")) else None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, MARKER_BOUND + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(text) > MARKER_BOUND:
+        return None
+    url = text.decode("utf-8", errors="replace").strip()
+    return url if url.startswith(("postgresql://", "postgres://")) else None
 
 
 def state_url_in_files(root: Path) -> str | None:

@@ -22,18 +22,20 @@ from typing import Any
 import yaml
 
 from ..errors import IntegrityFailure
+from .atomic import read_bounded
 from .paths import STATE_MARKER
 from .yamlfile import safe_load
 
 MARKER_FILE = f"environments/{STATE_MARKER}"  # which database the environments live in (`state migrate`)
 FIXED = ("slotgen.yaml", "operators.yaml", MARKER_FILE)
 FOLDERS = ("allowlists", "runbooks")  # every file below them, at any depth
+DIGEST_BOUND = 256 << 20  # a policy file larger than this is not read: its digest says "unreadable"
 
 
 def policy_paths(root: Path) -> list[str]:
     """Workspace-relative paths of every policy file there is now (sorted)."""
     root = Path(root)
-    found = {name for name in FIXED if (root / name).is_file() or (root / name).is_symlink()}
+    found = {name for name in FIXED if os.path.lexists(root / name)}  # whatever is there: a FIFO is an edit too
     for folder in FOLDERS:
         found.update(_files_below(root, folder))
     for extra in _configured(root):
@@ -43,8 +45,8 @@ def policy_paths(root: Path) -> list[str]:
 
 
 def _files_below(root: Path, folder: str) -> set[str]:
-    """Every regular file below `root/folder`, at any depth, through symlinked folders too (each real folder
-    once): a policy file in a sub-folder is as much policy as one at the top."""
+    """Every file below `root/folder` (anything but a folder), at any depth, through symlinked folders too (each
+    real folder once): a policy file in a sub-folder is as much policy as one at the top."""
     base = root / folder
     out: set[str] = set()
     seen: set[str] = set()
@@ -54,32 +56,35 @@ def _files_below(root: Path, folder: str) -> set[str]:
             dirs[:] = []
             continue
         seen.add(real)
-        for name in files:
-            path = Path(here) / name
-            if path.is_file():
-                out.add(str(path.relative_to(root)))
+        for name in files:  # anything but a folder: a FIFO or a dangling link where a file was is an edit too
+            out.add(str((Path(here) / name).relative_to(root)))
     return out
 
 
 def _configured(root: Path) -> list[str]:
     """The runbook and sample jobs slotgen.yaml names, when they live outside the usual folders."""
+    from .atomic import UnsafeFile
+    from .yamlfile import YAML_BOUND
+
     try:
-        config = safe_load((root / "slotgen.yaml").read_text(encoding="utf-8")) or {}
+        config = safe_load(read_bounded(root / "slotgen.yaml", YAML_BOUND).decode("utf-8")) or {}
         runbook = str(config.get("runbook") or "runbooks/beta-enable.yaml")
-        book = safe_load((root / runbook).read_text(encoding="utf-8")) or {}
+        book = safe_load(read_bounded(root / runbook, YAML_BOUND).decode("utf-8")) or {}
         samples = str(Path(runbook).parent / str((book.get("verification") or {}).get("sampleJobs") or ""))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError):
+    except (OSError, UnsafeFile, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError):
         return []
     return [p for p in (runbook, samples) if p and not p.startswith("..")]
 
 
 def digests(root: Path) -> dict[str, str]:
     """{path: SHA-256 hex} of every policy file as it is now."""
+    from .atomic import UnsafeFile
+
     out = {}
     for rel in policy_paths(root):
-        try:
-            out[rel] = hashlib.sha256((Path(root) / rel).read_bytes()).hexdigest()
-        except OSError:
+        try:  # never blocks on a FIFO, never reads a device without end (SPEC section 14)
+            out[rel] = hashlib.sha256(read_bounded(Path(root) / rel, DIGEST_BOUND)).hexdigest()
+        except (OSError, UnsafeFile):
             out[rel] = "unreadable"
     return out
 

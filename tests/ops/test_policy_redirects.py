@@ -134,3 +134,32 @@ def test_state_url_pointed_at_another_database_is_refused_naming_it(tmp_path, en
     status = run(ws, "status", "--env", "staging", "--json", env=fresh).json()
     assert [d["file"] for d in status["policy"]["drift"]] == ["environments/STATE-URL"]
     assert run(ws, "rollback", "--env", "staging", "--reason", "redirect", "--operator", "oncall", env=fresh).code == 0
+
+
+def test_a_fifo_where_a_policy_file_or_the_marker_was_is_drift_never_a_hang(tmp_path):
+    import os
+    import signal
+
+    from slotgen_ops.ops.paths import marker_url
+
+    _policy_tree(tmp_path)
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments" / "STATE-URL").write_text("postgresql://slotgen@db.example/slotgen\n")
+    assert marker_url(tmp_path / "environments") == "postgresql://slotgen@db.example/slotgen"
+    accepted = snapshot(tmp_path, None)
+    (tmp_path / "environments" / "STATE-URL").unlink()
+    os.mkfifo(tmp_path / "environments" / "STATE-URL")
+    os.mkfifo(tmp_path / "allowlists" / "b.json")
+    def hung(signum, frame):
+        raise AssertionError("a FIFO was opened blocking")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)  # a blocking open of a FIFO would wait for a writer for ever
+    try:
+        assert marker_url(tmp_path / "environments") is None
+        changes = {c["file"]: c["change"] for c in drift(accepted, tmp_path)}
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert changes == {"environments/STATE-URL": "changed", "allowlists/b.json": "added"}
+    assert digests(tmp_path)["allowlists/b.json"] == "unreadable"
