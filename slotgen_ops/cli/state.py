@@ -72,9 +72,11 @@ def migrate(
     out = console()
     for item in done["environments"]:
         out.print(f"{item['env']}: {item['entries']} entries moved to {escape(done['to'])} (head seq {item['headSeq']})")
-    out.print(f"the files are kept in {escape(str(done['setAside']))}; this workspace now uses the database. To say so in "
-              f"slotgen.yaml too, set {done['stateLine']} and accept it (slotgen approve --config, slotgen config "
-              "accept).", soft_wrap=True)
+    out.print(f"the files are kept in {escape(str(done['setAside']))}; this workspace now uses the database. "
+              "environments/STATE-URL is pinned policy: until it is accepted every change but rollback is refused "
+              "(slotgen approve --config, then slotgen config accept, for each environment; then verify again "
+              f"before going live). To say so in slotgen.yaml too, set {done['stateLine']} before accepting.",
+              soft_wrap=True)
     return 0
 
 

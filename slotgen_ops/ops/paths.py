@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 WORKSPACE_FILE = "slotgen.yaml"
-ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")  # \Z: "$" would also match before a final newline
 
 
 def workspace_root(explicit: Path | None = None) -> Path | None:

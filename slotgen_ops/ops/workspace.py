@@ -57,7 +57,7 @@ def _environment_names(value: dict[str, EnvironmentConfig]) -> dict[str, Environ
         raise ValueError("at least one environment is required")
     for name in value:
         if not ENV_NAME_RE.match(name):
-            raise ValueError(f"environment name {name!r} must match {ENV_NAME_RE.pattern}")
+            raise ValueError(f"environment name {name!r} must match ^[a-z][a-z0-9-]{{0,31}}$")
     return value
 
 

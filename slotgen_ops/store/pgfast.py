@@ -21,7 +21,7 @@ import glob
 import os
 import re
 
-_ENV_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_ENV_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
 CONNECTION_OK = 0
 PGRES_TUPLES_OK = 2
 

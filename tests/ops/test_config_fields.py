@@ -290,3 +290,12 @@ def test_a_nested_model_reads_into_its_class():
 
     assert read(Model(ApprovalSettings), {"ttlHours": 2}) == (ApprovalSettings(ttlHours=2.0), [])
     assert read(Model(ApprovalSettings), {"ttlHours": 2, "x": 1}) == (None, ["f.x: unknown key"])
+
+
+def test_an_environment_name_with_a_trailing_newline_is_not_a_name():
+    # "$" matches before a final newline: "prod\n" would pass and reach the controls file's header line.
+    from slotgen_ops.ops.paths import ENV_NAME_RE
+    from slotgen_ops.store.pgfast import _ENV_RE
+
+    for rx in (ENV_NAME_RE, _ENV_RE):
+        assert rx.match("prod") and not rx.match("prod\n")
