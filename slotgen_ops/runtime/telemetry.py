@@ -49,12 +49,28 @@ class JsonlTelemetrySink:
         self._file: Any = None
 
     def emit(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+        from ..inert import inert_json
+
+        # Inert (SPEC section 14): a job's text carrying C1 controls or bidi overrides is written as \u escapes,
+        # the same values for any JSON reader, nothing that steers a terminal or an editor showing the file.
+        line = inert_json(json.dumps(event, ensure_ascii=False, separators=(",", ":")), passwords=True) + "\n"
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open across emits
+            self._file = open(self._open(), "ab", buffering=0)  # noqa: SIM115 - kept open across emits
         self._file.write(line.encode("utf-8"))
         self._file.flush()
+
+    def _open(self) -> int:
+        """An O_APPEND descriptor on a regular file: opened non-blocking and never through a symlink, so a FIFO
+        or a device put at the telemetry file's name is an OSError naming it, not a verification that hangs."""
+        import stat
+
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"{self.path} is not a regular file: no telemetry written there")
+        return fd
 
     def close(self) -> None:
         """Close the file; a later `emit` reopens it."""

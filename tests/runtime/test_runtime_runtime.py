@@ -251,3 +251,25 @@ def test_importing_the_executor_loads_neither_openai_nor_jsonschema():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == {"import": [], "stub": []}
+
+
+def test_the_jsonl_sink_writes_inert_lines_and_never_waits_on_a_fifo(tmp_path):
+    """SPEC section 14: a job's text with C1 controls or a bidi override is written as \\u escapes (the same
+    values to any JSON reader); a FIFO at the file's name is an error at once, not a hang."""
+    import json as _json
+    import os as _os
+
+    import pytest as _pytest
+
+    from slotgen_ops.runtime.telemetry import JsonlTelemetrySink
+
+    path = tmp_path / "host.jsonl"
+    with JsonlTelemetrySink(path) as sink:
+        sink.emit({"jobId": "job-\u202e1\x9b", "n": 1})
+    raw = path.read_text(encoding="utf-8")
+    assert "\u202e" not in raw and "\x9b" not in raw and "\\u202e" in raw
+    assert _json.loads(raw) == {"jobId": "job-\u202e1\x9b", "n": 1}
+    fifo = tmp_path / "fifo.jsonl"
+    _os.mkfifo(fifo)
+    with _pytest.raises(OSError):
+        JsonlTelemetrySink(fifo).emit({"jobId": "x"})
