@@ -97,6 +97,13 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
             head, state = None, None
         warnings.append(f"audit integrity: {problem}")
         controls = env.controls.lenient().values
+        if env.backend != "files" and controls and not kill_switch_engaged(controls.get(KILL_VAR)):
+            # A row is not an authority (SPEC section 14): every host `render`s this environment with the
+            # kill-switch engaged while the log and the row disagree; show what the runtime reads, say the row.
+            warnings.append(f"the controls row says {KILL_VAR}={controls.get(KILL_VAR)!r}, but it is not what the "
+                            "verified log leads to: every 'slotgen render' host writes the kill-switch engaged "
+                            "(fail closed) until this is resolved")
+            controls = {**controls, KILL_VAR: "true"}
     meaning = describe_controls(Controls.from_mapping(controls)) if controls else {}
     if state is not None and valid:
         nxt = describe_next(env, state)

@@ -194,6 +194,10 @@ def test_a_changed_controls_row_is_an_integrity_failure_and_every_host_renders_t
     assert status.code == 4, status.stdout + status.stderr
     assert status.json()["audit"]["valid"] is False
     assert "Traceback" not in status.stderr
+    # status shows what every host renders (engaged), and says what the row claims
+    assert status.json()["controls"]["SLOTGEN_AI_KILL"] == "true"
+    assert any("controls row says SLOTGEN_AI_KILL='false'" in w for w in status.json()["warnings"])
+    assert not any("kill-switch is OFF" in w for w in status.json()["warnings"])
 
 
 # -- 2. a value outside the byte grammar -----------------------------------------------------------------------
