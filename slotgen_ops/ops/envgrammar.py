@@ -140,7 +140,7 @@ def problem(raw: bytes) -> str | None:
 def _first_outside(line: bytes, *, comment: bool, name: bool = False) -> int | None:
     """Index of the first byte that no line of this kind may hold (a control character, a backslash, ...)."""
     for index, byte in enumerate(line):
-        if byte in (0x5C, 0x0D) or byte < 0x20 or byte >= 0x7F:
+        if byte == 0x5C or byte < 0x20 or byte >= 0x7F:  # a backslash, any control ("\r" too), non-ASCII
             return index
         if name and not (0x41 <= byte <= 0x5A or 0x30 <= byte <= 0x39 or byte == 0x5F):
             return index
