@@ -30,6 +30,7 @@ def test_an_unknown_name_points_at_its_first_impossible_byte(name, offset):
 def test_a_line_without_equals_names_the_quote_in_it():
     assert verdict(b"SLOTGEN_AI_KILL=true\nAB\"C\n") == (2, 23, "not a NAME=VALUE line (byte '\"')")
     assert verdict(b"ABC\n") == (1, 0, "not a NAME=VALUE line")
+    assert verdict(b"AXB\n") == (1, 0, "not a NAME=VALUE line")  # letters are no reason
 
 
 def test_an_empty_first_line_is_a_line_not_a_missing_newline():
