@@ -405,7 +405,8 @@ def checkpoint_cmd(
     if json_out:
         emit_json({"ok": True, "env": env, "size": done["size"], "signer": done["signer"],
                    "fingerprint": done["fingerprint"], "output": str(output) if output else None,
-                   "checkpoint": done["text"]})
+                   "checkpoint": done["text"], "signedNote": done.get("note", False),
+                   "verifierKey": done.get("vkey")})
     elif output is None:
         sys.stdout.write(done["text"])
     if output is not None or json_out:

@@ -392,3 +392,12 @@ def test_a_checkpoints_consistency_with_the_grown_log_is_checked_by_tlog(workspa
     answer = go_witness({"trees": [{"old": m, "oldRoot": b64(cp.root), "new": n, "newRoot": b64(merkle.root(forged)),
                                     "proof": [b64(h) for h in merkle.consistency_proof(forged, m)]}]})
     assert answer["trees"] == [{"ok": False, "error": "invalid transparency proof"}]
+
+
+def test_checkpoint_json_gives_the_verifier_key_a_witness_needs(workspace):
+    done = slotgen("audit", "checkpoint", "--env", "staging", "--operator", "approver", "--key", "demo-keys/approver",
+                   "--json", "--workspace", str(workspace), cwd=workspace)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    approver = (workspace / "demo-keys" / "approver.pub").read_text()
+    assert doc["signedNote"] is True and doc["verifierKey"] == checkpoint.vkey("slotgen/staging", approver)
