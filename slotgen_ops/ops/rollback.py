@@ -42,10 +42,7 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
 
     start = time.perf_counter() if start is None else start
     warnings: list[str] = []
-    if not reason or not reason.strip():
-        reason = "(none given)"
-        warnings.append("no --reason given: recorded as '(none given)'")
-    reason = reason.strip()
+    reason = _reason(reason, warnings)
     actor = _under_accepted_policy(env, actor)
     try:
         require_role(actor, CHANGE_ROLES, "roll back")
@@ -126,6 +123,14 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
     return result
 
 
+def _reason(reason: str | None, warnings: list[str]) -> str:
+    """A rollback is never refused for want of a reason (SPEC section 6): none is recorded as '(none given)'."""
+    if not reason or not reason.strip():
+        warnings.append("no --reason given: recorded as '(none given)'")
+        return "(none given)"
+    return reason.strip()
+
+
 def _controls_named(env: Environment) -> str:
     """The controls a rollback of `env` engages, as an operator would look for them: the file (and where a
     symlink leads), or the database row and this host's rendered files."""
@@ -183,10 +188,7 @@ def rollback_controls_file(path: str, *, env: str | None, actor: Actor, reason: 
 
     start = time.perf_counter() if start is None else start
     warnings: list[str] = []
-    if not reason or not reason.strip():
-        reason = "(none given)"
-        warnings.append("no --reason given: recorded as '(none given)'")
-    reason = reason.strip()
+    reason = _reason(reason, warnings)
     target = Path(path)
     name = env if env and ENV_NAME_RE.match(env) else None
     if name is None:

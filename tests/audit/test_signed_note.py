@@ -256,29 +256,6 @@ def test_a_plain_signed_note_is_a_checkpoint_audit_verify_accepts(workspace, tmp
     assert doc.returncode == 4 and json.loads(doc.stdout)["checkpoints"][0]["signed"] is False
 
 
-@pytest.fixture
-def agent() -> Iterator[str]:
-    """A real ssh-agent on a socket of its own; killed in teardown."""
-    home = tempfile.mkdtemp(prefix="sg-agent-")  # a short path: sockets are limited to ~100 bytes
-    sock = os.path.join(home, "agent.sock")
-    proc = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sock):
-            assert proc.poll() is None and time.monotonic() < deadline, "ssh-agent did not start"
-            time.sleep(0.01)
-        yield sock
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def test_a_key_held_only_by_ssh_agent_signs_the_note_line(workspace, tmp_path, agent, go_witness):
     private = workspace / "demo-keys" / "owner"
     subprocess.run(["ssh-add", "-q", str(private)], env={**os.environ, "SSH_AUTH_SOCK": agent}, check=True,

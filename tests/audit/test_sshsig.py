@@ -533,29 +533,6 @@ def test_generate_key(tmp_path: Path) -> None:
 
 # --- ssh-agent --------------------------------------------------------------------------------------
 
-@pytest.fixture
-def agent():
-    """A real ssh-agent on a socket of its own; killed in teardown."""
-    home = tempfile.mkdtemp(prefix="sg-agent-")  # a short path: sockets are limited to ~100 bytes
-    sock = os.path.join(home, "agent.sock")
-    proc = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sock):
-            assert proc.poll() is None and time.monotonic() < deadline, "ssh-agent did not start"
-            time.sleep(0.01)
-        yield sock
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def ssh_add(sock: str, key: Path, askpass: Path | None = None) -> None:
     env = {**os.environ, "SSH_AUTH_SOCK": sock}
     if askpass is not None:

@@ -34,21 +34,6 @@ CONTROLS = Path("environments") / "staging.env"
 LIVE = {KILL_VAR: "false", FEATURE_VAR: "true", ROLLOUT_VAR: "100", ALLOWLIST_VAR: APPROVED}
 
 
-@pytest.fixture
-def endpoint():
-    with FakeOpenAIServer("ok") as server:
-        yield server
-
-
-@pytest.fixture
-def state_home(tmp_path, monkeypatch):
-    """This machine's memory of heads (SPEC 14, "No rewind"), private to the test."""
-    home = tmp_path / "state-home"
-    home.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_STATE_HOME", str(home))
-    return home
-
-
 def run(ws: Path, *args: str, env: dict[str, str] | None = None):
     return slotgen(*args, "--workspace", str(ws), env={"OPENAI_API_KEY": API_KEY, **(env or {})}, cwd=ws)
 

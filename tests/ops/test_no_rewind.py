@@ -36,20 +36,6 @@ CHANGE = ("set", "--env", "staging", "SLOTGEN_AI_ROLLOUT_PERCENT=5", "--decision
           "--approval", "apv-0000000000", "--operator", "oncall", "--yes")
 
 
-@pytest.fixture
-def endpoint():
-    with FakeOpenAIServer("ok") as server:
-        yield server
-
-
-@pytest.fixture
-def state_home(tmp_path, monkeypatch):
-    home = tmp_path / "state-home"
-    home.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_STATE_HOME", str(home))
-    return home
-
-
 def run(ws: Path, *args: str, env: dict[str, str] | None = None):
     return slotgen(*args, "--workspace", str(ws), env={"OPENAI_API_KEY": API_KEY, **(env or {})}, cwd=ws)
 
