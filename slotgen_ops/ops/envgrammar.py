@@ -27,15 +27,30 @@ from ..contract import CONTROL_VARS
 #: A controls file is a few short lines; anything larger is not one of ours.
 MAX_BYTES = 4096
 
-VALUE_RE = re.compile(rb"[A-Za-z0-9._/+-]*")
+#: The bytes a value may hold: [A-Za-z0-9._/+-].
 _VALUE_BYTE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/+-")
-_NAME_RE = re.compile(rb"[A-Z_][A-Z0-9_]*")
+_CONTROL_NAMES = frozenset(name.encode("ascii") for name in CONTROL_VARS)
+# Two regular expressions and two literal lines (this module is imported by a rollback's first write, where
+# every millisecond counts: each pattern compiled costs some).
 HEAD_RE = re.compile(rb"# slotgen-head: seq=(0|[1-9][0-9]{0,17}) hash=([0-9a-f]{64})")
-#: The comment lines slotgen writes, and only those (render_controls).
+_ENV_LINE_RE = re.compile(rb"# slotgen runtime controls for environment '[a-z][a-z0-9-]{0,31}'\.")
+
+
+class _Literal:
+    """A fixed line, matched like a pattern."""
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+
+    def fullmatch(self, other: bytes) -> bool:
+        return other == self.line
+
+
+#: The comment lines slotgen writes, and only those (render_controls), in their order.
 _COMMENT_RES = (
-    re.compile(rb"# slotgen runtime controls for environment '[a-z][a-z0-9-]{0,31}'\."),
-    re.compile(rb"# Written by slotgen; do not edit by hand: an edit is detected and blocks every change\."),
-    re.compile(rb"# Load it with systemd EnvironmentFile= or docker --env-file\. Empty = unset\."),
+    _ENV_LINE_RE,
+    _Literal(b"# Written by slotgen; do not edit by hand: an edit is detected and blocks every change."),
+    _Literal(b"# Load it with systemd EnvironmentFile= or docker --env-file. Empty = unset."),
     HEAD_RE,
 )
 
@@ -112,7 +127,7 @@ def parse(raw: bytes) -> Parsed:
                 raise GrammarError(number, offset + (bad if bad is not None else 0),
                                    "not a NAME=VALUE line" + (f" (byte {_show(line[bad])})" if bad is not None
                                                               else ""))
-            if not _NAME_RE.fullmatch(name) or name.decode("ascii") not in CONTROL_VARS:
+            if name not in _CONTROL_NAMES:
                 bad = _first_outside(name, comment=False, name=True)
                 raise GrammarError(number, offset + (bad if bad is not None else 0),
                                    f"{name.decode('ascii', 'backslashreplace')!r} is not a runtime control")
