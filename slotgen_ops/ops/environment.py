@@ -122,6 +122,12 @@ class Environment:
     def read_controls(self) -> ControlsFile:
         return self.controls.read()
 
+    @property
+    def controls_name(self) -> str:
+        """What messages name as "the controls": the file, or on PostgreSQL the environment's row (there is no
+        environments/E.env there)."""
+        return str(self.controls_path) if self.backend == "files" else self.controls.describe()
+
     def snapshot(self) -> Snapshot:
         """Read both files (under the shared lock) and check they agree.
 
@@ -159,7 +165,7 @@ class Environment:
             if ok:
                 return Snapshot(state, head, controls, None, forced)
             repair = f"slotgen audit repair --env {self.name}"
-            raise ControlsDisagree(f"{self.controls_path}: the controls differ from the audit log at seq {head['seq']} "
+            raise ControlsDisagree(f"{self.controls_name}: the controls differ from the audit log at seq {head['seq']} "
                                    f"(hand edit?): {differences(controls.values, state['controls'])}; '{repair}' "
                                    "restores the recorded values with the kill-switch engaged", remedy=repair)
         if controls.head_seq == head["seq"] - 1 and controls.head_hash == head.get("prevHash"):
@@ -170,7 +176,7 @@ class Environment:
             if ok:
                 return Snapshot(state, head, controls, head, forced)
             repair = f"slotgen audit repair --env {self.name}"
-            raise ControlsDisagree(f"{self.controls_path}: the controls differ from the audit log at seq "
+            raise ControlsDisagree(f"{self.controls_name}: the controls differ from the audit log at seq "
                                    f"{controls.head_seq} (hand edit?): {differences(controls.values, before)}; "
                                    f"'{repair}' restores the log's values with the kill-switch engaged", remedy=repair)
         raise self._head_mismatch(controls, head, state)
@@ -200,12 +206,12 @@ class Environment:
         verify = f"slotgen audit verify --env {self.name}"
         if isinstance(found, int) and found > seq:
             return IntegrityFailure(
-                f"{self.controls_path} records audit seq {found} but the audit log ends at seq {seq}: the log lost "
+                f"{self.controls_name} records audit seq {found} but the audit log ends at seq {seq}: the log lost "
                 f"entries (truncated or replaced?); restore it from a backup ('{verify}' shows what is missing; "
                 "'slotgen audit repair' never hides lost entries; rollback still works)")
         if found == seq:
             return IntegrityFailure(
-                f"{self.controls_path} records audit seq {seq} with hash {str(controls.head_hash)[:12]}… but the "
+                f"{self.controls_name} records audit seq {seq} with hash {str(controls.head_hash)[:12]}… but the "
                 f"log's entry {seq} has hash {str(head.get('hash'))[:12]}…: the log was rewritten or replaced, or the "
                 f"controls file comes from elsewhere; '{verify}' checks the whole chain, with '--checkpoint FILE' "
                 "against a checkpoint kept outside (rollback still works)")
@@ -213,7 +219,7 @@ class Environment:
         values = differences(controls.values, state["controls"])
         said = f": {values}" if values else " (the values agree, the head line does not)"
         return ControlsDisagree(
-            f"{self.controls_path} records audit seq {found} but the audit log's last entry is seq {seq} (an older "
+            f"{self.controls_name} records audit seq {found} but the audit log's last entry is seq {seq} (an older "
             f"or copied controls file?){said}; '{repair}' restores the log's values with the kill-switch engaged",
             remedy=repair)
 
@@ -431,7 +437,7 @@ class ControlsWriter:
         found = env.controls.lenient()
         if found.values.get(KILL_VAR) != "true":
             repair = f"slotgen audit repair --env {env.name}"
-            raise ControlsDisagree(f"{env.controls_path} changed under the lock, and not by a rollback: "
+            raise ControlsDisagree(f"{env.controls_name} changed under the lock, and not by a rollback: "
                                    f"{differences(found.values, entry['state']['controls'])} (seq {entry['seq']} "
                                    f"recorded); '{repair}' restores the recorded values with the kill-switch engaged",
                                    remedy=repair)

@@ -198,6 +198,9 @@ def test_a_changed_controls_row_is_an_integrity_failure_and_every_host_renders_t
     assert status.json()["controls"]["SLOTGEN_AI_KILL"] == "true"
     assert any("controls row says SLOTGEN_AI_KILL='false'" in w for w in status.json()["warnings"])
     assert not any("kill-switch is OFF" in w for w in status.json()["warnings"])
+    # and it names the environment's row, not a controls file that does not exist on PostgreSQL
+    assert "environments/staging.env" not in status.stdout
+    assert "environment staging" in status.json()["audit"]["problem"]
 
 
 # -- 2. a value outside the byte grammar -----------------------------------------------------------------------
