@@ -202,23 +202,32 @@ def rollback(
     from ..ops.workspace import Workspace
     from . import early
 
+    def not_engaged(exc: KillSwitchNotEngagedError, where: dict[str, str | None]) -> KillSwitchNotEngagedError:
+        if json_out:  # automation reads the verdict on stdout too; the one line stays on stderr
+            emit_json({"ok": False, "engaged": False, "error": str(exc), **where})
+        return exc
+
     if controls is not None:
         from ..ops.rollback import rollback_controls_file
 
-        result = rollback_controls_file(controls, env=env, actor=resolve_actor(None, operator, None),
-                                        reason=reason, decision_record=decision_record, dry_run=dry_run,
-                                        start=STARTED, early=early.EARLY)
+        try:
+            result = rollback_controls_file(controls, env=env, actor=resolve_actor(None, operator, None),
+                                            reason=reason, decision_record=decision_record, dry_run=dry_run,
+                                            start=STARTED, early=early.EARLY)
+        except KillSwitchNotEngagedError as exc:
+            raise not_engaged(exc, {"workspace": None, "controlsFile": controls}) from None
         return _finish(result, json_out)
     if not env:
-        raise KillSwitchNotEngagedError(
+        raise not_engaged(KillSwitchNotEngagedError(
             "KILL-SWITCH NOT ENGAGED: no environment named: give --env E (with --workspace DIR if not run from inside "
-            "the workspace), or --controls FILE to engage an env-file directly")
+            "the workspace), or --controls FILE to engage an env-file directly"), {"workspace": None, "controlsFile": None})
     try:
         environment = Workspace.locate(workspace).environment_for_rollback(env)
     except BadInput as exc:
-        raise KillSwitchNotEngagedError(
+        raise not_engaged(KillSwitchNotEngagedError(
             f"KILL-SWITCH NOT ENGAGED: {exc.message}; point the rollback with --workspace DIR (or SLOTGEN_WORKSPACE), "
-            "or engage the runtime's env-file directly: slotgen rollback --controls FILE --reason TEXT") from None
+            "or engage the runtime's env-file directly: slotgen rollback --controls FILE --reason TEXT"),
+            {"workspace": None, "controlsFile": None}) from None
     try:
         identity = environment.workspace.config.identity
     except SlotgenError:  # slotgen.yaml unreadable: a signed identity, as init writes
@@ -229,9 +238,14 @@ def rollback(
     except SlotgenError:  # operators.yaml unreadable: the claim is still recorded
         actor = resolve_actor(None, operator, key, identity=identity, base=environment.workspace.root)
         actor = Actor(claimed=actor.claimed, operator=None)
-    result = do_rollback(environment, actor=actor, reason=reason, decision_record=decision_record,
-                         dry_run=dry_run, verifier=verifier_with_progress(json_out), start=STARTED,
-                         early=early.EARLY)
+    try:
+        result = do_rollback(environment, actor=actor, reason=reason, decision_record=decision_record,
+                             dry_run=dry_run, verifier=verifier_with_progress(json_out), start=STARTED,
+                             early=early.EARLY)
+    except KillSwitchNotEngagedError as exc:
+        raise not_engaged(exc, {"workspace": str(environment.workspace.root),
+                                "controlsFile": str(environment.controls_path) if environment.backend == "files"
+                                else None}) from None
     return _finish(result, json_out)
 
 

@@ -92,6 +92,16 @@ def test_a_fifo_as_the_controls_file_is_named_not_waited_on(live):
     assert "Traceback" not in status.stderr
 
 
+def test_json_says_not_engaged_too(live):
+    live.controls.unlink()
+    os.mkfifo(live.controls)
+    run = live.rollback("--json")
+    assert_not_engaged(run, "FIFO")
+    doc = run.json()
+    assert doc["ok"] is False and doc["engaged"] is False and "KILL-SWITCH NOT ENGAGED" in doc["error"]
+    assert doc["workspace"] == str(live.root) and doc["controlsFile"] == str(live.controls)
+
+
 def test_a_symlink_to_a_device_is_not_written_through(live):
     live.controls.unlink()
     live.controls.symlink_to("/dev/zero")
