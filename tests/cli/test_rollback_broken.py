@@ -629,7 +629,10 @@ def test_rollback_cannot_write_controls_in_a_read_only_directory(live, mounts):
     run = live.rollback("--operator", "oncall", "--reason", "incident: read-only controls")
     assert_one_line_error(run, 5)
     assert "KILL-SWITCH NOT ENGAGED" in run.stderr
-    assert run.stdout.strip() == "", run.stdout
+    # --json: the verdict as one document on stdout too, never anything that reads as engaged
+    doc = run.json()
+    assert doc["ok"] is False and doc["engaged"] is False and "KILL-SWITCH NOT ENGAGED" in doc["error"], doc
+    assert doc["controlsFile"] == str(live.controls) and "auditSeq" not in doc
     # Nothing else changed: the controls and the log are as they were (and the runtime still reads OFF).
     assert live.controls.read_bytes() == controls_before
     assert live.log.read_bytes() == log_before
