@@ -26,9 +26,7 @@ unreadable cache only costs a full check.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -195,23 +193,11 @@ def _cache_file(key: str) -> Path | None:
 
 
 def _cached_record(key: str) -> dict[str, Any] | None:
+    from .paths import read_private_json
+
     target = _cache_file(key)
-    if target is None:
-        return None
-    try:
-        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_size > 4096:
-            return None
-        doc = json.loads(os.read(fd, 4097))
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
-    return doc if isinstance(doc, dict) and doc.get("log") == key else None
+    doc = read_private_json(target) if target is not None else None
+    return doc if doc is not None and doc.get("log") == key else None
 
 
 def _cached(key: str) -> Any:
@@ -228,19 +214,11 @@ def remember(key: str, identity: Any, head: Any = None, first: Any = None) -> No
     target = _cache_file(key)
     if target is None:
         return  # no private place: no cache
+    from .paths import write_private_json
+
     try:
-        tmp = target.with_name(f".{target.name}.{os.getpid()}")
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, json.dumps({"log": key, "identity": identity, "head": list(head) if head else None,
-                                     "first": first}).encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
+        write_private_json(target, {"log": key, "identity": identity, "head": list(head) if head else None,
+                                    "first": first})
     except OSError:
         pass  # no cache: the next command checks in full
 

@@ -42,13 +42,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
-from .paths import private_dir, user_dir
+from .paths import private_dir, read_private_json, user_dir, write_private_json
 
 #: A memory file larger than this is not read (it is not one of ours).
 MAX_BYTES = 4096
@@ -90,20 +88,7 @@ def _file(folder: Path, key: str) -> Path:
 
 def _read(path: Path) -> dict[str, Any] | None:
     """The memory file's document; None if absent or not a small regular file of ours holding one."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_size > MAX_BYTES:
-            return None
-        doc = json.loads(os.read(fd, MAX_BYTES + 1))
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
-    return doc if isinstance(doc, dict) else None
+    return read_private_json(path, MAX_BYTES)
 
 
 def recall(env: Any) -> list[Seen]:
@@ -161,19 +146,8 @@ def record(env: Any, seq: int, digest: str, first: str) -> None:
             doc = _read(path)
             if doc is not None and doc.get("first") == first and type(doc.get("seq")) is int and doc["seq"] >= seq:
                 continue  # already as far, or further (a slower reader never moves it back)
-            body = json.dumps({"key": key, "env": env.name, "seq": seq, "hash": digest, "first": first}).encode()
-            tmp = folder / f".{path.name}.{os.getpid()}"
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                os.unlink(tmp)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, body)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            write_private_json(path, {"key": key, "env": env.name, "seq": seq, "hash": digest, "first": first},
+                               durable=True)
     except OSError:
         pass  # nothing remembered this time: the next sound read tries again
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 WORKSPACE_FILE = "slotgen.yaml"
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")  # \Z: "$" would also match before a final newline
@@ -155,3 +156,55 @@ def private_dir(base: str | None, *parts: str) -> Path | None:
     except OSError:
         return None
     return Path(here)
+
+
+def read_private_json(path: Path, limit: int = 4096) -> dict[str, Any] | None:
+    """The JSON object in `path` if it is a regular file of this user's of at most `limit` bytes, opened
+    without following a symlink and without blocking; None otherwise (a memory or a cache that is not ours,
+    or not what it should be, is no memory and no cache)."""
+    import json
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_size > limit:
+            return None
+        doc = json.loads(os.read(fd, limit + 1))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    return doc if isinstance(doc, dict) else None
+
+
+def write_private_json(path: Path, doc: dict[str, Any], *, durable: bool = False) -> None:
+    """Replace `path` with `doc` (mode 0600) through a temp file created exclusively, never through a
+    symlink; fsynced first when `durable`. OSError if it cannot be written."""
+    import json
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(doc).encode())
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def env_name_for_controls(path: str | os.PathLike[str], env: str | None) -> str:
+    """The environment `rollback --controls FILE` names in the file's header: --env if it is a name, else
+    the file's name before its first dot (`staging.env` -> staging), else `controls`."""
+    if env and ENV_NAME_RE.match(env):
+        return env
+    stem = Path(path).name.split(".")[0]
+    return stem if ENV_NAME_RE.match(stem) else "controls"
