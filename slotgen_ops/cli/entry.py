@@ -35,11 +35,11 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
     if options.get("c"):  # --controls FILE: that env-file, with no workspace at all
         from slotgen_ops.ops.controls_file import KillSwitchNotEngaged, engage_kill_switch
 
-        stem = Path(options["c"]).name.split(".")[0]
-        name = options.get("e") if ENV_NAME_RE.match(options.get("e", "")) else (
-            stem if ENV_NAME_RE.match(stem) else "controls")
+        from slotgen_ops.ops.paths import env_name_for_controls
+
         try:
-            values, how, old = engage_kill_switch(Path(options["c"]), name)
+            values, how, old = engage_kill_switch(Path(options["c"]), env_name_for_controls(options["c"],
+                                                                                            options.get("e")))
         except (KillSwitchNotEngaged, OSError) as exc:
             return {"engaged": False, "problem": str(exc)}
         return {"engaged": True, "values": values, "written": how, "old": old, "controls": options["c"],

@@ -184,16 +184,13 @@ def rollback_controls_file(path: str, *, env: str | None, actor: Actor, reason: 
     from ..audit.log import AuditLog
     from .controls_file import KillSwitchNotEngaged, engage_kill_switch
     from .locking import FileLock
-    from .paths import ENV_NAME_RE
+    from .paths import env_name_for_controls
 
     start = time.perf_counter() if start is None else start
     warnings: list[str] = []
     reason = _reason(reason, warnings)
     target = Path(path)
-    name = env if env and ENV_NAME_RE.match(env) else None
-    if name is None:
-        stem = target.name.split(".")[0]
-        name = stem if ENV_NAME_RE.match(stem) else "controls"
+    name = env_name_for_controls(path, env)
     where = {"workspace": None, "controlsFile": str(target)}
     change = {"control": KILL_VAR, "old": None, "new": "true"}
     if dry_run:
