@@ -17,7 +17,7 @@ them alike:
    which is the same state as re-walking it. Per sample:
      - engaged from exec (external): the benchmark polls the controls file
        every ~1 ms from just before exec and reads it as the runtime does
-       (slotgen_ops.ops.controls_file.runtime_values); the time at which it
+       (slotgen_ops.changes.controls_file.runtime_values); the time at which it
        first reads SLOTGEN_AI_KILL engaged, in a file that is no longer the one
        found before exec. That is the earliest moment the runtime sees it.
      - engagedMs as the CLI reports it (`rollback.engagedMs` in its JSON: from
@@ -64,7 +64,7 @@ sys.path.insert(0, str(c.REPO / "tests"))
 import walked  # noqa: E402  (tests/walked.py: a workspace walked to a runbook position, in-process)
 
 from slotgen_ops.contract import KILL_VAR, kill_switch_engaged  # noqa: E402
-from slotgen_ops.ops.controls_file import runtime_values  # noqa: E402
+from slotgen_ops.changes.controls_file import runtime_values  # noqa: E402
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer  # noqa: E402
 
 FAULTWRAP = c.REPO / "tests" / "faultwrap.py"

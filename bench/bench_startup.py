@@ -24,7 +24,7 @@
    controls written and read back); the 100,000-entry log continues that one
    with correctly chained `refused` entries written directly (each carries the
    unchanged state, as a real refusal does), then the controls file's head is
-   rewritten with ops.environment.render_controls, so the environment stays
+   rewritten with changes.environment.render_controls, so the environment stays
    consistent. `audit verify` confirms it (valid: true).
 """
 
@@ -100,8 +100,8 @@ def _refusal_fields(env_name: str, actor) -> dict:
 
 def grow_log_with_library(root: Path, target: int) -> None:
     """Real appends: lock, snapshot, append (+fsync), controls written and read back."""
-    from slotgen_ops.ops.authority import resolve_actor
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.policy.authority import resolve_actor
+    from slotgen_ops.workspace import Workspace
 
     ws = Workspace.locate(root)
     env = ws.environment("staging")
@@ -124,11 +124,11 @@ def grow_log_fast(root: Path, target: int) -> None:
     is checked against a full canonical serialisation, and `audit verify`
     checks them all afterwards.
     """
-    from slotgen_ops.ops.atomic import atomic_write
-    from slotgen_ops.ops.authority import resolve_actor
+    from slotgen_ops.files.atomic import atomic_write
+    from slotgen_ops.policy.authority import resolve_actor
     from slotgen_ops.audit.canonical import _dumps, canonical_bytes
-    from slotgen_ops.ops.environment import render_controls
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes.environment import render_controls
+    from slotgen_ops.workspace import Workspace
 
     ws = Workspace.locate(root)
     env = ws.environment("staging")
@@ -181,14 +181,14 @@ def grow_log_signed(root: Path, target: int) -> None:
     every hash is signed by one `ssh-keygen -Y sign` per 2,000 entries; `audit verify` checks them all.
     """
     from slotgen_ops.audit import sshsig
-    from slotgen_ops.ops.atomic import atomic_write
+    from slotgen_ops.files.atomic import atomic_write
     from slotgen_ops.audit.log import complete
-    from slotgen_ops.ops.authority import resolve_actor
+    from slotgen_ops.policy.authority import resolve_actor
     from slotgen_ops.audit.canonical import _dumps
-    from slotgen_ops.ops.environment import render_controls
-    from slotgen_ops.ops.signing import NAMESPACE, signature
-    from slotgen_ops.ops.state import apply
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes.environment import render_controls
+    from slotgen_ops.policy.signing import NAMESPACE, signature
+    from slotgen_ops.runbook.state import apply
+    from slotgen_ops.workspace import Workspace
 
     ws = Workspace.locate(root)
     env = ws.environment("staging")

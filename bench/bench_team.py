@@ -53,9 +53,9 @@ def head_of(path: Path) -> str | None:
 def approve_in_process(ws: Path, url: str, n: int) -> None:
     """One signed approval recorded through the library (what `slotgen approve` does, without the process)."""
     os.environ["SLOTGEN_STATE_URL"] = url
-    from slotgen_ops.ops.authority import resolve_actor
-    from slotgen_ops.ops.changes import approve
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.policy.authority import resolve_actor
+    from slotgen_ops.changes.steps import approve
+    from slotgen_ops.workspace import Workspace
 
     workspace = Workspace(ws)
     actor = resolve_actor(workspace.roster, "approver", ws / "demo-keys" / "approver")

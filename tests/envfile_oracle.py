@@ -229,7 +229,7 @@ def docker_read(data: bytes, environ: Mapping[str, str] | None = None) -> dict[s
 
 def slotgen_read(data: bytes) -> dict[str, str | None]:
     """What slotgen says the runtime reads from these bytes: the four controls, None for unset."""
-    from slotgen_ops.ops.controls_file import runtime_values
+    from slotgen_ops.changes.controls_file import runtime_values
 
     try:
         return runtime_values(bytes(data))

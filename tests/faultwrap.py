@@ -47,7 +47,7 @@ def _act(action: str) -> None:
 
 
 def install(rules: list[tuple[str, int, str]], widen_race: bool = False) -> None:
-    from slotgen_ops.ops import hooks
+    from slotgen_ops.files import hooks
 
     seen: dict[str, int] = {}
 
@@ -63,7 +63,7 @@ def install(rules: list[tuple[str, int, str]], widen_race: bool = False) -> None
 
 
 def disable_lock() -> None:
-    from slotgen_ops.ops import locking
+    from slotgen_ops.files import locking
 
     @contextlib.contextmanager
     def nothing(self, *args, **kwargs):

@@ -14,11 +14,11 @@ import os
 import re
 from pathlib import Path
 
-from slotgen_ops.ops.authority import resolve_actor
-from slotgen_ops.ops.changes import approve, set_control, verify_environment
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.verification import run_verification
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.policy.authority import resolve_actor
+from slotgen_ops.changes.steps import approve, set_control, verify_environment
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.verification.samples import run_verification
+from slotgen_ops.workspace import Workspace
 
 APPROVED = "allowlists/slot-generation-allowlist.v1.json"
 API_KEY = "sk-test-local"
@@ -44,7 +44,7 @@ def demo_actor(ws: Workspace, name: str | None, roster=None):
 
 def accept_policy(root: Path, env: str = "staging", verifier=run_verification, dr: str = "DR-900") -> None:
     """Record the workspace's policy files as they now stand (approve --config, then config accept)."""
-    from slotgen_ops.ops.config_change import accept_config, approve_config
+    from slotgen_ops.changes.config_change import accept_config, approve_config
 
     ws = Workspace(Path(root))
     environment = ws.environment(env)
@@ -95,6 +95,6 @@ def walk(root: Path, upto: int, base_url: str, env: str = "staging", state: str 
 
 def kill_as_runtime_reads(controls_path: Path) -> str | None:
     """SLOTGEN_AI_KILL as systemd/docker would read the file (through a symlink)."""
-    from slotgen_ops.ops.controls_file import runtime_values
+    from slotgen_ops.changes.controls_file import runtime_values
 
     return runtime_values(Path(controls_path).read_bytes())["SLOTGEN_AI_KILL"]

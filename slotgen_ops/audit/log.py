@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BadInput, IntegrityFailure
-from ..ops import hooks
-from ..ops.atomic import atomic_write, check_regular, fsync_directory
+from ..files import hooks
+from ..files.atomic import atomic_write, check_regular, fsync_directory
 from ..clock import now_utc, utc
 from .review import (
     AUDIT_FIELDS,
@@ -130,7 +130,7 @@ class AuditLog:
     """One environment's audit log file (``path``), plus its lock ``<path>.lock``."""
 
     def __init__(self, path: Path, lock: Any = None) -> None:
-        from ..ops.locking import EnvLock
+        from ..files.locking import EnvLock
 
         self.path = Path(path)
         self.lock = lock if lock is not None else EnvLock.for_directory(self.path.parent)

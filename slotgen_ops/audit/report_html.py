@@ -1,7 +1,7 @@
 """`slotgen audit report`: one self-contained HTML page for approvers (SPEC section 11).
 
 Pure: the page is a string built from the timeline (`audit.timeline.build`)
-and the integrity document (`ops.report.audit_verify`). Standard library only.
+and the integrity document (`oversight.report.audit_verify`). Standard library only.
 Every recorded value is shown as the terminal shows it (control characters and bidi overrides as
 visible escapes, `inert.visible`), then goes through `html.escape` (quotes included); a decision
 record becomes a link only when it is a plain https URL. Nothing is fetched

@@ -176,7 +176,7 @@ def main(early: dict[str, Any] | None = None) -> None:
     keep_interrupts()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
-    from ..ops.locking import set_wait_notice
+    from ..files.locking import set_wait_notice
 
     set_wait_notice(_wait_notice)
     try:

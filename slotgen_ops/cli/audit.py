@@ -18,7 +18,7 @@ audit_app = typer.Typer(help="Review, verify, export and repair an environment's
 
 
 def _environment(workspace, env):
-    from ..ops.workspace import Workspace
+    from ..workspace import Workspace
 
     return Workspace.locate(workspace).environment(env)
 
@@ -51,7 +51,7 @@ def _time(value: str | None, name: str) -> datetime | None:
 
 def _action(value: str | None) -> str | None:
     """--action checked against the actions the log records: a typo is exit 2, never an empty table."""
-    from ..ops.state import ACTIONS
+    from ..runbook.state import ACTIONS
 
     if value is None or value in ACTIONS:
         return value
@@ -344,8 +344,8 @@ def verify(
 
     Example: slotgen audit verify --env production --checkpoint ~/checkpoints/production-2026-11-20
     """
-    from ..ops.checkpoints import read_checkpoint
-    from ..ops.report import audit_verify
+    from ..oversight.checkpoints import read_checkpoint
+    from ..oversight.report import audit_verify
 
     given = [read_checkpoint(path) for path in checkpoint] if checkpoint else None
     doc = audit_verify(_environment(workspace, env), given)
@@ -386,8 +386,8 @@ def checkpoint_cmd(
 
     Example: slotgen audit checkpoint --env production --operator approver --output ~/checkpoints/production-today
     """
-    from ..ops.authority import resolve_actor
-    from ..ops.checkpoints import make_checkpoint
+    from ..policy.authority import resolve_actor
+    from ..oversight.checkpoints import make_checkpoint
 
     environment = _environment(workspace, env)
     ws = environment.workspace
@@ -486,7 +486,7 @@ def repair(env: RequiredEnvOpt = ..., operator: OperatorOpt = None, key: KeyOpt 
 
     Example: slotgen audit repair --env staging --operator owner
     """
-    from ..ops.repair import repair_log
+    from ..changes.repair import repair_log
 
     done = repair_log(_environment(workspace, env), operator, key)
     cut, restored, folded = done["cut"], done["restored"], list(done.get("folded") or [])

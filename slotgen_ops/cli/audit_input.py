@@ -9,7 +9,7 @@ from ..errors import SlotgenError
 def break_glass_items(environment) -> list[dict]:
     """Every readable break-glass journal entry of `environment`, oldest first:
     ``{"journal": path, "folded": bool, "entry": entry}``."""
-    from ..ops.breakglass import BreakGlassJournal
+    from ..changes.breakglass import BreakGlassJournal
 
     found = BreakGlassJournal(environment).entries()
     if not found:

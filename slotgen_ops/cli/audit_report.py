@@ -45,10 +45,10 @@ def report(
     """
     from .. import __version__
     from ..audit import report_html, timeline
-    from ..ops.checkpoints import read_checkpoint
+    from ..oversight.checkpoints import read_checkpoint
     from ..clock import now_utc, utc
-    from ..ops.report import audit_verify
-    from ..ops.workspace import Workspace
+    from ..oversight.report import audit_verify
+    from ..workspace import Workspace
     from .audit_input import break_glass_items
     from .common import checked_output, write_output
 

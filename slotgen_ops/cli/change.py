@@ -23,13 +23,13 @@ ItemsArg = Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE", help=
 
 
 def _env(workspace, env):
-    from ..ops.workspace import Workspace
+    from ..workspace import Workspace
 
     return Workspace.locate(workspace).environment(env)
 
 
 def _actor(environment, operator, key):
-    from ..ops.authority import resolve_actor
+    from ..policy.authority import resolve_actor
 
     ws = environment.workspace
     return resolve_actor(ws.roster, operator, key, identity=ws.config.identity, base=ws.root)
@@ -76,7 +76,7 @@ def set_(
 
     Example: slotgen set --env staging FEATURE_SLOTGEN_AI=true --decision-record DR-123 --operator oncall
     """
-    from ..ops.changes import set_control
+    from ..changes.steps import set_control
 
     environment = _env(workspace, env)
     actor = _actor(environment, operator, key)
@@ -110,13 +110,13 @@ def approve(
 
     Example: slotgen approve --env staging SLOTGEN_AI_ROLLOUT_PERCENT=1 --decision-record DR-123 --operator approver
     """
-    from ..ops.changes import approve as approve_change
+    from ..changes.steps import approve as approve_change
 
     environment = _env(workspace, env)
     actor = _actor(environment, operator, key)
     try:
         if config:
-            from ..ops.config_change import approve_config
+            from ..changes.config_change import approve_config
 
             if items:
                 raise BadInput("approve --config takes no KEY=VALUE: it approves the policy files as they stand")
@@ -146,7 +146,7 @@ def verify(
 
     Example: slotgen verify --env staging --decision-record DR-123 --operator owner
     """
-    from ..ops.changes import verify_environment
+    from ..changes.steps import verify_environment
 
     environment = _env(workspace, env)
     actor = _actor(environment, operator, key) if (operator or decision_record) else _actor_unrecorded()
@@ -165,7 +165,7 @@ def verify(
 
 
 def _actor_unrecorded():
-    from ..ops.authority import Actor
+    from ..policy.authority import Actor
 
     return Actor(claimed=None, operator=None)
 
@@ -196,10 +196,10 @@ def rollback(
     Example: slotgen rollback --env production --reason "error rate up after 5%" --operator oncall
     """
     from ..errors import KillSwitchNotEngagedError
-    from ..ops.authority import Actor, resolve_actor
-    from ..ops.rollback import rollback as do_rollback
+    from ..policy.authority import Actor, resolve_actor
+    from ..changes.rollback import rollback as do_rollback
     from .. import STARTED
-    from ..ops.workspace import Workspace
+    from ..workspace import Workspace
     from . import early
 
     def not_engaged(exc: KillSwitchNotEngagedError, where: dict[str, str | None]) -> KillSwitchNotEngagedError:
@@ -208,7 +208,7 @@ def rollback(
         return exc
 
     if controls is not None:
-        from ..ops.rollback import rollback_controls_file
+        from ..changes.rollback import rollback_controls_file
 
         try:
             result = rollback_controls_file(controls, env=env, actor=resolve_actor(None, operator, None),
@@ -260,8 +260,8 @@ def config_status(env: Annotated[str | None, typer.Option("--env", "-e", help="O
 
     Example: slotgen config status --env production
     """
-    from ..ops.config_change import config_status as status_of
-    from ..ops.workspace import Workspace
+    from ..changes.config_change import config_status as status_of
+    from ..workspace import Workspace
     from .common import console, escape
 
     ws = Workspace.locate(workspace)
@@ -303,7 +303,7 @@ def config_accept(
 
     Example: slotgen config accept --env staging --decision-record DR-124 --approval AP-... --operator owner
     """
-    from ..ops.config_change import accept_config
+    from ..changes.config_change import accept_config
 
     environment = _env(workspace, env)
     actor = _actor(environment, operator, key)

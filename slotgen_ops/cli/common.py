@@ -70,7 +70,7 @@ def evaluation_inputs(env: str | None, workspace: Path | None, with_items: list[
     overrides = parse_with(with_items)
     base: Path | None = None
     if env is not None:
-        from ..ops.workspace import Workspace
+        from ..workspace import Workspace
 
         ws = Workspace.locate(workspace)
         raw: dict[str, str | None] = dict(ws.environment(env).read_controls().values)

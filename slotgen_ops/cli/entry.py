@@ -30,12 +30,12 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
         if name in ("--env", "-e", "--workspace", "-w", "--controls"):
             options[name.lstrip("-")[0]] = value if eq else next(args, "")
     from slotgen_ops import STARTED
-    from slotgen_ops.ops.paths import ENV_NAME_RE, workspace_root
+    from slotgen_ops.policy.paths import ENV_NAME_RE, workspace_root
 
     if options.get("c"):  # --controls FILE: that env-file, with no workspace at all
-        from slotgen_ops.ops.controls_file import KillSwitchNotEngaged, engage_kill_switch
+        from slotgen_ops.changes.controls_file import KillSwitchNotEngaged, engage_kill_switch
 
-        from slotgen_ops.ops.paths import env_name_for_controls
+        from slotgen_ops.policy.paths import env_name_for_controls
 
         try:
             values, how, old = engage_kill_switch(Path(options["c"]), env_name_for_controls(options["c"],
@@ -53,7 +53,7 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
     if not (controls.exists() or controls.is_symlink()):
         # A database-backed environment: the env-files `slotgen render` keeps on this host, if any, then the
         # environment's row itself (libpq through ctypes: no psycopg, no CLI yet).
-        from slotgen_ops.ops.hostfiles import engage as engage_host
+        from slotgen_ops.changes.hostfiles import engage as engage_host
 
         done = engage_host(root, env)
         here = ", ".join(str(p) for p, ok, _ in done if ok)
@@ -73,7 +73,7 @@ def early_rollback(argv: list[str]) -> dict[str, Any] | None:
         if not here:
             return None
         return {"engaged": True, "host": True, "written": here, "engagedMs": ms, "old": None}
-    from slotgen_ops.ops.controls_file import KillSwitchNotEngaged, engage_kill_switch
+    from slotgen_ops.changes.controls_file import KillSwitchNotEngaged, engage_kill_switch
 
     try:
         values, how, old = engage_kill_switch(controls, env)  # signals deferred inside
@@ -88,7 +88,7 @@ def _state_url(root: Path) -> str | None:
     override = os.environ.get("SLOTGEN_STATE_URL")
     if override:
         return None if override == "files" else override
-    from slotgen_ops.ops.paths import state_url_in_files
+    from slotgen_ops.policy.paths import state_url_in_files
 
     return state_url_in_files(root)
 
@@ -139,7 +139,7 @@ def run_view(command: str, options: dict[str, Any]) -> None:
     """Run a fast-path `status`/`next` inside the same error boundary as the full CLI; exits."""
     from . import boundary
     from ..errors import SlotgenError
-    from ..ops.locking import set_wait_notice
+    from ..files.locking import set_wait_notice
 
     set_wait_notice(boundary.wait_notice)
     workspace = Path(options["workspace"]) if "workspace" in options else None

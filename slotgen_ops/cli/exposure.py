@@ -22,8 +22,8 @@ from typing import Annotated, BinaryIO
 import typer
 
 from ..contract.decision import decider
-from ..ops.population import FIRST_SHOWN, Invalid, new_counts, summary
-from ..ops.population import count as count_population
+from ..runbook.population import FIRST_SHOWN, Invalid, new_counts, summary
+from ..runbook.population import count as count_population
 from .common import (BoundedLines, EnvOpt, JsonOpt, WithOpt, WorkspaceOpt, console, emit_json, escape, evaluation_inputs,
                      open_input)
 

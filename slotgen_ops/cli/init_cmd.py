@@ -26,8 +26,8 @@ def init(
 
     Example: slotgen init beta-rollout && cd beta-rollout && slotgen next --env staging
     """
-    from ..ops.authority import resolve_actor
-    from ..ops.init import init_workspace
+    from ..policy.authority import resolve_actor
+    from ..workspace.init import init_workspace
 
     result = init_workspace(directory, resolve_actor(None, operator), state=state)
     if json_out:

@@ -88,7 +88,7 @@ def verifier_with_progress(json_out: bool):
     """The real verification, with a progress bar on a terminal."""
 
     def verify(env, controls):
-        from ..ops.verification import run_verification
+        from ..verification.samples import run_verification
 
         if json_out or not sys.stderr.isatty():
             return run_verification(env, controls)

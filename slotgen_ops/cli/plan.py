@@ -30,8 +30,8 @@ def plan(env: RequiredEnvOpt = ..., jobs: JobsOpt = None, workspace: WorkspaceOp
 
     Example: slotgen plan --env production --jobs jobs.jsonl
     """
-    from ..ops.plan import plan_environment
-    from ..ops.workspace import Workspace
+    from ..oversight.plan import plan_environment
+    from ..workspace import Workspace
 
     environment = Workspace.locate(workspace).environment(env)
     if jobs is None:

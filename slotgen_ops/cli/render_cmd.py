@@ -31,8 +31,8 @@ def render(
     Example: slotgen render --env production --output /etc/slotgen/production.env --watch
     (a systemd unit on the host runs it and restarts the service when the file changes; see the README)
     """
-    from ..ops.render import check_output, render_once, watch as keep_current
-    from ..ops.workspace import Workspace
+    from ..workspace.render import check_output, render_once, watch as keep_current
+    from ..workspace import Workspace
 
     environment = Workspace.locate(workspace).environment(env)
     target = check_output(environment, output)

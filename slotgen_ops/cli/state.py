@@ -62,8 +62,8 @@ def migrate(
 
     Example: slotgen state migrate --to postgresql://slotgen@db.internal/slotgen
     """
-    from ..ops.migrate import migrate as do_migrate
-    from ..ops.workspace import Workspace
+    from ..workspace.migrate import migrate as do_migrate
+    from ..workspace import Workspace
 
     done = do_migrate(Workspace.locate(workspace), to)
     if json_out:

@@ -10,14 +10,14 @@ from .output import change_text, console, emit_json, escape
 
 
 def _environment(workspace, env):
-    from ..ops.workspace import Workspace
+    from ..workspace import Workspace
 
     return Workspace.locate(workspace).environment(env)
 
 
 def run_status(env: str | None, workspace: Path | None, json_out: bool) -> int:
     """`slotgen status`: one environment in full, or (no --env) a line for each."""
-    from ..ops.report import status_report
+    from ..oversight.report import status_report
 
     if env is None:
         return _summary(workspace, json_out)
@@ -35,7 +35,7 @@ def _identities(environment, doc: dict) -> dict:
     an operator a rollback only claimed must not read as a proven one."""
     if not doc.get("lastChanges"):
         return {}
-    from ..ops.report import recent_entries
+    from ..oversight.report import recent_entries
 
     try:
         recent = recent_entries(environment)
@@ -59,7 +59,7 @@ def operator_shown(operator, identity) -> str:
 
 def run_next(env: str, workspace: Path | None, json_out: bool) -> int:
     """`slotgen next`: the next allowed step and the exact command to run it."""
-    from ..ops.report import status_report
+    from ..oversight.report import status_report
 
     doc, valid = status_report(_environment(workspace, env))
     nxt = dict(doc["next"])
@@ -83,8 +83,8 @@ def run_next(env: str, workspace: Path | None, json_out: bool) -> int:
 
 def _summary(workspace, json_out: bool) -> int:
     """Every environment of the workspace, a line each."""
-    from ..ops.report import status_report
-    from ..ops.workspace import Workspace
+    from ..oversight.report import status_report
+    from ..workspace import Workspace
 
     ws = Workspace.locate(workspace)
     docs, all_valid = [], True

@@ -2,10 +2,10 @@
 
 The embedded default: each environment is `environments/<name>.env` (what the
 runtime reads) beside `environments/<name>.audit.jsonl` (`audit.log.AuditLog`),
-under `flock` on the directory (`ops.locking.EnvLock`). This class is the
+under `flock` on the directory (`files.locking.EnvLock`). This class is the
 controls file seen through the seam: read it strictly or as found, write it
 fenced on what the writer judged against, engage the kill-switch without any
-lock. How each write is made safe is `ops.controls_file`'s (and the README's).
+lock. How each write is made safe is `changes.controls_file`'s (and the README's).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import IntegrityFailure
-from ..ops.controls_file import (
+from ..changes.controls_file import (
     ControlsFile,
     engage_kill_switch,
     lenient_controls,
@@ -31,9 +31,11 @@ __all__ = ["FileControls", "FileEnvironmentStore"]
 class FileEnvironmentStore:
     """One environment in the workspace's files: the directory's flock, the log file, the controls file."""
 
+    backend = "files"
+
     def __init__(self, directory: Path, env: str) -> None:
         from ..audit.log import AuditLog
-        from ..ops.locking import EnvLock
+        from ..files.locking import EnvLock
 
         self.dir = Path(directory)
         self.env = env
@@ -44,10 +46,13 @@ class FileEnvironmentStore:
     def describe(self) -> str:
         return str(self.dir / env_files(self.env)[0])
 
+    def memory_key(self) -> None:
+        return None  # the workspace's path is the key already
+
     @contextmanager
     def turn(self, timeout: float | None, what: str) -> Iterator[bool]:
-        """Writers of this environment take turns at signing (fairness only: `ops.locking.signing_turn`)."""
-        from ..ops import locking
+        """Writers of this environment take turns at signing (fairness only: `files.locking.signing_turn`)."""
+        from ..files import locking
 
         with locking.signing_turn(self.dir / f".{self.env}.signing", timeout, what) as taken:
             yield taken

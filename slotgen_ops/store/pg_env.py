@@ -1,7 +1,7 @@
 """One environment kept in PostgreSQL: its lock, its log and its controls (SPEC section 10).
 
 The same three parts as the file backend, with the same contracts, so that
-the write protocol (`ops.environment`) does not need to know which it runs on:
+the write protocol (`changes.environment`) does not need to know which it runs on:
 
 - `PgLock`: the writer's mutual exclusion is a transaction holding the
   environment's advisory transaction lock; it waits at most `timeout`
@@ -25,7 +25,7 @@ A row is not an authority (SPEC section 14). Every log row is parsed as an
 entry before anything uses it, and one that is not (junk a writer role
 appended, a row whose columns are not its line's) is an integrity failure
 naming its seq (`InvalidLogRow`), never a JSON error. The controls row is
-held to the controls byte grammar (`ops.envgrammar`) when read, and what a
+held to the controls byte grammar (`files.envgrammar`) when read, and what a
 host renders is the verified log head's controls, with the row only allowed
 to add the kill-switch engaged ahead of a rollback's record
 (`PgEnvironmentStore.authority`); the database itself refuses a row that no
@@ -43,7 +43,7 @@ from ..audit.canonical import _dumps
 from ..audit.log import complete, extends
 from ..audit.review import VerifyReport, verify_lines
 from ..errors import IntegrityFailure
-from ..ops.controls_file import ControlsChanged, ControlsFile, render_controls
+from ..changes.controls_file import ControlsChanged, ControlsFile, render_controls
 
 __all__ = ["InvalidLogRow", "NotAuthoritative", "PgControls", "PgEnvironmentStore", "PgLock", "PgLog"]
 
@@ -76,8 +76,8 @@ def _entry(where: str, seq: Any, digest: Any, line: Any) -> dict[str, Any]:
 
 def _grammar_problem(values: Any) -> str | None:
     """Why `values` (a controls row, or an entry's state.controls) cannot be rendered; None if they can."""
-    from ..ops.envgrammar import value_problem
-    from ..ops.state import CONTROL_ORDER
+    from ..files.envgrammar import value_problem
+    from ..runbook.state import CONTROL_ORDER
 
     if not isinstance(values, dict):
         return f"the controls are {type(values).__name__}, not a mapping"
@@ -95,6 +95,8 @@ def _grammar_problem(values: Any) -> str | None:
 
 class PgEnvironmentStore:
     """One connection, shared by the lock, the log and the controls of one environment."""
+
+    backend = "postgresql"
 
     def __init__(self, url: str, env: str) -> None:
         self.url = url
@@ -119,6 +121,11 @@ class PgEnvironmentStore:
 
         return f"{describe_url(self.url)} environment {self.env}"
 
+    def memory_key(self) -> str:
+        from .postgres import describe_url
+
+        return f"postgresql:{describe_url(self.url)}"
+
     def use(self, conn: Any) -> None:
         """Read and write through `conn` (a watcher's listening connection), or open one when needed (None)."""
         self._conn = conn
@@ -135,7 +142,7 @@ class PgEnvironmentStore:
         connection of its own (fairness only: every append is still compare-and-append under the lock)."""
         import psycopg
 
-        from ..ops.locking import _notice
+        from ..files.locking import _notice
 
         try:
             conn = self.side_connection()
@@ -165,7 +172,7 @@ class PgEnvironmentStore:
         first and records itself after, and that is rendered at once. Anything else is NotAuthoritative.
         A database that cannot be reached raises its own error (IntegrityFailure, psycopg's), not that.
         """
-        from ..ops.state import differences
+        from ..runbook.state import differences
 
         with self.reading() as conn:  # the connection is up past this point: what fails next is a verdict
             head = self.log._head_row(conn)
@@ -201,17 +208,17 @@ class PgEnvironmentStore:
 
     def _verify_to(self, env: Any, head: dict[str, Any]) -> None:
         """NotAuthoritative unless the log up to `head` verifies: the hash chain, every signature by an operator
-        of the roster in force, and every recorded state replaying (`ops.chain`).
+        of the roster in force, and every recorded state replaying (`changes.chain`).
 
         The first time, and whenever the log does not simply extend what this process verified, the whole
-        log is checked by `ops.chain.require_sound` (with the verified-log cache and this machine's memory of
+        log is checked by `changes.chain.require_sound` (with the verified-log cache and this machine's memory of
         the heads it has seen). A long-running reader (`render --watch`) then follows the log: each new row
         is parsed, linked to the one before it (seq, prevHash, its own hash, the environment) and fed to the
         same replay checker (`chain.replay_checker`), primed once over the log it already verified. So a
         change costs its own entries, not the whole log, and a log that this process saw at seq N and that
         no longer extends it (rows removed or rewritten) is an integrity failure naming both heads.
         """
-        from ..ops.chain import require_sound
+        from ..changes.chain import require_sound
 
         seq, digest = int(head["seq"]), str(head["hash"])
         seen = self._followed
@@ -228,7 +235,7 @@ class PgEnvironmentStore:
         from .postgres import DatabaseUnavailable
 
         try:
-            checked = require_sound(env)  # the `ops.environment.Environment` this store is behind
+            checked = require_sound(env)  # the `changes.environment.Environment` this store is behind
         except NotAuthoritative:
             self._followed = None
             raise
@@ -282,7 +289,7 @@ class _Followed:
         """Verify `rows`, those after this head up to (seq, digest), and move to it; False if they do not
         simply continue it (the caller then checks the whole log, which says what is wrong)."""
         from ..audit.canonical import parse_entry
-        from ..ops.chain import replay_checker
+        from ..changes.chain import replay_checker
 
         if self._check is None:  # once: the checker's state at this head (the log up to it verified already)
             check = replay_checker()
@@ -345,7 +352,7 @@ class PgLock:
             return
         import psycopg
 
-        from ..ops.locking import LockBusy, _notice
+        from ..files.locking import LockBusy, _notice
 
         conn = self._store.conn
         key = _lock_key(self._store.env)
@@ -524,8 +531,8 @@ class PgControls:
 
     def lenient(self) -> ControlsFile:
         """As found; every control safe (kill-switch engaged) when the row cannot be read."""
-        from ..ops.controls_file import NO_HEAD
-        from ..ops.state import SAFE_CONTROLS
+        from ..changes.controls_file import NO_HEAD
+        from ..runbook.state import SAFE_CONTROLS
 
         try:
             return self.read()
@@ -535,7 +542,7 @@ class PgControls:
     def engage(self) -> tuple[dict[str, str | None], str, str | None]:
         """The rollback's first act: SLOTGEN_AI_KILL=true in the row, outside the log and any writer's lock
         (waiting at most a second for a writer's uncommitted row); the next writer records it."""
-        from ..ops.controls_file import KillSwitchNotEngaged
+        from ..changes.controls_file import KillSwitchNotEngaged
 
         try:
             with self._store.side_connection() as conn, conn.transaction():

@@ -11,7 +11,7 @@ The log is append-only in the database itself, not only in this code:
   their login roles) may only SELECT and INSERT log rows.
 
 The controls row is not an authority of its own (SPEC section 14): readers
-render the verified log head, never the row (`pg_env`, `ops.render`), and
+render the verified log head, never the row (`pg_env`, `workspace.render`), and
 migration 2 makes the database refuse a controls row that no log entry leads
 to. The argument, for a role in `slotgen_writer` (it may SELECT and INSERT log
 rows, and INSERT and UPDATE environment rows; nothing else):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from slotgen_ops.audit import checkpoint, sshsig
-from slotgen_ops.ops.authority import resolve_actor
+from slotgen_ops.policy.authority import resolve_actor
 from slotgen_ops.audit.canonical import _dumps, entry_hash
-from slotgen_ops.ops.init import init_workspace
+from slotgen_ops.workspace.init import init_workspace
 
 
 @pytest.fixture

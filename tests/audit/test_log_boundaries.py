@@ -38,7 +38,7 @@ from slotgen_ops.audit.log import (
 )
 from slotgen_ops.audit.review import REPAIR_HINT
 from slotgen_ops.errors import BadInput, IntegrityFailure
-from slotgen_ops.ops import hooks
+from slotgen_ops.files import hooks
 
 ENV = "staging"
 TS = "2026-01-02T03:04:05.000006Z"

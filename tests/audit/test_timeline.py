@@ -13,12 +13,12 @@ import pytest
 
 from slotgen_ops.errors import Refused
 from slotgen_ops.audit.timeline import build, entry_matches, select, verification_text
-from slotgen_ops.ops.breakglass import BreakGlassJournal
-from slotgen_ops.ops.changes import set_control
-from slotgen_ops.ops.repair import repair_log
-from slotgen_ops.ops.rollback import rollback
-from slotgen_ops.ops.verification import run_verification
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.changes.breakglass import BreakGlassJournal
+from slotgen_ops.changes.steps import set_control
+from slotgen_ops.changes.repair import repair_log
+from slotgen_ops.changes.rollback import rollback
+from slotgen_ops.verification.samples import run_verification
+from slotgen_ops.workspace import Workspace
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

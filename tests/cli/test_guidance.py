@@ -38,11 +38,11 @@ LIVE = {"SLOTGEN_AI_KILL": "false", "FEATURE_SLOTGEN_AI": "true", "SLOTGEN_AI_RO
 def _walk_to_verified(root: Path) -> None:
     """`slotgen init`, then steps 1-5 (kill-switch still on: every job stubbed, no endpoint needed), signed by the
     demo operators' keys, in-process through the same change service the CLI calls."""
-    from slotgen_ops.ops.changes import approve, set_control, verify_environment
-    from slotgen_ops.ops.init import init_workspace
-    from slotgen_ops.ops.authority import resolve_actor
-    from slotgen_ops.ops.verification import run_verification
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes.steps import approve, set_control, verify_environment
+    from slotgen_ops.workspace.init import init_workspace
+    from slotgen_ops.policy.authority import resolve_actor
+    from slotgen_ops.verification.samples import run_verification
+    from slotgen_ops.workspace import Workspace
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from walked import demo_actor
@@ -206,8 +206,8 @@ def test_a_passing_verification_has_no_cause(ws):
 
 
 def test_a_timeout_names_the_setting_that_bounds_it(ws, monkeypatch):
-    from slotgen_ops.ops.verification import run_verification
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.verification.samples import run_verification
+    from slotgen_ops.workspace import Workspace
 
     config = ws / "slotgen.yaml"
     config.write_text(re.sub(r"timeoutSeconds: \d+", "timeoutSeconds: 0.3", config.read_text()))
@@ -278,7 +278,7 @@ def test_an_older_controls_file_is_named_by_its_seq_and_values(ws):
     log = ws / "environments" / "staging.audit.jsonl"
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     older = next(e for e in entries if e.get("control") == "FEATURE_SLOTGEN_AI")  # step 2
-    from slotgen_ops.ops.controls_file import render_controls
+    from slotgen_ops.changes.controls_file import render_controls
 
     controls.write_bytes(render_controls("staging", older["state"]["controls"], older["seq"], older["hash"]))
     head = entries[-1]["seq"]

@@ -16,7 +16,7 @@ SCRIPT = """
 import signal, sys, time, weakref
 from slotgen_ops.cli.app import _interrupt
 from slotgen_ops.cli.boundary import keep_interrupts
-from slotgen_ops.ops.signals import signals_deferred
+from slotgen_ops.files.signals import signals_deferred
 
 if sys.argv[1] == "hooked":
     keep_interrupts()

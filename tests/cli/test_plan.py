@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.ops.runbook import STEP_ORDER
+from slotgen_ops.runbook.runbook import STEP_ORDER
 
 from .helpers import assert_one_line_error, slotgen
 

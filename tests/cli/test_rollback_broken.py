@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import pytest
 
-from slotgen_ops.ops.controls_file import runtime_values
+from slotgen_ops.changes.controls_file import runtime_values
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 from .helpers import Run, assert_one_line_error, slotgen

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.ops import envgrammar
-from slotgen_ops.ops.controls_file import engage_kill_switch, runtime_values
+from slotgen_ops.files import envgrammar
+from slotgen_ops.changes.controls_file import engage_kill_switch, runtime_values
 
 from .helpers import Run, clean_env, command
 
@@ -164,8 +164,8 @@ def test_a_symlink_onto_a_controls_file_is_still_written_through(live, tmp_path)
 
 def test_planted_temp_symlinks_are_never_followed(tmp_path):
     controls = tmp_path / f"{ENV}.env"
-    from slotgen_ops.ops.controls_file import render_controls
-    from slotgen_ops.ops.state import SAFE_CONTROLS
+    from slotgen_ops.changes.controls_file import render_controls
+    from slotgen_ops.runbook.state import SAFE_CONTROLS
 
     controls.write_bytes(render_controls(ENV, {**SAFE_CONTROLS, "SLOTGEN_AI_KILL": "false"}, 3, "a" * 64))
     victim = tmp_path / "victim"
@@ -258,8 +258,8 @@ def test_rollback_of_an_environment_the_workspace_does_not_have(live):
 
 
 def test_rollback_controls_engages_an_env_file_with_no_workspace(tmp_path):
-    from slotgen_ops.ops.controls_file import render_controls
-    from slotgen_ops.ops.state import SAFE_CONTROLS
+    from slotgen_ops.changes.controls_file import render_controls
+    from slotgen_ops.runbook.state import SAFE_CONTROLS
 
     host = tmp_path / "host"
     host.mkdir()

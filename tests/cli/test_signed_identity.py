@@ -19,8 +19,8 @@ import pytest
 
 from slotgen_ops.audit import sshsig
 from slotgen_ops.audit.canonical import _dumps, entry_hash
-from slotgen_ops.ops.controls_file import render_controls, runtime_values
-from slotgen_ops.ops.state import apply
+from slotgen_ops.changes.controls_file import render_controls, runtime_values
+from slotgen_ops.runbook.state import apply
 
 from .helpers import assert_one_line_error, slotgen
 
@@ -366,7 +366,7 @@ def test_an_approval_cannot_be_used_by_the_key_that_signed_it():
     from datetime import datetime, timezone
 
     from slotgen_ops.errors import Refused
-    from slotgen_ops.ops.authority import approval_record, check_approval
+    from slotgen_ops.policy.authority import approval_record, check_approval
 
     now = datetime(2026, 11, 23, tzinfo=timezone.utc)
     record = approval_record("staging", "SLOTGEN_AI_ROLLOUT_PERCENT", "1", "DR-4", "approver", 24, now, old="0",

@@ -93,8 +93,8 @@ def test_status_imports_neither_the_cli_framework_nor_pydantic_nor_openai_nor_js
                          timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     imported = set(re.findall(r"\|\s+([\w.]+)\s*$", run.stderr, flags=re.M))
-    assert "slotgen_ops.ops.report" in imported  # the probe sees our own imports: the checks below can fail
-    assert "slotgen_ops.ops.runbook" in imported
+    assert "slotgen_ops.oversight.report" in imported  # the probe sees our own imports: the checks below can fail
+    assert "slotgen_ops.runbook.runbook" in imported
     for module in ("typer", "click", "pydantic", "pydantic_core", "openai", "jsonschema", "httpx", "psycopg",
                    "cryptography"):
         assert module not in imported, f"{' '.join(args)} imported {module}"

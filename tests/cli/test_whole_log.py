@@ -57,8 +57,8 @@ def test_an_edited_middle_entry_is_seen_by_set_and_status(tmp_path, endpoint, ke
 
 
 def test_appends_by_slotgen_keep_the_cache_warm_and_a_foreign_append_is_checked(tmp_path, endpoint):
-    from slotgen_ops.ops import chain
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes import chain
+    from slotgen_ops.workspace import Workspace
 
     ws = tmp_path / "ws"
     walk(ws, 5, endpoint.base_url)
@@ -76,8 +76,8 @@ def test_appends_by_slotgen_keep_the_cache_warm_and_a_foreign_append_is_checked(
 
 def test_a_poisoned_cache_cannot_hide_an_edit_made_after_it(tmp_path, endpoint):
     """The cache names a file identity, not a verdict to trust: any write to the log moves its ctime."""
-    from slotgen_ops.ops import chain
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes import chain
+    from slotgen_ops.workspace import Workspace
 
     ws = tmp_path / "ws"
     walk(ws, 6, endpoint.base_url)

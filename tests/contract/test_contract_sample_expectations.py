@@ -13,7 +13,7 @@ import pytest
 
 from contract_helpers import ROOT, SAMPLE_JOBS, SHIPPED_ALLOWLIST, load_jsonl
 from slotgen_ops.contract import Controls, decide
-from slotgen_ops.ops.expectations import job_sha256, load_expectations
+from slotgen_ops.runbook.expectations import job_sha256, load_expectations
 from slotgen_ops.runtime.allowlist_file import load_allowlist
 
 GENERATOR = ROOT / "runbooks" / "gen_sample_expectations.py"
@@ -89,8 +89,8 @@ def test_the_two_implementations_agree_on_every_job(state_id):
 
 def test_the_file_is_shipped_and_copied_into_a_workspace(tmp_path):
     from slotgen_ops.data import data_path
-    from slotgen_ops.ops.authority import Actor
-    from slotgen_ops.ops.init import init_workspace
+    from slotgen_ops.policy.authority import Actor
+    from slotgen_ops.workspace.init import init_workspace
 
     assert data_path("runbooks", "sample-expectations.json").read_bytes() == EXPECTATIONS.read_bytes()
     init_workspace(tmp_path / "ws", Actor(claimed="owner", operator=None))

@@ -1,7 +1,7 @@
 """Shared helpers for the runbook, change-service and stateful tests.
 
 Pure helpers only (no I/O beyond loading the shipped runbook): entry builders
-that mirror what `slotgen_ops.ops.changes` records, an in-memory hash-chained
+that mirror what `slotgen_ops.changes.steps` records, an in-memory hash-chained
 log, and fake verification reports (test doubles for the verification only).
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.audit.review import GENESIS_HASH, verify_lines
-from slotgen_ops.ops.authority import utc
+from slotgen_ops.policy.authority import utc
 from slotgen_ops.audit.canonical import _dumps, entry_hash
-from slotgen_ops.ops.runbook import CHECK_NAMES, Runbook
-from slotgen_ops.ops.state import APPROVE, INIT, ROLLBACK, SAFE_CONTROLS, SET, VERIFY, apply
+from slotgen_ops.runbook.runbook import CHECK_NAMES, Runbook
+from slotgen_ops.runbook.state import APPROVE, INIT, ROLLBACK, SAFE_CONTROLS, SET, VERIFY, apply
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOK_PATH = REPO / "runbooks" / "beta-enable.yaml"

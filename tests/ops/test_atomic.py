@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.ops.atomic import atomic_write, clean_stale_temps, fault_point, temp_path_for
+from slotgen_ops.files.atomic import atomic_write, clean_stale_temps, fault_point, temp_path_for
 
 OLD = b"old\n" * 50_000  # 200 kB: a torn write would show
 NEW = b"NEW!\n" * 60_000
@@ -22,8 +22,8 @@ NEW = b"NEW!\n" * 60_000
 WRITER = """
 import os, signal, sys
 from pathlib import Path
-from slotgen_ops.ops import hooks
-from slotgen_ops.ops.atomic import atomic_write
+from slotgen_ops.files import hooks
+from slotgen_ops.files.atomic import atomic_write
 fault = sys.argv[3]
 if fault:
     hooks.install(lambda name: os.kill(os.getpid(), signal.SIGKILL) if name == fault else None)

@@ -1,4 +1,4 @@
-"""What the change service records and returns, field by field (`ops/changes.py`).
+"""What the change service records and returns, field by field (`changes/steps.py`).
 
 `test_changes_service.py` walks the runbook and checks behaviour: which
 actions land, what the controls become. These tests pin the rest, because an
@@ -22,19 +22,12 @@ import pytest
 from helpers_runbook import APPROVED_ALLOWLIST, report, summary
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
-from slotgen_ops.ops import hooks, locking
-from slotgen_ops.ops.changes import (
-    Preview,
-    Result,
-    approve,
-    set_control,
-    verification_summary,
-    verify_environment,
-)
-from slotgen_ops.ops.samples import decision_digest_for, load_sample_jobs
-from slotgen_ops.ops.authority import resolve_actor
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.files import hooks, locking
+from slotgen_ops.changes.steps import Preview, Result, approve, set_control, verification_summary, verify_environment
+from slotgen_ops.policy.samples import decision_digest_for, load_sample_jobs
+from slotgen_ops.policy.authority import resolve_actor
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.workspace import Workspace
 from walked import accept_policy
 from test_changes_service import (
     ENV,
@@ -714,7 +707,7 @@ def test_a_step_under_an_unaccepted_policy_edit_names_the_environment(ws, when):
 def test_status_closes_what_was_left_open_or_says_who_holds_the_lock(ws):
     """`status` settles an environment too, but waits at most its own time for the lock (never blocks)."""
     from lock_holder import lock_held
-    from slotgen_ops.ops.report import status_report
+    from slotgen_ops.oversight.report import status_report
 
     walk_to(ws, KILL_OFF)
     _hand_edit(ws, f"{KILL_VAR}=false", f"{KILL_VAR}=true")  # engaged by hand, outside the log

@@ -20,15 +20,15 @@ from helpers_runbook import APPROVED_ALLOWLIST, report
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_REFUSED, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
 from slotgen_ops.audit.log import AuditLog
-from slotgen_ops.ops.authority import resolve_actor
-from slotgen_ops.ops.changes import Result, approve, set_control, verify_environment
-from slotgen_ops.ops.rollback import rollback
-from slotgen_ops.ops.environment import parse_controls
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.report import audit_verify
-from slotgen_ops.ops.runbook import next_step
-from slotgen_ops.ops.state import SAFE_CONTROLS, apply, replay
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.policy.authority import resolve_actor
+from slotgen_ops.changes.steps import Result, approve, set_control, verify_environment
+from slotgen_ops.changes.rollback import rollback
+from slotgen_ops.changes.environment import parse_controls
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.oversight.report import audit_verify
+from slotgen_ops.runbook.runbook import next_step
+from slotgen_ops.runbook.state import SAFE_CONTROLS, apply, replay
+from slotgen_ops.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from walked import accept_policy, demo_actor  # noqa: E402
@@ -709,7 +709,7 @@ def _hand_edit(ws: Workspace, old: str, new: str) -> None:
 
 def crash_after_commit(ws: Workspace, item: str, operator: str) -> None:
     """A change whose process dies between its commit point and its controls write."""
-    from slotgen_ops.ops import hooks
+    from slotgen_ops.files import hooks
 
     def crash(point: str) -> None:
         if point == "after-audit-append":

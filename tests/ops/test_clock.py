@@ -14,7 +14,7 @@ from slotgen_ops.audit.log import utc_timestamp as audit_timestamp
 from slotgen_ops.audit.review import filter_entries
 from slotgen_ops.contract import KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import IntegrityFailure, Refused
-from slotgen_ops.ops.authority import approval_record, check_approval
+from slotgen_ops.policy.authority import approval_record, check_approval
 from slotgen_ops.clock import (
     expired,
     parse_utc,
@@ -24,8 +24,8 @@ from slotgen_ops.clock import (
     utc_display,
     utc_millis,
 )
-from slotgen_ops.ops.runbook import soak_ready_at
-from slotgen_ops.ops.state import APPROVE, SET, apply, initial_state
+from slotgen_ops.runbook.runbook import soak_ready_at
+from slotgen_ops.runbook.state import APPROVE, SET, apply, initial_state
 from slotgen_ops.runtime.telemetry import utc_timestamp as telemetry_timestamp
 
 from helpers_runbook import shipped_runbook
@@ -207,9 +207,9 @@ def test_review_filters_compare_times_not_strings() -> None:
 
 
 def test_break_glass_entries_are_ordered_by_time(tmp_path) -> None:
-    from slotgen_ops.ops.authority import Actor
-    from slotgen_ops.ops.breakglass import BreakGlassJournal
-    from slotgen_ops.ops.entries import journal_entry
+    from slotgen_ops.policy.authority import Actor
+    from slotgen_ops.changes.breakglass import BreakGlassJournal
+    from slotgen_ops.changes.entries import journal_entry
 
     class Env:
         name = "staging"

@@ -1,4 +1,4 @@
-"""The configuration files' models (ops/fields.py): unknown keys refused, types strict, bounds exact, every
+"""The configuration files' models (policy/fields.py): unknown keys refused, types strict, bounds exact, every
 problem named by its field path, and the shipped files read into the values every command relies on."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.ops.fields import Invalid, build
-from slotgen_ops.ops.roster import Roster
-from slotgen_ops.ops.runbook import Runbook
-from slotgen_ops.ops.workspace import OpenAISettings, WorkspaceConfig
-from slotgen_ops.ops.yamlfile import safe_load
+from slotgen_ops.policy.fields import Invalid, build
+from slotgen_ops.policy.roster import Roster
+from slotgen_ops.runbook.runbook import Runbook
+from slotgen_ops.policy.config import OpenAISettings, WorkspaceConfig
+from slotgen_ops.policy.yamlfile import safe_load
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = safe_load((ROOT / "runbooks" / "beta-enable.yaml").read_text())
@@ -160,7 +160,7 @@ def test_a_roster_that_breaks_a_rule_is_refused(edit, expected):
 
 
 def test_the_accepted_roster_is_none_when_it_no_longer_reads():
-    from slotgen_ops.ops.policy import accepted_roster
+    from slotgen_ops.policy.pins import accepted_roster
 
     assert accepted_roster({"policy": {"roster": ROSTER}}).get("owner").roles == ("engineering-owner",)
     assert accepted_roster({"policy": {"roster": edited(ROSTER, "operators.0.roles", ["root"])}}) is None
@@ -194,7 +194,7 @@ def test_a_document_that_is_not_a_mapping_is_refused_at_the_top():
 
 def read(reader, value, loc="f"):
     """(value read or None, problems)."""
-    from slotgen_ops.ops import fields
+    from slotgen_ops.policy import fields
 
     problems: list[str] = []
     out = reader(value, loc, problems)
@@ -202,7 +202,7 @@ def read(reader, value, loc="f"):
 
 
 def test_text_bounds_and_patterns():
-    from slotgen_ops.ops.fields import Text
+    from slotgen_ops.policy.fields import Text
 
     assert read(Text(min_length=1), "x") == ("x", [])
     assert read(Text(min_length=1), "") == (None, ["f: must not be empty"])
@@ -215,14 +215,14 @@ def test_text_bounds_and_patterns():
 def test_a_yaml_date_or_other_type_is_named_by_its_type():
     import datetime
 
-    from slotgen_ops.ops.fields import Text
+    from slotgen_ops.policy.fields import Text
 
     assert read(Text(), datetime.date(2026, 1, 1)) == (None, ["f: must be a string, not date"])
     assert read(Text(), None, loc="") == (None, ["(top): must be a string, not null"])
 
 
 def test_integer_and_number_say_their_bounds():
-    from slotgen_ops.ops.fields import Integer, Number
+    from slotgen_ops.policy.fields import Integer, Number
 
     assert read(Integer(ge=0, le=5), 6) == (None, ["f: 6 is out of range (at least 0 and at most 5)"])
     assert read(Integer(ge=0, le=5), -1) == (None, ["f: -1 is out of range (at least 0 and at most 5)"])
@@ -239,7 +239,7 @@ def test_integer_and_number_say_their_bounds():
 
 
 def test_one_of_compares_type_and_value_and_shows_null():
-    from slotgen_ops.ops.fields import OneOf
+    from slotgen_ops.policy.fields import OneOf
 
     assert read(OneOf(1, None), 1) == (1, []) and read(OneOf(1, None), None) == (None, [])
     assert read(OneOf(1, None), True) == (None, ["f: must be one of 1, null, not True"])
@@ -247,7 +247,7 @@ def test_one_of_compares_type_and_value_and_shows_null():
 
 
 def test_items_and_optional():
-    from slotgen_ops.ops.fields import Integer, Items, Optional
+    from slotgen_ops.policy.fields import Integer, Items, Optional
 
     assert read(Items(Integer(), min_length=2), [1]) == (None, ["f: needs at least 2 items"])
     assert read(Items(Integer(), min_length=1), []) == (None, ["f: needs at least 1 item"])
@@ -260,7 +260,7 @@ def test_items_and_optional():
 
 
 def test_mapping_keys_values_and_where():
-    from slotgen_ops.ops.fields import Checked, Integer, Mapping, OneOf
+    from slotgen_ops.policy.fields import Checked, Integer, Mapping, OneOf
 
     assert read(Mapping(Integer()), {"a": 1}) == ({"a": 1}, [])
     assert read(Mapping(Integer()), {"a": "x"}, loc="") == (None, ["a: must be a whole number, not a string"])
@@ -273,7 +273,7 @@ def test_mapping_keys_values_and_where():
 
 
 def test_checked_keeps_what_the_check_returns_and_reports_its_reason():
-    from slotgen_ops.ops.fields import Checked, Text
+    from slotgen_ops.policy.fields import Checked, Text
 
     def upper(value):
         if value == "no":
@@ -285,8 +285,8 @@ def test_checked_keeps_what_the_check_returns_and_reports_its_reason():
 
 
 def test_a_nested_model_reads_into_its_class():
-    from slotgen_ops.ops.fields import Model
-    from slotgen_ops.ops.runbook import ApprovalSettings
+    from slotgen_ops.policy.fields import Model
+    from slotgen_ops.runbook.runbook import ApprovalSettings
 
     assert read(Model(ApprovalSettings), {"ttlHours": 2}) == (ApprovalSettings(ttlHours=2.0), [])
     assert read(Model(ApprovalSettings), {"ttlHours": 2, "x": 1}) == (None, ["f.x: unknown key"])
@@ -294,7 +294,7 @@ def test_a_nested_model_reads_into_its_class():
 
 def test_an_environment_name_with_a_trailing_newline_is_not_a_name():
     # "$" matches before a final newline: "prod\n" would pass and reach the controls file's header line.
-    from slotgen_ops.ops.paths import ENV_NAME_RE
+    from slotgen_ops.policy.paths import ENV_NAME_RE
     from slotgen_ops.store.pgfast import _ENV_RE
 
     for rx in (ENV_NAME_RE, _ENV_RE):

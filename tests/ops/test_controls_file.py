@@ -6,9 +6,9 @@ import pytest
 
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import BadInput, IntegrityFailure
-from slotgen_ops.ops.controls_file import parse_controls, render_controls, runtime_lines, runtime_values
-from slotgen_ops.ops.runbook import normalise_value
-from slotgen_ops.ops.state import SAFE_CONTROLS
+from slotgen_ops.changes.controls_file import parse_controls, render_controls, runtime_lines, runtime_values
+from slotgen_ops.runbook.runbook import normalise_value
+from slotgen_ops.runbook.state import SAFE_CONTROLS
 
 SEPARATORS = ["\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r", "\x0b", "\x0c"]
 
@@ -65,9 +65,9 @@ def test_later_assignments_win_for_the_runtime_and_are_refused_by_slotgen(tmp_pa
 
 import os  # noqa: E402
 
-from slotgen_ops.ops import envgrammar, hooks  # noqa: E402
-from slotgen_ops.ops.atomic import temp_path_for  # noqa: E402
-from slotgen_ops.ops.controls_file import (  # noqa: E402
+from slotgen_ops.files import envgrammar, hooks  # noqa: E402
+from slotgen_ops.files.atomic import temp_path_for  # noqa: E402
+from slotgen_ops.changes.controls_file import (
     KillSwitchNotEngaged,
     READ_BOUND,
     clean_values,

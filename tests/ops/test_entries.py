@@ -1,4 +1,4 @@
-"""One constructor for audit entries (`ops.entries`): the field list lives there once, and each form of entry
+"""One constructor for audit entries (`changes.entries`): the field list lives there once, and each form of entry
 has exactly the fields, and so the canonical bytes, it has always had (the hash covers every field: an entry
 that never had a field must not gain one, or old logs, journals and checkpoints stop agreeing with new ones)."""
 
@@ -9,10 +9,10 @@ import pytest
 from slotgen_ops.audit.canonical import canonical_bytes
 from slotgen_ops.audit.review import AUDIT_FIELDS as REVIEW_COLUMNS
 from slotgen_ops.contract import KILL_VAR
-from slotgen_ops.ops import entries
-from slotgen_ops.ops.authority import Actor
-from slotgen_ops.ops.entries import journal_entry, new_entry, stateless_repair_fields
-from slotgen_ops.ops.state import INIT, REFUSED, ROLLBACK, SAFE_CONTROLS, SET, apply
+from slotgen_ops.changes import entries
+from slotgen_ops.policy.authority import Actor
+from slotgen_ops.changes.entries import journal_entry, new_entry, stateless_repair_fields
+from slotgen_ops.runbook.state import INIT, REFUSED, ROLLBACK, SAFE_CONTROLS, SET, apply
 
 from helpers_runbook import T0
 
@@ -95,7 +95,7 @@ def test_a_field_that_is_not_an_entrys_is_refused(name):
 
 def test_no_audit_entry_is_built_by_hand_outside_the_constructor():
     """No dict literal in the product spells an entry (its environment with the act's fields) outside
-    ops/entries.py; rows shown to people (status, timeline) name no environment and are not entries."""
+    changes/entries.py; rows shown to people (status, timeline) name no environment and are not entries."""
     import ast
     from pathlib import Path
 

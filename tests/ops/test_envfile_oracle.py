@@ -17,7 +17,7 @@ import pytest
 
 import envfile_oracle as oracle
 from slotgen_ops.contract import KILL_VAR
-from slotgen_ops.ops.envgrammar import MAX_BYTES, GrammarError, parse, problem
+from slotgen_ops.files.envgrammar import MAX_BYTES, GrammarError, parse, problem
 
 DIGEST = "cd" * 32
 HEADER = (b"# slotgen runtime controls for environment 'prod'.\n"

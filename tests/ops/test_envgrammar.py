@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 import envfile_oracle as oracle
 from slotgen_ops.contract import CONTROL_VARS, KILL_VAR, kill_switch_engaged
-from slotgen_ops.ops import envgrammar
-from slotgen_ops.ops.envgrammar import MAX_BYTES, GrammarError, check_value, parse, problem, value_problem
+from slotgen_ops.files import envgrammar
+from slotgen_ops.files.envgrammar import MAX_BYTES, GrammarError, check_value, parse, problem, value_problem
 
 DIGEST = "ab" * 32
 HEADER = (b"# slotgen runtime controls for environment 'prod'.\n"
@@ -49,7 +49,7 @@ def test_the_file_slotgen_writes_is_accepted_with_its_values_and_head():
 
 
 def test_render_controls_output_is_accepted():
-    from slotgen_ops.ops.controls_file import render_controls
+    from slotgen_ops.changes.controls_file import render_controls
 
     raw = render_controls("stage-2", {KILL_VAR: "true", "FEATURE_SLOTGEN_AI": None}, 12, DIGEST)
     parsed = parse(raw)
@@ -440,7 +440,7 @@ grammar_values = st.none() | st.text(VALUE_CHARS, max_size=40) | any_text.filter
 def test_render_controls_with_grammar_values_reads_back_identically_everywhere(tmp_path, env, controls, seq,
                                                                                digest):
     """(b) What slotgen writes from values the grammar allows parses, and every reader reads it back."""
-    from slotgen_ops.ops.controls_file import render_controls
+    from slotgen_ops.changes.controls_file import render_controls
 
     raw = render_controls(env, controls, seq, digest)
     parsed = parse(raw)

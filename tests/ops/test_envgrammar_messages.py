@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from slotgen_ops.ops.envgrammar import GrammarError, parse, value_problem
+from slotgen_ops.files.envgrammar import GrammarError, parse, value_problem
 
 
 def verdict(raw: bytes) -> tuple[int, int, str]:
@@ -61,8 +61,8 @@ def test_value_problem_words():
 
 
 def test_the_head_is_read_as_numbers_and_hex():
-    from slotgen_ops.ops.controls_file import render_controls
-    from slotgen_ops.ops.state import SAFE_CONTROLS
+    from slotgen_ops.changes.controls_file import render_controls
+    from slotgen_ops.runbook.state import SAFE_CONTROLS
 
     parsed = parse(render_controls("staging", SAFE_CONTROLS, 12, "0a" * 32))
     assert parsed.head == (12, "0a" * 32)

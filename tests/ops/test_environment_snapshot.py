@@ -21,12 +21,12 @@ from helpers_runbook import report
 from slotgen_ops.audit.canonical import entry_hash
 from slotgen_ops.contract import KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import IntegrityFailure, Refused
-from slotgen_ops.ops import hooks
-from slotgen_ops.ops.authority import Actor, resolve_actor
-from slotgen_ops.ops.changes import set_control, verify_environment
-from slotgen_ops.ops.environment import ControlsDisagree, Superseded
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.files import hooks
+from slotgen_ops.policy.authority import Actor, resolve_actor
+from slotgen_ops.changes.steps import set_control, verify_environment
+from slotgen_ops.changes.environment import ControlsDisagree, Superseded
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.workspace import Workspace
 from test_changes_service import (
     actor,
     controls,
@@ -261,7 +261,7 @@ def once_at(point: str, action):
 
 def _declared_verify(ws: Workspace):
     """Record a verify entry as a declared (unsigned) operator: one pass under the lock, no signing round."""
-    from slotgen_ops.ops.entries import new_entry
+    from slotgen_ops.changes.entries import new_entry
 
     who = Actor(None, None, identity="unidentified")
     env = env_of(ws)
@@ -369,7 +369,7 @@ def test_one_entry_behind_needs_the_hash_of_the_entry_before_too(ws):
 @pytest.mark.parametrize("present", ["log", "controls"])
 def test_an_environment_is_never_created_over_one_half_there(ws, present):
     from slotgen_ops.errors import BadInput
-    from slotgen_ops.ops.environment import create_environment
+    from slotgen_ops.changes.environment import create_environment
 
     env = env_of(ws)
     (controls_path(ws) if present == "log" else log_path(ws)).unlink()

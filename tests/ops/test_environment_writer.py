@@ -1,4 +1,4 @@
-"""The write protocol's own rules (ops/environment.py), each driven directly: an entry's time never runs
+"""The write protocol's own rules (changes/environment.py), each driven directly: an entry's time never runs
 before the head it follows and keeps the time its signature was made for; an entry by a signed identity is
 never recorded without its signature; a folded break-glass rollback carries what the act recorded; a
 disagreement names each control, recorded vs found."""
@@ -15,13 +15,13 @@ from slotgen_ops.audit.log import Unsealed
 from slotgen_ops.clock import now_utc, parse_utc, utc
 from slotgen_ops.contract import KILL_VAR
 from slotgen_ops.errors import Refused
-from slotgen_ops.ops.authority import resolve_actor
-from slotgen_ops.ops.environment import ControlsWriter, differences
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.repair import repair_log
-from slotgen_ops.ops.rollback import rollback
-from slotgen_ops.ops.signing import Session
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.policy.authority import resolve_actor
+from slotgen_ops.changes.environment import ControlsWriter, differences
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.changes.repair import repair_log
+from slotgen_ops.changes.rollback import rollback
+from slotgen_ops.policy.signing import Session
+from slotgen_ops.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lock_holder import lock_held  # noqa: E402
@@ -116,7 +116,7 @@ def test_a_folded_break_glass_rollback_carries_what_the_act_recorded(ws):
         done = rollback(Workspace(root).environment("staging"), actor=demo_actor(ws, "oncall"),
                         reason="incident at 3am", decision_record=None, dry_run=False, verifier=None)
     assert done.ok and done.extra.get("breakGlass") is True
-    from slotgen_ops.ops.breakglass import BreakGlassJournal
+    from slotgen_ops.changes.breakglass import BreakGlassJournal
 
     env = Workspace(root).environment("staging")
     [(path, act)] = BreakGlassJournal(env).entries()
@@ -163,7 +163,7 @@ def test_an_unwritten_entry_is_the_writers_head_unsigned_with_the_controls_as_fo
 
 
 def test_a_hand_edit_is_named_with_the_command_that_repairs_it(ws):
-    from slotgen_ops.ops.environment import ControlsDisagree
+    from slotgen_ops.changes.environment import ControlsDisagree
 
     path = ws.environments_dir / "staging.env"
     path.write_text(path.read_text().replace("FEATURE_SLOTGEN_AI=false", "FEATURE_SLOTGEN_AI=true"))

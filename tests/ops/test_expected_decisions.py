@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from slotgen_ops.contract import ROLLOUT_VAR, Controls, decide
-from slotgen_ops.ops.authority import Actor
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.verification import run_verification
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.policy.authority import Actor
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.verification.samples import run_verification
+from slotgen_ops.workspace import Workspace
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 ALLOWLIST = "allowlists/slot-generation-allowlist.v1.json"
@@ -108,7 +108,7 @@ def test_a_rollout_gate_off_by_one_in_decide_itself_is_caught_only_here(root: Pa
         return real(job, parsed, allowlist)
 
     monkeypatch.setattr("slotgen_ops.runtime.executor.decide", bucket_at_most_percent)
-    monkeypatch.setattr("slotgen_ops.ops.verification.decide", bucket_at_most_percent)
+    monkeypatch.setattr("slotgen_ops.verification.samples.decide", bucket_at_most_percent)
     report = verify(root, controls(rollout="1"))
     assert report["passed"] is False
     assert failed(report) == [NAME]

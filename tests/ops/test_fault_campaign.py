@@ -226,8 +226,8 @@ def campaign(tmp_path_factory):
 
 def _with_approval(source: Path, dest: Path) -> None:
     """Position 6 plus a recorded approval for SLOTGEN_AI_ROLLOUT_PERCENT=5 (DR-6), usable by oncall."""
-    from slotgen_ops.ops.changes import approve
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes.steps import approve
+    from slotgen_ops.workspace import Workspace
 
     shutil.copytree(source, dest, symlinks=True)
     ws = Workspace(dest)
@@ -333,9 +333,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def check_invariants(root: Path, outcome: Outcome) -> None:
-    from slotgen_ops.ops.breakglass import BreakGlassJournal
-    from slotgen_ops.ops.report import audit_verify, status_report
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes.breakglass import BreakGlassJournal
+    from slotgen_ops.oversight.report import audit_verify, status_report
+    from slotgen_ops.workspace import Workspace
 
     plan, problems, notes = outcome.plan, outcome.problems, outcome.notes
     if outcome.returncode == 1:
@@ -355,7 +355,7 @@ def check_invariants(root: Path, outcome: Outcome) -> None:
     # another `audit repair`.
     if plan.command.torn and log_path.read_bytes().endswith(TORN):
         outcome.torn_left = True
-        from slotgen_ops.ops.repair import repair_log
+        from slotgen_ops.changes.repair import repair_log
 
         torn_doc, torn_valid = status_report(Workspace(root).environment("staging"))
         if torn_valid or "torn" not in str(torn_doc["audit"]["problem"]):

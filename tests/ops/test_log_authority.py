@@ -20,8 +20,8 @@ import pytest
 from slotgen_ops.audit import sshsig
 from slotgen_ops.audit.canonical import _dumps, entry_hash
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
-from slotgen_ops.ops.controls_file import render_controls
-from slotgen_ops.ops.state import SAFE_CONTROLS, apply, reach, widening
+from slotgen_ops.changes.controls_file import render_controls
+from slotgen_ops.runbook.state import SAFE_CONTROLS, apply, reach, widening
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -179,8 +179,8 @@ def test_exposes_no_more_is_conservative(before, after, wider):
 def test_an_entry_signed_by_its_operator_but_naming_another_key_is_refused(tmp_path, endpoint, state_home):
     """The last entry rewritten to name another of the roster's keys as `actor.key`, then re-signed with the
     operator's real key: the signature is good, but it does not prove the key the entry names."""
-    from slotgen_ops.ops.chain import chain_report
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes.chain import chain_report
+    from slotgen_ops.workspace import Workspace
 
     ws = tmp_path / "ws"
     walk(ws, 2, endpoint.base_url)
@@ -229,7 +229,7 @@ def _declared_log() -> list[dict]:
 
 def _verify(items: list[dict]):
     from slotgen_ops.audit.review import verify_lines
-    from slotgen_ops.ops.chain import replay_checker
+    from slotgen_ops.changes.chain import replay_checker
 
     return verify_lines([_dumps(e) + b"\n" for e in items], env="staging", check=replay_checker())
 

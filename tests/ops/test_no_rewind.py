@@ -2,7 +2,7 @@
 
 A log cut back to an older head, with its controls regenerated to match, verifies entry by entry and
 agrees with its controls: only a memory kept outside the workspace can see it. Each machine remembers
-the highest head it has seen of each environment (`ops.heads`), and a log that no longer extends it is
+the highest head it has seen of each environment (`changes.heads`), and a log that no longer extends it is
 an integrity failure naming both heads. The verified-log cache lives only in a directory of this user's
 and is trusted only while it is bound to the log as it is now.
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from slotgen_ops.errors import IntegrityFailure
-from slotgen_ops.ops import chain, heads
-from slotgen_ops.ops.controls_file import render_controls
-from slotgen_ops.ops.paths import private_dir
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.changes import chain, heads
+from slotgen_ops.changes.controls_file import render_controls
+from slotgen_ops.policy.paths import private_dir
+from slotgen_ops.workspace import Workspace
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -254,9 +254,9 @@ def test_on_postgresql_an_append_that_rolls_back_is_never_remembered(tmp_path, e
                                                                       monkeypatch):
     """An append is not a commit: a section that dies after its append leaves nothing in the database, and
     this machine must not remember a head that was never there (it would read as a rewind ever after)."""
-    from slotgen_ops.ops import hooks
-    from slotgen_ops.ops.changes import set_control
-    from slotgen_ops.ops.verification import run_verification
+    from slotgen_ops.files import hooks
+    from slotgen_ops.changes.steps import set_control
+    from slotgen_ops.verification.samples import run_verification
     from walked import demo_actor
 
     monkeypatch.setenv("SLOTGEN_STATE_URL", pg_url)

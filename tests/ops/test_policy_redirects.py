@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from slotgen_ops.ops.policy import digests, drift, policy_paths, remedy, snapshot
+from slotgen_ops.policy.pins import digests, drift, policy_paths, remedy, snapshot
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def test_a_fifo_where_a_policy_file_or_the_marker_was_is_drift_never_a_hang(tmp_
     import os
     import signal
 
-    from slotgen_ops.ops.paths import marker_url
+    from slotgen_ops.policy.paths import marker_url
 
     _policy_tree(tmp_path)
     (tmp_path / "environments").mkdir()

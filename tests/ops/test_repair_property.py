@@ -20,15 +20,15 @@ from hypothesis import strategies as st
 from helpers_runbook import APPROVED_ALLOWLIST, report
 from slotgen_ops.contract import KILL_VAR
 from slotgen_ops.errors import SlotgenError
-from slotgen_ops.ops.authority import resolve_actor
+from slotgen_ops.policy.authority import resolve_actor
 from walked import demo_actor
-from slotgen_ops.ops.changes import approve, set_control, verify_environment
-from slotgen_ops.ops.rollback import rollback
-from slotgen_ops.ops.controls_file import lenient_controls, runtime_values
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.repair import repair_log
-from slotgen_ops.ops.report import audit_verify
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.changes.steps import approve, set_control, verify_environment
+from slotgen_ops.changes.rollback import rollback
+from slotgen_ops.changes.controls_file import lenient_controls, runtime_values
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.changes.repair import repair_log
+from slotgen_ops.oversight.report import audit_verify
+from slotgen_ops.workspace import Workspace
 
 WALK = [
     ("set", "SLOTGEN_AI_KILL=true"), ("set", "FEATURE_SLOTGEN_AI=true"),

@@ -3,11 +3,11 @@ recorded `state` was forged (with a valid hash chain and a matching controls hea
 
 from __future__ import annotations
 
-from slotgen_ops.ops.authority import Actor
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.report import audit_verify, chain_report
-from slotgen_ops.ops.state import REFUSED
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.policy.authority import Actor
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.oversight.report import audit_verify, chain_report
+from slotgen_ops.runbook.state import REFUSED
+from slotgen_ops.workspace import Workspace
 
 
 def test_forged_state_with_a_valid_chain_is_the_first_bad_entry(tmp_path):

@@ -28,9 +28,9 @@ def _worker(root: str, index: int, disable_lock: bool, queue) -> None:
         faultwrap.disable_lock()
         faultwrap.install([], widen_race=True)
     from slotgen_ops.errors import SlotgenError
-    from slotgen_ops.ops.changes import approve, set_control
+    from slotgen_ops.changes.steps import approve, set_control
     from walked import demo_actor
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.workspace import Workspace
 
     env = Workspace(Path(root)).environment("staging")
     approvals, refusals, errors = 0, 0, 0
@@ -69,8 +69,8 @@ def _race(root: Path, disable_lock: bool) -> list[tuple[int, int, int, int]]:
 
 
 def _workspace(tmp_path: Path) -> Path:
-    from slotgen_ops.ops.authority import Actor
-    from slotgen_ops.ops.init import init_workspace
+    from slotgen_ops.policy.authority import Actor
+    from slotgen_ops.workspace.init import init_workspace
 
     root = tmp_path / "ws"
     init_workspace(root, Actor(claimed=None, operator=None))
@@ -79,9 +79,9 @@ def _workspace(tmp_path: Path) -> Path:
 
 def _outcome(root: Path) -> dict:
     from slotgen_ops.errors import SlotgenError
-    from slotgen_ops.ops.report import audit_verify
-    from slotgen_ops.ops.state import replay
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.oversight.report import audit_verify
+    from slotgen_ops.runbook.state import replay
+    from slotgen_ops.workspace import Workspace
 
     env = Workspace(root).environment("staging")
     out: dict = {}

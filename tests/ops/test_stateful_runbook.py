@@ -28,7 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from helpers_runbook import APPROVED_ALLOWLIST, T0, UNAPPROVED_ALLOWLIST, MemoryLog, base_fields, shipped_runbook, summary
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR, kill_switch_engaged
 from slotgen_ops.errors import BadInput, Refused
-from slotgen_ops.ops.authority import (
+from slotgen_ops.policy.authority import (
     APPROVER_ROLE,
     CHANGE_ROLES,
     approval_record,
@@ -38,11 +38,11 @@ from slotgen_ops.ops.authority import (
     resolve_actor,
 )
 from slotgen_ops.clock import parse_utc
-from slotgen_ops.ops.runbook import REDUCE, judge, needs_approval, next_step, normalise_value
+from slotgen_ops.runbook.runbook import REDUCE, judge, needs_approval, next_step, normalise_value
 from slotgen_ops.audit.review import GENESIS_HASH
 from slotgen_ops.audit.canonical import entry_hash
-from slotgen_ops.ops.state import APPROVE, INIT, REFUSED, ROLLBACK, SAFE_CONTROLS, SET, VERIFY, apply, replay
-from slotgen_ops.ops.workspace import DEFAULT_DR_PATTERN, Roster
+from slotgen_ops.runbook.state import APPROVE, INIT, REFUSED, ROLLBACK, SAFE_CONTROLS, SET, VERIFY, apply, replay
+from slotgen_ops.policy.config import DEFAULT_DR_PATTERN, Roster
 
 RUNBOOK = shipped_runbook()
 LADDER = RUNBOOK.ladder

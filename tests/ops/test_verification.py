@@ -22,13 +22,13 @@ import yaml
 
 from slotgen_ops.contract import Controls, Decision, decide, parse_allowlist
 from slotgen_ops.errors import BadInput
-from slotgen_ops.ops.authority import Actor
-from slotgen_ops.ops.changes import verification_summary
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.runbook import CHECK_NAMES
-from slotgen_ops.ops.samples import decision_digest_for
-from slotgen_ops.ops.verification import percentile95, run_verification
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.policy.authority import Actor
+from slotgen_ops.changes.steps import verification_summary
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.runbook.runbook import CHECK_NAMES
+from slotgen_ops.policy.samples import decision_digest_for
+from slotgen_ops.verification.samples import percentile95, run_verification
+from slotgen_ops.workspace import Workspace
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 ALLOWLIST = "allowlists/slot-generation-allowlist.v1.json"

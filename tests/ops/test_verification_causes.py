@@ -1,4 +1,4 @@
-"""The words a failed verification gives (ops/verification.py): each failure kind's cause, exactly,
+"""The words a failed verification gives (verification/samples.py): each failure kind's cause, exactly,
 and the small helpers that shape a check's detail.
 
 The cause is what an operator acts on at 3 a.m., so each kind is pinned to its
@@ -21,10 +21,10 @@ import yaml
 
 from helpers_runbook import set_openai
 from slotgen_ops.contract import GATES, Decision
-from slotgen_ops.ops import verification as v
-from slotgen_ops.ops.authority import Actor
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.verification import samples as v
+from slotgen_ops.policy.authority import Actor
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.workspace import Workspace
 from slotgen_ops.runtime import executor as ex
 from slotgen_ops.runtime.executor import Execution
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer

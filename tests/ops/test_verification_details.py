@@ -1,5 +1,5 @@
 """What each of the six checks says, word for word, and how the endpoint's calls were counted
-(ops/verification.py, through the real runtime and a fake endpoint on 127.0.0.1).
+(verification/samples.py, through the real runtime and a fake endpoint on 127.0.0.1).
 
 The detail of a check is what the operator reads in `slotgen verify` and in the
 audit trail, so a passing run in each kind of state is pinned to its text.
@@ -18,13 +18,13 @@ import yaml
 
 from helpers_runbook import set_openai
 from slotgen_ops.contract import GATES, Controls, Decision, decide
-from slotgen_ops.ops.authority import Actor
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops import verification as v
-from slotgen_ops.ops.verification import run_verification
+from slotgen_ops.policy.authority import Actor
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.verification import samples as v
+from slotgen_ops.verification.samples import run_verification
 from slotgen_ops.runtime.executor import Execution
 from slotgen_ops.runtime.schemas import schema_errors
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.workspace import Workspace
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 ALLOWLIST = "allowlists/slot-generation-allowlist.v1.json"

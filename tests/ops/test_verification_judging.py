@@ -1,4 +1,4 @@
-"""Two checks judged on runs made by hand (`ops/verification.py`): expected-decisions and latency.
+"""Two checks judged on runs made by hand (`verification/samples.py`): expected-decisions and latency.
 
 `test_expected_decisions.py` and `test_verification.py` drive the real
 runtime against a fake endpoint; a real runtime cannot be made to report a
@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from slotgen_ops.contract import PATH_OPENAI, Controls, decide
-from slotgen_ops.ops import verification as v
-from slotgen_ops.ops.authority import Actor
-from slotgen_ops.ops.init import init_workspace
-from slotgen_ops.ops.samples import load_sample_jobs
-from slotgen_ops.ops.workspace import Workspace
+from slotgen_ops.verification import samples as v
+from slotgen_ops.policy.authority import Actor
+from slotgen_ops.workspace.init import init_workspace
+from slotgen_ops.policy.samples import load_sample_jobs
+from slotgen_ops.workspace import Workspace
 from slotgen_ops.runtime.allowlist_file import load_allowlist
 
 ALLOWLIST = "allowlists/slot-generation-allowlist.v1.json"

@@ -19,8 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from slotgen_ops.ops import envgrammar
-from slotgen_ops.ops.controls_file import runtime_values
+from slotgen_ops.files import envgrammar
+from slotgen_ops.changes.controls_file import runtime_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cli.helpers import assert_one_line_error, clean_env, command, slotgen  # noqa: E402
@@ -212,8 +212,8 @@ def _signed_entry_setting_the_allowlist_to(ws: Path, pg_url: str, value: str, mo
     from walked import demo_actor
 
     from slotgen_ops.audit.log import complete
-    from slotgen_ops.ops.entries import new_entry
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes.entries import new_entry
+    from slotgen_ops.workspace import Workspace
 
     monkeypatch.setenv("SLOTGEN_STATE_URL", pg_url)
     workspace = Workspace(ws)
@@ -276,8 +276,8 @@ def test_a_watcher_following_the_log_refuses_an_unsigned_entry_that_turns_the_ki
 
     from slotgen_ops.audit.canonical import _dumps
     from slotgen_ops.audit.log import complete
-    from slotgen_ops.ops.entries import new_entry
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes.entries import new_entry
+    from slotgen_ops.workspace import Workspace
 
     a, b, env, _ = pg_team
     _rolled_back(a, env)

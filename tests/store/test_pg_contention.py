@@ -20,8 +20,8 @@ def _worker(root: str, url: str, index: int, queue) -> None:
     os.environ["SLOTGEN_STATE_URL"] = url
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from slotgen_ops.errors import SlotgenError
-    from slotgen_ops.ops.changes import approve, set_control
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.changes.steps import approve, set_control
+    from slotgen_ops.workspace import Workspace
     from walked import demo_actor
 
     ws = Workspace(Path(root))
@@ -54,11 +54,11 @@ def _worker(root: str, url: str, index: int, queue) -> None:
 
 def test_eight_processes_fifty_operations_each_across_two_clones(tmp_path, pg_url, monkeypatch):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from slotgen_ops.ops.authority import resolve_actor
-    from slotgen_ops.ops.changes import set_control
-    from slotgen_ops.ops.init import init_workspace
-    from slotgen_ops.ops.report import audit_verify
-    from slotgen_ops.ops.workspace import Workspace
+    from slotgen_ops.policy.authority import resolve_actor
+    from slotgen_ops.changes.steps import set_control
+    from slotgen_ops.workspace.init import init_workspace
+    from slotgen_ops.oversight.report import audit_verify
+    from slotgen_ops.workspace import Workspace
     from walked import demo_actor
 
     monkeypatch.setenv("SLOTGEN_STATE_URL", pg_url)

@@ -16,10 +16,10 @@ import pytest
 from slotgen_ops.audit import checkpoint, merkle
 from slotgen_ops.audit.log import AuditLog, StaleHead
 from slotgen_ops.errors import IntegrityFailure
-from slotgen_ops.ops.chain import replay_checker
-from slotgen_ops.ops.controls_file import ControlsChanged
-from slotgen_ops.ops.locking import LockBusy
-from slotgen_ops.ops.state import INIT, REFUSED, SAFE_CONTROLS, apply
+from slotgen_ops.changes.chain import replay_checker
+from slotgen_ops.changes.controls_file import ControlsChanged
+from slotgen_ops.files.locking import LockBusy
+from slotgen_ops.runbook.state import INIT, REFUSED, SAFE_CONTROLS, apply
 from slotgen_ops.store import postgres
 from slotgen_ops.store.pg_env import PgEnvironmentStore
 
@@ -100,7 +100,7 @@ def test_a_holder_killed_mid_section_leaves_nothing_and_frees_the_lock_at_once(p
     assert ready.wait(60)
     store = PgEnvironmentStore(pg_url, ENV)
     notices: list[str] = []
-    from slotgen_ops.ops import locking
+    from slotgen_ops.files import locking
 
     locking.set_wait_notice(notices.append)
     try:
@@ -156,7 +156,7 @@ def test_contending_processes_get_exactly_one_winner_per_head(pg_url):
 
 
 def test_the_same_lines_as_a_file_log_give_the_same_verdict_and_merkle_root(pg_url, tmp_path):
-    from slotgen_ops.ops.locking import EnvLock
+    from slotgen_ops.files.locking import EnvLock
 
     log = AuditLog(tmp_path / "staging.audit.jsonl", lock=EnvLock.for_directory(tmp_path))
     with log.locked():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.ops.controls_file import runtime_values
+from slotgen_ops.changes.controls_file import runtime_values
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..clock import now_utc, utc
-from .state import apply
+from ..runbook.state import apply
 
 #: Who acted, from the actor (`Actor.audit_fields`).
 WHO_FIELDS: tuple[str, ...] = ("operator", "roles", "actor")

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, IntegrityFailure
-from .atomic import atomic_write
-from .controls_file import read_raw, target_of
+from ..files.atomic import atomic_write
+from ..changes.controls_file import read_raw, target_of
 
 
 class FailedClosed(IntegrityFailure):
@@ -70,9 +70,9 @@ def _from_log_head(env: Any) -> bytes:
     this host holds a rollback the log does not."""
     from ..contract import KILL_VAR
     from ..store.pg_env import NotAuthoritative
-    from . import envgrammar
-    from .breakglass import BreakGlassJournal
-    from .controls_file import render_controls
+    from ..files import envgrammar
+    from ..changes.breakglass import BreakGlassJournal
+    from ..changes.controls_file import render_controls
 
     values, head, _ = env.store.authority(env)
     if BreakGlassJournal(env).unfolded(head["state"]):
@@ -93,9 +93,9 @@ def engaged(env: Any, output: Path) -> bytes:
     """Fail-closed bytes for `output`: SLOTGEN_AI_KILL=true, the other values and head line as the file held
     them if it holds controls (within the grammar), else every control safe."""
     from ..contract import KILL_VAR
-    from . import envgrammar
-    from .controls_file import NO_HEAD, render_controls
-    from .state import SAFE_CONTROLS
+    from ..files import envgrammar
+    from ..changes.controls_file import NO_HEAD, render_controls
+    from ..runbook.state import SAFE_CONTROLS
 
     values: dict[str, str | None] = dict(SAFE_CONTROLS)
     head = NO_HEAD
@@ -119,10 +119,10 @@ def engaged(env: Any, output: Path) -> bytes:
 def fold_here(env: Any, say: Say) -> None:
     """Fold this host's break-glass rollbacks into the environment's log (recorded as unidentified: no key
     is at hand), so that every host renders them."""
-    from .authority import Actor
-    from .breakglass import BreakGlassJournal
-    from .changes import _settled
-    from .locking import LockBusy
+    from ..policy.authority import Actor
+    from ..changes.breakglass import BreakGlassJournal
+    from ..changes.steps import _settled
+    from ..files.locking import LockBusy
 
     from ..store.pg_env import NotAuthoritative
 
@@ -158,7 +158,7 @@ def check_output(env: Any, output: Path) -> Path:
 def render_once(env: Any, output: Path) -> tuple[bool, bytes]:
     """Write the env-file if it differs from what is there; (written, bytes). The file is remembered for
     this host's rollbacks (`hostfiles`)."""
-    from .hostfiles import remember
+    from ..changes.hostfiles import remember
 
     from ..store.pg_env import NotAuthoritative
 

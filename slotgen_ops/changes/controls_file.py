@@ -29,10 +29,18 @@ from pathlib import Path
 
 from ..contract import CONTROL_VARS, KILL_VAR, kill_switch_engaged
 from ..errors import IntegrityFailure
-from . import envgrammar, hooks
-from .atomic import UnsafeFile, check_regular, fsync_directory, read_bounded, temp_path_for, unlink_quietly, write_temp
-from .signals import signals_deferred
-from .state import CONTROL_ORDER, SAFE_CONTROLS
+from ..files import envgrammar, hooks
+from ..files.atomic import (
+    UnsafeFile,
+    check_regular,
+    fsync_directory,
+    read_bounded,
+    temp_path_for,
+    unlink_quietly,
+    write_temp,
+)
+from ..files.signals import signals_deferred
+from ..runbook.state import CONTROL_ORDER, SAFE_CONTROLS
 
 _HEAD_RE = re.compile(r"^# slotgen-head: seq=([0-9]+) hash=([0-9a-f]{64})$")
 _LINE_RE = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")

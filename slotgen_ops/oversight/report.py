@@ -15,11 +15,11 @@ from ..contract import KILL_VAR, Controls, describe_controls, kill_switch_engage
 from ..errors import BadInput, IntegrityFailure
 from ..audit.canonical import entry_hash
 from ..clock import utc_display
-from .environment import Environment
-from .guidance import describe_next
-from .runbook import STEP_ORDER, soak_ready_at
-from .samples import load_sample_jobs, shadow_exposure
-from .chain import chain_report, replay_checker, verify_log  # noqa: F401 - chain_report is part of this module's API
+from ..changes.environment import Environment
+from ..runbook.guidance import describe_next
+from ..runbook.runbook import STEP_ORDER, soak_ready_at
+from ..policy.samples import load_sample_jobs, shadow_exposure
+from ..changes.chain import chain_report, replay_checker, verify_log  # noqa: F401 - chain_report is part of this module's API
 
 _RECENT = 5
 
@@ -73,7 +73,7 @@ def sample_shadow(env: Environment, controls: dict[str, Any]) -> dict[str, Any] 
 
 def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
     """The status document (SPEC section 5) and whether the audit integrity holds."""
-    from .breakglass import BreakGlassJournal
+    from ..changes.breakglass import BreakGlassJournal
 
     warnings: list[str] = []
     remedy = None
@@ -123,7 +123,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         done, ready, approvals = [], None, {}
     if controls and not kill_switch_engaged(controls.get(KILL_VAR)):
         warnings.append("the kill-switch is OFF: admitted jobs take the OpenAI path")
-    from .policy import describe, drift, remedy as policy_remedy
+    from ..policy.pins import describe, drift, remedy as policy_remedy
 
     accepted = state.get("policy") if state else None
     policy_drift = drift(accepted, env.workspace.root) if isinstance(accepted, dict) else []
@@ -131,7 +131,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
         warnings.append(f"policy files differ from what was accepted: {describe(policy_drift)}; changes are refused "
                         f"until then: {policy_remedy(policy_drift, env.name)}")
     identity = ((accepted or {}).get("identity") if isinstance(accepted, dict) else None) or "signed"
-    from .policy import accepted_roster
+    from ..policy.pins import accepted_roster
 
     roster = accepted_roster(state) if state else None
     for fp, ids in (roster.shared_keys() if roster is not None else {}).items():
@@ -177,13 +177,13 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
 
 def _settle(env: Environment, warnings: list[str]):
     """The snapshot; an interrupted change found here is closed fail closed at once (and said)."""
-    from .authority import Actor, resolve_actor
-    from .changes import _settled, needs_settling
-    from .locking import LockBusy
+    from ..policy.authority import Actor, resolve_actor
+    from ..changes.steps import _settled, needs_settling
+    from ..files.locking import LockBusy
 
     snap, needed = needs_settling(env)  # also checks the whole log (SPEC section 9)
     if env.backend == "files":  # a temp file of a writer or rollback that was killed (SIGKILL) goes too
-        from .atomic import clean_stale_temps
+        from ..files.atomic import clean_stale_temps
 
         try:
             clean_stale_temps(env.controls.folder)
@@ -240,7 +240,7 @@ def audit_verify(env: Environment, checkpoints: list[tuple[str, str]] | None = N
         except IntegrityFailure as exc:
             problems.append(exc.message)
             remedy = getattr(exc, "remedy", None)
-    from .breakglass import BreakGlassJournal
+    from ..changes.breakglass import BreakGlassJournal
 
     journal = BreakGlassJournal(env)
     glass = journal.verify()

@@ -17,15 +17,15 @@ from typing import Any, BinaryIO
 
 from ..contract import KILL_VAR, PATH_OPENAI, Controls, decide
 from ..contract.decision import AllowlistState, decider
-from .allowlists import default_allowlist
-from .population import new_counts, summary as _summary
-from .authority import APPROVER_ROLE
+from ..policy.allowlists import default_allowlist
+from ..runbook.population import new_counts, summary as _summary
+from ..policy.authority import APPROVER_ROLE
 from ..clock import now_utc, until, utc
-from .guidance import explain_position, step_commands
-from .policy import describe, drift
-from .runbook import STEP_ORDER, Runbook, judge, needs_approval, next_step, soak_ready_at, unmet_requirement
-from .samples import load_sample_jobs
-from .state import ROLLBACK, SET, VERIFY, apply
+from ..runbook.guidance import explain_position, step_commands
+from ..policy.pins import describe, drift
+from ..runbook.runbook import STEP_ORDER, Runbook, judge, needs_approval, next_step, soak_ready_at, unmet_requirement
+from ..policy.samples import load_sample_jobs
+from ..runbook.state import ROLLBACK, SET, VERIFY, apply
 
 PLACEHOLDER_ALLOWLIST = "allowlists/<APPROVED-FILE>.json"
 
@@ -68,7 +68,7 @@ def _sample_exposure(jobs: list[Any], controls: Controls, allowlist: AllowlistSt
 def count_population(fh: BinaryIO, name: str, evaluations: _Evaluations) -> dict[tuple, dict[str, Any]]:
     """One streamed pass over a population (JSON lines): counts for every evaluation at once, nothing kept per
     job. A line that is not a valid job is BadInput naming `name:line:column`, as in `exposure`."""
-    from .population import Invalid, count
+    from ..runbook.population import Invalid, count
 
     targets = {key: (decider(*evaluations.parsed[key]), new_counts()) for key in evaluations.keys}
     count(fh, list(targets.values()), Invalid(name, skip=False, hint=""))
@@ -82,7 +82,7 @@ def _settled_state(env, now: datetime) -> tuple[dict[str, Any], list[str]]:
     open (an interrupted change, a kill-switch engaged outside the log, a break-glass rollback not folded in)
     is what the next change closes first with a recorded rollback: the plan applies that rollback in memory.
     """
-    from .changes import needs_settling
+    from ..changes.steps import needs_settling
 
     snap, needed = needs_settling(env)
     state = snap.state

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, IntegrityFailure
-from .atomic import atomic_write, fsync_directory
+from ..files.atomic import atomic_write, fsync_directory
 from ..clock import now_utc, utc_compact
-from .paths import STATE_MARKER as MARKER
+from ..policy.paths import STATE_MARKER as MARKER
 
 def migrate(workspace: Any, url: str) -> dict[str, Any]:
     from ..store.pg_env import PgEnvironmentStore
     from ..store.postgres import connect, describe_url
-    from .breakglass import BreakGlassJournal
-    from .chain import chain_report
+    from ..changes.breakglass import BreakGlassJournal
+    from ..changes.chain import chain_report
     from .init import _ensure_schema, _state_line, public_url
 
     if workspace.state_url is not None:

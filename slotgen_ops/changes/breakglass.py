@@ -29,8 +29,8 @@ from typing import Any
 from ..errors import IntegrityFailure
 from ..audit.log import AuditLog
 from ..clock import parse_utc_or_none
-from .locking import FileLock
-from .state import ROLLBACK
+from ..files.locking import FileLock
+from ..runbook.state import ROLLBACK
 
 
 _UNDATED = datetime.min.replace(tzinfo=timezone.utc)  # an entry whose time cannot be read sorts first
@@ -65,7 +65,7 @@ class BreakGlassJournal:
 
     def unsafe(self) -> list[tuple[Path, str]]:
         """Journal names that hold something that is not a regular file: [(path, what it is)]."""
-        from .atomic import kind_of
+        from ..files.atomic import kind_of
 
         found = []
         for path in self.paths:

@@ -17,7 +17,7 @@ from typing import Any
 from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR, kill_switch_engaged, rollout_percent
 from ..errors import BadInput
 from ..clock import parse_utc, until, utc_display
-from .fields import Checked, Field, Integer, Items, Mapping, Model, Number, OneOf, Optional, Text
+from ..policy.fields import Checked, Field, Integer, Items, Mapping, Model, Number, OneOf, Optional, Text
 
 STEP_ORDER = (
     "kill-switch-on", "feature-flag-on", "allowlist-enable", "rollout-canary",
@@ -133,7 +133,7 @@ class Runbook:
     @classmethod
     def load(cls, path: Path, check_schema: bool = False) -> "Runbook":
         """Load and validate a runbook file; `check_schema` also runs the JSON schema."""
-        from .yamlfile import load_yaml_model
+        from ..policy.yamlfile import load_yaml_model
 
         if check_schema:
             check_runbook_schema(path)
@@ -168,7 +168,7 @@ def check_runbook_schema(path: Path) -> None:
     """Validate a runbook file against schemas/runbook.schema.json (imports jsonschema)."""
     import yaml
 
-    from .yamlfile import read_config_text, safe_load
+    from ..policy.yamlfile import read_config_text, safe_load
 
     from ..runtime.schemas import schema_errors
 

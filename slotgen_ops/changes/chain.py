@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityFailure
-from .state import INIT, REFUSED, ROLLBACK, apply, widening
+from ..runbook.state import INIT, REFUSED, ROLLBACK, apply, widening
 
 
 def replay_checker():
@@ -93,7 +93,7 @@ def signature_problem(entry: dict[str, Any], state: dict[str, Any], keys: _Roste
     `before`), the state it leads to exposes no more jobs than the one before it (`state.widening`). So no
     unsigned entry can ever turn anything on, whatever its action claims and whatever `apply` makes of it."""
     from ..audit.sshsig import BadSignature, KeyFormatError, verify
-    from .signing import NAMESPACE
+    from ..policy.signing import NAMESPACE
 
     policy = state.get("policy") if isinstance(state.get("policy"), dict) else {}
     mode = policy.get("identity") or "signed"
@@ -180,7 +180,7 @@ def verify_log(env: Any, anchor: tuple[int, str] | None = None) -> Any:
 
 
 def _cache_dir() -> Path | None:
-    from .paths import private_dir, user_dir
+    from ..policy.paths import private_dir, user_dir
 
     return private_dir(user_dir("XDG_CACHE_HOME", (".cache",)), "slotgen", "verified")
 
@@ -193,7 +193,7 @@ def _cache_file(key: str) -> Path | None:
 
 
 def _cached_record(key: str) -> dict[str, Any] | None:
-    from .paths import read_private_json
+    from ..policy.paths import read_private_json
 
     target = _cache_file(key)
     doc = read_private_json(target) if target is not None else None
@@ -214,7 +214,7 @@ def remember(key: str, identity: Any, head: Any = None, first: Any = None) -> No
     target = _cache_file(key)
     if target is None:
         return  # no private place: no cache
-    from .paths import write_private_json
+    from ..policy.paths import write_private_json
 
     try:
         write_private_json(target, {"log": key, "identity": identity, "head": list(head) if head else None,

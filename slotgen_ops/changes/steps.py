@@ -24,7 +24,7 @@ from typing import Any
 
 from ..contract import ALLOWLIST_VAR, CONTROL_VARS, KILL_VAR, ROLLOUT_VAR, kill_switch_engaged
 from ..errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
-from .authority import (
+from ..policy.authority import (
     APPROVER_ROLE,
     CHANGE_ROLES,
     Actor,
@@ -35,12 +35,12 @@ from .authority import (
     now_utc,
     require_role,
 )
-from . import hooks
+from ..files import hooks
 from .entries import new_entry
 from .environment import ControlsWriter, Environment, Snapshot, Superseded
-from .policy import accepted_actor, require_pinned
-from .runbook import REDUCE, Runbook, judge, needs_approval, next_step, normalise_value
-from .state import APPROVE, REFUSED, ROLLBACK, SET, VERIFY, apply
+from ..policy.pins import accepted_actor, require_pinned
+from ..runbook.runbook import REDUCE, Runbook, judge, needs_approval, next_step, normalise_value
+from ..runbook.state import APPROVE, REFUSED, ROLLBACK, SET, VERIFY, apply
 
 # A verifier runs the sample jobs under the given controls and returns
 # {"passed": bool, "checks": [{name, passed, detail}], "shadowExposure": {...}, ...}.
@@ -69,7 +69,7 @@ def sample_exposure(env: Environment, controls: dict[str, Any], control: str, va
     """How many sample jobs take the OpenAI path now and with ``control=value`` (decide only, no calls)."""
     from ..contract import PATH_OPENAI, Controls, decide
     from ..runtime.allowlist_file import load_allowlist
-    from .samples import load_sample_jobs
+    from ..policy.samples import load_sample_jobs
 
     try:
         jobs = load_sample_jobs(env.workspace.runbook.sample_jobs_path)
@@ -115,7 +115,7 @@ class Result:
 
 def checked_runbook(env: Environment) -> Runbook:
     """The workspace's runbook, validated by pydantic and by its JSON schema (changes only)."""
-    from .runbook import check_runbook_schema
+    from ..runbook.runbook import check_runbook_schema
 
     runbook: Runbook = env.workspace.runbook
     if runbook.path is not None:
@@ -153,7 +153,7 @@ def _prepare(env: Environment, command: str, items: list[str], decision_record: 
 
 def next_hint(env: Environment, state: dict[str, Any]) -> str:
     """'next allowed step: ...' for refusal messages."""
-    from .guidance import describe_next
+    from ..runbook.guidance import describe_next
 
     return describe_next(env, state)["summary"]
 
@@ -347,7 +347,7 @@ def _post_commit_problem(env: Environment, report: dict[str, Any]) -> str | None
     digest = report.get("decisionDigest")
     if digest is None:
         return None
-    from .samples import decision_digest_for
+    from ..policy.samples import decision_digest_for
 
     try:
         now = decision_digest_for(env, env.read_controls().values)
@@ -367,7 +367,7 @@ def _judge_all(env: Environment, runbook: Runbook, state: dict[str, Any], actor:
         raise Refused(f"{judgement.kind}: {judgement.refusal}")
     step = judgement.step
     if control == ALLOWLIST_VAR and step.id != REDUCE:
-        from .allowlists import check_approved_allowlist
+        from ..policy.allowlists import check_approved_allowlist
 
         check_approved_allowlist(env.workspace, runbook, value)
     if needs_approval(step, state):
@@ -398,7 +398,7 @@ def _fail_closed(env: Environment, writer: ControlsWriter, actor: Actor, ventry:
 
 
 def _cause_of(result: Result) -> str:
-    """'; cause: ...' for a rollback's reason: what the failed verification found (ops.verification)."""
+    """'; cause: ...' for a rollback's reason: what the failed verification found (verification.samples)."""
     cause = (result.verification or {}).get("cause")
     return f"; cause: {cause}" if cause else ""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import Refused
-from .authority import (
+from ..policy.authority import (
     APPROVER_ROLE,
     Actor,
     approval_record,
@@ -26,7 +26,7 @@ from .authority import (
     now_utc,
     require_role,
 )
-from .changes import (
+from .steps import (
     Confirm,
     Preview,
     Result,
@@ -40,25 +40,25 @@ from .changes import (
     _verify_unlocked,
 )
 from .environment import Environment
-from .policy import accepted_actor, describe, drift, snapshot
-from .state import APPROVE, CONFIG_ACCEPT, VERIFY
-from .roster import Roster
+from ..policy.pins import accepted_actor, describe, drift, snapshot
+from ..runbook.state import APPROVE, CONFIG_ACCEPT, VERIFY
+from ..policy.roster import Roster
 
 POLICY = "policy"  # the "control" an approval for a policy change is bound to
 OWNER_ROLE = "engineering-owner"
 
 
 def _current_roster(env: Environment) -> dict[str, Any]:
-    from .workspace import OPERATORS_FILE
-    from .yamlfile import load_yaml_model
+    from ..policy.config import OPERATORS_FILE
+    from ..policy.yamlfile import load_yaml_model
 
     return load_yaml_model(env.workspace.root / OPERATORS_FILE, Roster).as_doc()
 
 
 def _current_identity(env: Environment) -> str:
     """The identity mode slotgen.yaml now asks for (what an accepted change puts in force)."""
-    from .workspace import WORKSPACE_FILE, WorkspaceConfig
-    from .yamlfile import load_yaml_model
+    from ..policy.config import WORKSPACE_FILE, WorkspaceConfig
+    from ..policy.yamlfile import load_yaml_model
 
     return load_yaml_model(env.workspace.root / WORKSPACE_FILE, WorkspaceConfig).identity
 

@@ -1,7 +1,7 @@
 """The workspace: configuration, operators, runbook and environments.
 
 Config files are YAML, loaded with yaml.safe_load and checked field by field
-(ops/fields.py: unknown keys refused, types strict); every problem becomes one
+(policy/fields.py: unknown keys refused, types strict); every problem becomes one
 BadInput line naming the file and the field.
 """
 
@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Self
 
 from ..errors import BadInput
 from .fields import Checked, Field, Integer, Mapping, Model, Number, OneOf, Optional, Text
@@ -102,15 +103,19 @@ class WorkspaceConfig:
     }
 
 
-class Workspace:
-    """A workspace directory: slotgen.yaml, operators.yaml, runbooks/, allowlists/, environments/."""
+class WorkspaceFiles:
+    """A workspace directory's files: slotgen.yaml, operators.yaml, runbooks/, allowlists/, environments/.
+
+    What they are for is the layers' above: `slotgen_ops.workspace.Workspace` adds the runbook and opens
+    each environment on the store slotgen.yaml names.
+    """
 
     def __init__(self, root: Path, state_url: str | None = None) -> None:
         self.root = root.resolve()
         self._state_url = state_url  # given by the caller (init --state): wins over the environment and the file
 
     @classmethod
-    def locate(cls, explicit: Path | None = None) -> "Workspace":
+    def locate(cls, explicit: Path | None = None) -> "Self":
         """--workspace DIR, else $SLOTGEN_WORKSPACE, else the nearest parent holding slotgen.yaml."""
         if explicit is None and os.environ.get("SLOTGEN_WORKSPACE"):
             explicit = Path(os.environ["SLOTGEN_WORKSPACE"])
@@ -147,12 +152,6 @@ class Workspace:
     def roster(self) -> Roster:
         return load_yaml_model(self.root / OPERATORS_FILE, Roster)
 
-    @cached_property
-    def runbook(self):  # -> Runbook
-        from .runbook import Runbook
-
-        return Runbook.load(self.root / self.config.runbook)
-
     @property
     def environments_dir(self) -> Path:
         return self.root / "environments"
@@ -160,31 +159,3 @@ class Workspace:
     @property
     def allowlists_dir(self) -> Path:
         return self.root / "allowlists"
-
-    def environment_for_rollback(self, name: str):  # -> Environment
-        """The environment even when slotgen.yaml cannot be read: rollback must work regardless.
-
-        The name must be a well-formed environment name whose files exist (or that
-        slotgen.yaml lists); its configuration is None when it cannot be read.
-        """
-        from .environment import Environment
-
-        try:
-            return self.environment(name)
-        except BadInput as exc:
-            problem = exc.message
-        if not ENV_NAME_RE.match(name):
-            raise BadInput(f"{name!r} is not an environment name")
-        present = [p for p in (self.environments_dir / f"{name}.env", self.environments_dir / f"{name}.audit.jsonl")
-                   if p.exists() or p.is_symlink()]
-        if not present:
-            raise BadInput(f"unknown environment {name!r}: no environments/{name}.env here, and {problem}")
-        return Environment(self, name, None)
-
-    def environment(self, name: str):  # -> Environment
-        from .environment import Environment
-
-        if name not in self.config.environments:
-            known = ", ".join(sorted(self.config.environments))
-            raise BadInput(f"unknown environment {name!r} (this workspace has: {known})")
-        return Environment(self, name, self.config.environments[name])

@@ -16,13 +16,13 @@ from typing import Any
 
 from ..contract import KILL_VAR
 from ..errors import EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, KillSwitchNotEngagedError, Refused
-from . import hooks
-from .authority import CHANGE_ROLES, Actor, check_decision_record, require_role
+from ..files import hooks
+from ..policy.authority import CHANGE_ROLES, Actor, check_decision_record, require_role
 from ..clock import now_utc, utc
-from .changes import Result, Verifier, _entry, run_verifier, verification_summary
+from .steps import Result, Verifier, _entry, run_verifier, verification_summary
 from .entries import journal_entry
 from .environment import Environment, Superseded
-from .state import ROLLBACK, VERIFY
+from ..runbook.state import ROLLBACK, VERIFY
 
 ROLLBACK_LOCK_WAIT_S = 1.0
 
@@ -183,8 +183,8 @@ def rollback_controls_file(path: str, *, env: str | None, actor: Actor, reason: 
 
     from ..audit.log import AuditLog
     from .controls_file import KillSwitchNotEngaged, engage_kill_switch
-    from .locking import FileLock
-    from .paths import env_name_for_controls
+    from ..files.locking import FileLock
+    from ..policy.paths import env_name_for_controls
 
     start = time.perf_counter() if start is None else start
     warnings: list[str] = []
@@ -238,7 +238,7 @@ def _record_rollback(env: Environment, actor: Actor, old: Any, reason: str, dr: 
     import errno
 
     from .controls_file import release_ballast
-    from .locking import LockBusy
+    from ..files.locking import LockBusy
 
     def record(w) -> dict[str, Any]:
         snap = w.reconcile(recover=False)
@@ -286,7 +286,7 @@ def _verify_after_rollback(env: Environment, actor: Actor, result: Result, verif
         result.warnings.append(f"{report['checks'][0]['detail']}; the rollback stands")
         return
     if result.audit_seq is not None:
-        from .locking import LockBusy
+        from ..files.locking import LockBusy
 
         def record(w) -> int:
             assert w.snapshot is not None
@@ -312,7 +312,7 @@ def _verify_after_rollback(env: Environment, actor: Actor, result: Result, verif
 def _under_accepted_policy(env: Environment, actor: Actor) -> Actor:
     """The actor judged by the roster and identity mode the log accepted, when the log's head can be read
     (an edited operators.yaml or slotgen.yaml must not change who a rollback is recorded as)."""
-    from .policy import accepted_actor
+    from ..policy.pins import accepted_actor
 
     try:
         head = env.log.head()
@@ -326,7 +326,7 @@ def _under_accepted_policy(env: Environment, actor: Actor) -> Actor:
 
 def _lenient_decision_record(env: Environment, ref: str | None, warnings: list[str]) -> str | None:
     """A rollback records the decision record it is given, well-formed or not (never refused)."""
-    from .workspace import DEFAULT_DR_PATTERN
+    from ..policy.config import DEFAULT_DR_PATTERN
 
     try:
         pattern = env.workspace.config.decisionRecordPattern

@@ -46,7 +46,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .paths import private_dir, read_private_json, user_dir, write_private_json
+from ..policy.paths import private_dir, read_private_json, user_dir, write_private_json
 
 #: A memory file larger than this is not read (it is not one of ours).
 MAX_BYTES = 4096
@@ -72,13 +72,12 @@ def directory() -> Path | None:
 def keys(env: Any) -> list[str]:
     """What the memory of `env` is kept under (see the module's docstring)."""
     out = [f"workspace:{os.path.realpath(env.workspace.root)}:{env.name}"]
-    if getattr(env, "backend", "files") != "files":
-        try:
-            from ..store.postgres import describe_url
-
-            out.append(f"postgresql:{describe_url(env.store.url)}:{env.name}")
-        except Exception:  # noqa: BLE001 - the workspace key is always there
-            pass
+    try:
+        database = env.store.memory_key()
+    except Exception:  # noqa: BLE001 - the workspace key is always there
+        database = None
+    if database:
+        out.append(f"{database}:{env.name}")
     return out
 
 

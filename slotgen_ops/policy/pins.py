@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from ..errors import IntegrityFailure
-from .atomic import read_bounded
+from ..files.atomic import read_bounded
 from .paths import STATE_MARKER
 from .yamlfile import safe_load
 
@@ -63,7 +63,7 @@ def _files_below(root: Path, folder: str) -> set[str]:
 
 def _configured(root: Path) -> list[str]:
     """The runbook and sample jobs slotgen.yaml names, when they live outside the usual folders."""
-    from .atomic import UnsafeFile
+    from ..files.atomic import UnsafeFile
     from .yamlfile import YAML_BOUND
 
     try:
@@ -78,7 +78,7 @@ def _configured(root: Path) -> list[str]:
 
 def digests(root: Path) -> dict[str, str]:
     """{path: SHA-256 hex} of every policy file as it is now."""
-    from .atomic import UnsafeFile
+    from ..files.atomic import UnsafeFile
 
     out = {}
     for rel in policy_paths(root):

@@ -17,24 +17,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..contract import KILL_VAR
 from ..errors import BadInput, IntegrityFailure, Refused
-from . import hooks
-from .atomic import clean_stale_temps
+from ..files import hooks
+from ..files.atomic import clean_stale_temps
 from ..audit.log import Unsealed, complete
 from ..audit.canonical import entry_hash
-from .controls_file import (
-    ControlsChanged,
-    ControlsFile,
-    ensure_ballast,
-    parse_controls,
-    render_controls,
-)
+from .controls_file import ControlsChanged, ControlsFile, ensure_ballast, parse_controls, render_controls
 from ..clock import now_utc, parse_utc, parse_utc_or_none, utc
-from .signals import signals_deferred
-from .state import REPAIR, ROLLBACK, SET, apply, differences
+from ..files.signals import signals_deferred
+from ..runbook.state import REPAIR, ROLLBACK, SET, apply, differences
 
 if TYPE_CHECKING:  # types only; the workspace is passed in (no import of workspace: no cycle)
-    from .authority import Actor
-    from .signing import Session
+    from .seam import EnvironmentStore
+    from ..policy.authority import Actor
+    from ..policy.signing import Session
 
 T = TypeVar("T")
 
@@ -92,23 +87,14 @@ def _agrees(values: dict[str, Any], expected: dict[str, Any]) -> tuple[bool, boo
 class Environment:
     """An environment of a workspace: `<name>.env` and `<name>.audit.jsonl` in environments/."""
 
-    def __init__(self, workspace: Any, name: str, config: Any) -> None:
+    def __init__(self, workspace: Any, name: str, config: Any, store: EnvironmentStore) -> None:
         self.workspace = workspace
         self.name = name
         self.config = config  # None when slotgen.yaml cannot be read (rollback still works)
         self.dir = workspace.environments_dir
         self.controls_path = self.dir / f"{name}.env"
-        url = workspace.state_url if config is not None else workspace.state_url_leniently()
-        if url:  # a team's database (SPEC section 10): the same contracts, behind the same seam
-            from ..store.pg_env import PgEnvironmentStore
-
-            self.backend = "postgresql"
-            self.store: Any = PgEnvironmentStore(url, name)
-        else:  # the workspace's files, the embedded default
-            from ..store.files import FileEnvironmentStore
-
-            self.backend = "files"
-            self.store = FileEnvironmentStore(self.dir, name)
+        self.store = store  # picked by the composition root (`slotgen_ops.workspace`), behind `seam.EnvironmentStore`
+        self.backend = store.backend
         self.lock = self.store.lock
         self.log = self.store.log
         self.controls = self.store.controls
@@ -234,7 +220,7 @@ class Environment:
         own arguments only. Returns what the pass that wrote returns (or
         raises what it raised).
         """
-        from .signing import MAX_PASSES, Session
+        from ..policy.signing import MAX_PASSES, Session
 
         session = Session(actor.recordable().signer())
         if session.signer is None:  # nothing to sign: one pass

@@ -1,4 +1,4 @@
-"""YAML configuration files read into their models (ops/fields.py): one BadInput line naming the file and each
+"""YAML configuration files read into their models (policy/fields.py): one BadInput line naming the file and each
 failing field."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ YAML_BOUND = 4 << 20
 def read_config_text(path: Path) -> str:
     """A configuration file's text: bounded, non-blocking, a regular file only (SPEC section 14): a FIFO or a
     device such as /dev/zero named in slotgen.yaml is one BadInput line, never a hang."""
-    from .atomic import UnsafeFile, read_bounded
+    from ..files.atomic import UnsafeFile, read_bounded
 
     try:
         return read_bounded(path, YAML_BOUND).decode("utf-8")

@@ -52,10 +52,10 @@ from ..runtime import executor as ex
 from ..runtime.executor import OPENAI_CODES, OUTCOME_COMPLETED, OUTCOME_FAILED, OUTCOME_STUB, Execution, Runtime
 from ..runtime.schemas import schema_errors
 from ..runtime.telemetry import JsonlTelemetrySink, MemoryTelemetrySink
-from .expectations import ExpectationsUnreadable, load_expectations, job_sha256
-from .runbook import CHECK_NAMES
-from .samples import decision_digest, job_label, load_sample_jobs, shadow_exposure
-from .yamlfile import validation_summary
+from ..runbook.expectations import ExpectationsUnreadable, load_expectations, job_sha256
+from ..runbook.runbook import CHECK_NAMES
+from ..policy.samples import decision_digest, job_label, load_sample_jobs, shadow_exposure
+from ..policy.yamlfile import validation_summary
 
 Progress = Callable[[int, int], None]
 

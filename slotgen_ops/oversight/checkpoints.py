@@ -40,7 +40,7 @@ from typing import Any
 
 from ..audit import checkpoint as cp
 from ..errors import BadInput, IntegrityFailure, Refused
-from .authority import Actor, require_key
+from ..policy.authority import Actor, require_key
 
 #: A checkpoint is a few hundred bytes; a hundred signed-note lines stay far below this.
 MAX_CHECKPOINT_BYTES = 64 * 1024
@@ -70,11 +70,11 @@ def make_checkpoint(env: Any, actor: Actor) -> dict[str, Any]:
     warnings}. `note`: whether it carries a C2SP signed-note line; `vkey`: the verifier key a witness
     checks that line with (None without one)."""
     from ..audit import merkle, sshsig
-    from .chain import require_sound
+    from ..changes.chain import require_sound
 
     from dataclasses import replace
 
-    from .policy import accepted_actor, accepted_roster
+    from ..policy.pins import accepted_actor, accepted_roster
 
     require_sound(env)  # never vouch for a log that fails verification
     head = env.log.head()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .authority import now_utc
+from ..policy.authority import now_utc
 from .runbook import Step, needs_approval, next_step, unmet_requirement
 
 
@@ -22,7 +22,7 @@ def describe_next(env, state: dict[str, Any]) -> dict[str, Any]:
     step = nxt.step
     value = nxt.value
     if step.id == "allowlist-enable":
-        from .allowlists import default_allowlist
+        from ..policy.allowlists import default_allowlist
 
         value = default_allowlist(env.workspace) or "allowlists/<APPROVED-FILE>.json"
     approval_needed = needs_approval(step, state)

@@ -8,11 +8,12 @@ from typing import Any
 
 from ..data import data_path
 from ..errors import BadInput
-from .atomic import atomic_write
-from .authority import Actor
-from .entries import new_entry
-from .state import INIT, SAFE_CONTROLS
-from .workspace import OPERATORS_FILE, WORKSPACE_FILE, Workspace
+from ..files.atomic import atomic_write
+from ..policy.authority import Actor
+from ..changes.entries import new_entry
+from ..runbook.state import INIT, SAFE_CONTROLS
+from ..policy.config import OPERATORS_FILE, WORKSPACE_FILE
+from .wiring import Workspace
 
 ENVIRONMENTS = ("staging", "production")
 
@@ -132,7 +133,7 @@ def _ensure_schema(url: str) -> None:
 def init_workspace(target: Path, actor: Actor, state: str | None = None) -> dict[str, Any]:
     """Write a complete workspace into `target` and start each environment's audit log (in the files of
     the workspace, or with `state` a postgresql:// URL, in that database)."""
-    from .environment import create_environment
+    from ..changes.environment import create_environment
 
     if state is not None and state != "files":
         _ensure_schema(state)
@@ -155,7 +156,7 @@ def init_workspace(target: Path, actor: Actor, state: str | None = None) -> dict
     config = WORKSPACE_YAML if state in (None, "files") else WORKSPACE_YAML.replace("state: files", _state_line(state))
     atomic_write(target / WORKSPACE_FILE, config.encode("utf-8"))
     workspace = Workspace(target, state_url=state if state not in (None, "files") else None)
-    from .policy import snapshot
+    from ..policy.pins import snapshot
 
     policy = snapshot(target, workspace.roster.as_doc(), workspace.config.identity)
     actor = actor.recordable()  # no roster before init: nobody is proven yet, so its entries are unsigned

@@ -21,7 +21,7 @@ SAMPLES_BOUND = 16 << 20
 
 def load_sample_jobs(path: Path) -> list[dict[str, Any]]:
     """The sample jobs, one JSON object a line (blank lines skipped); BadInput names file:line."""
-    from .atomic import UnsafeFile, read_bounded
+    from ..files.atomic import UnsafeFile, read_bounded
 
     try:
         text = read_bounded(path, SAMPLES_BOUND).decode("utf-8")  # never waits on a FIFO (SPEC section 14)

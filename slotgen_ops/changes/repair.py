@@ -22,10 +22,10 @@ from typing import Any
 
 from ..contract import KILL_VAR
 from ..errors import IntegrityFailure
-from .authority import CHANGE_ROLES, require_role, resolve_actor
+from ..policy.authority import CHANGE_ROLES, require_role, resolve_actor
 from .entries import new_entry, stateless_repair_fields
 from .environment import _rollback_fields
-from .state import REPAIR
+from ..runbook.state import REPAIR
 
 
 def repair_log(env, operator: str | None, key: str | None = None) -> dict[str, Any]:
