@@ -48,8 +48,10 @@ from pydantic import ValidationError
 
 from ..contract import PATH_OPENAI, PATH_STUB, Controls, Decision, decide
 from ..runtime.allowlist_file import load_allowlist
-from ..runtime import executor as ex
-from ..runtime.executor import OPENAI_CODES, OUTCOME_COMPLETED, OUTCOME_FAILED, OUTCOME_STUB, Execution, Runtime
+from ..runtime import openai_executor as ex
+from ..runtime.executor import Execution, Runtime
+from ..runtime.openai_executor import OPENAI_CODES
+from ..runtime.outcome import OUTCOME_COMPLETED, OUTCOME_FAILED, OUTCOME_STUB
 from ..runtime.schemas import schema_errors
 from ..runtime.telemetry import JsonlTelemetrySink, MemoryTelemetrySink
 from ..runbook.expectations import ExpectationsUnreadable, load_expectations, job_sha256

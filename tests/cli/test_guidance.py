@@ -221,7 +221,7 @@ def test_a_timeout_names_the_setting_that_bounds_it(ws, monkeypatch):
 
 
 def test_connection_failures_are_told_apart_by_their_cause_chain():
-    from slotgen_ops.runtime import executor
+    from slotgen_ops.runtime import openai_executor as executor
 
     def chained(*links: BaseException) -> BaseException:
         for outer, inner in zip(links, links[1:]):

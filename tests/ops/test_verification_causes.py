@@ -25,7 +25,7 @@ from slotgen_ops.verification import samples as v
 from slotgen_ops.policy.authority import Actor
 from slotgen_ops.workspace.init import init_workspace
 from slotgen_ops.workspace import Workspace
-from slotgen_ops.runtime import executor as ex
+from slotgen_ops.runtime import openai_executor as ex
 from slotgen_ops.runtime.executor import Execution
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from runtime_helpers import make_job
 from slotgen_ops.data import schema
 from slotgen_ops.runtime.config import DEFAULT_PROMPT_TEMPLATE, ExecutorConfig
-from slotgen_ops.runtime.executor import OpenAIExecutor, StubExecutor, response_schema, stub_result
+from slotgen_ops.runtime.executor import StubExecutor, stub_result
+from slotgen_ops.runtime.openai_executor import OpenAIExecutor, response_schema
 from slotgen_ops.runtime.schemas import schema_errors
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from runtime_helpers import make_job
 from slotgen_ops.runtime.config import ExecutorConfig
-from slotgen_ops.runtime.executor import OpenAIExecutor
+from slotgen_ops.runtime.openai_executor import OpenAIExecutor
 from slotgen_ops.runtime.fakeserver import MODES, FakeOpenAIServer, find_job_id
 
 
