@@ -27,7 +27,8 @@ from slotgen_ops.changes.steps import verification_summary
 from slotgen_ops.workspace.init import init_workspace
 from slotgen_ops.runbook.runbook import CHECK_NAMES
 from slotgen_ops.policy.samples import decision_digest_for
-from slotgen_ops.verification.samples import percentile95, run_verification
+from slotgen_ops.verification.checks import percentile95
+from slotgen_ops.verification.samples import run_verification
 from slotgen_ops.workspace import Workspace
 from slotgen_ops.runtime.fakeserver import FakeOpenAIServer
 

@@ -22,6 +22,8 @@ import yaml
 from helpers_runbook import set_openai
 from slotgen_ops.contract import GATES, Decision
 from slotgen_ops.verification import samples as v
+from slotgen_ops.verification import cause as vcause
+from slotgen_ops.verification import checks as vchecks
 from slotgen_ops.policy.authority import Actor
 from slotgen_ops.workspace.init import init_workspace
 from slotgen_ops.workspace import Workspace
@@ -34,8 +36,8 @@ SERVE = ("to rehearse without it, start a local endpoint with `slotgen endpoint 
 
 
 def target(configured: bool = True, loopback: bool = False, port: int | None = 8443,
-           url: str = "https://api.example.test:8443/v1", key_hint: str = "OPENAI_API_KEY") -> v._Target:
-    return v._Target(env="staging", url=url, source="from OPENAI_BASE_URL", configured=configured,
+           url: str = "https://api.example.test:8443/v1", key_hint: str = "OPENAI_API_KEY") -> vcause._Target:
+    return vcause._Target(env="staging", url=url, source="from OPENAI_BASE_URL", configured=configured,
                      loopback=loopback, port=port, key_hint=key_hint, timeout_s=2.5, model="gpt-test")
 
 
@@ -46,8 +48,8 @@ def failed(failure: str | None, detail: str = "it broke", http_status: int | Non
                      http_status=http_status)
 
 
-def words(failure: str, t: v._Target | None = None, **kw) -> tuple[str, str]:
-    return v._failure_words(t or target(), failure, failed(failure, **kw), 2, 7)
+def words(failure: str, t: vcause._Target | None = None, **kw) -> tuple[str, str]:
+    return vcause._failure_words(t or target(), failure, failed(failure, **kw), 2, 7)
 
 
 # -- each failure kind -------------------------------------------------------------------------------------
@@ -145,13 +147,13 @@ def test_http_statuses(status: int | None, cause: str, kind: str) -> None:
 
 
 def test_quoted_and_one_line_cut_long_text() -> None:
-    assert v._quoted(" a \n b\t") == "a b"
-    assert v._quoted("x" * 120) == "x" * 120
-    assert v._quoted("x" * 121) == "x" * 119 + "…"
-    assert v._one_line("line one\nline two") == "line one line two"
-    assert v._one_line("y" * 400) == "y" * 400
-    assert v._one_line("y" * 401) == "y" * 399 + "…"
-    assert v._one_line(12) == "12"
+    assert vcause._quoted(" a \n b\t") == "a b"
+    assert vcause._quoted("x" * 120) == "x" * 120
+    assert vcause._quoted("x" * 121) == "x" * 119 + "…"
+    assert vcause._one_line("line one\nline two") == "line one line two"
+    assert vcause._one_line("y" * 400) == "y" * 400
+    assert vcause._one_line("y" * 401) == "y" * 399 + "…"
+    assert vcause._one_line(12) == "12"
 
 
 @pytest.mark.parametrize(("url", "shown"), [
@@ -163,18 +165,18 @@ def test_quoted_and_one_line_cut_long_text() -> None:
     ("http://[::1/v1", "<invalid endpoint URL>"),
 ])
 def test_shown_url_never_shows_credentials(url: str, shown: str) -> None:
-    assert v.shown_url(url) == shown
+    assert vcause.shown_url(url) == shown
 
 
 def test_named_lists_three_then_counts() -> None:
-    assert v._named([]) == ""
-    assert v._named(["a", "b", "c"]) == "a; b; c"
-    assert v._named(["a", "b", "c", "d", "e"]) == "a; b; c; and 2 more"
+    assert vchecks._named([]) == ""
+    assert vchecks._named(["a", "b", "c"]) == "a; b; c"
+    assert vchecks._named(["a", "b", "c", "d", "e"]) == "a; b; c; and 2 more"
 
 
 def test_codes_are_sorted_and_none_is_said() -> None:
-    assert v._fmt_codes(Counter({"b": 2, "a": 1})) == "a×1, b×2"
-    assert v._fmt_codes({}) == "none"
+    assert vchecks._fmt_codes(Counter({"b": 2, "a": 1})) == "a×1, b×2"
+    assert vchecks._fmt_codes({}) == "none"
 
 
 def test_code_key() -> None:
@@ -184,9 +186,9 @@ def test_code_key() -> None:
 
 
 def test_percentile95_boundaries() -> None:
-    assert v.percentile95([3, 1, 2]) == 3
-    assert v.percentile95(list(range(1, 101))) == 95
-    assert v.percentile95(list(range(100, 0, -1))) == 95
+    assert vchecks.percentile95([3, 1, 2]) == 3
+    assert vchecks.percentile95(list(range(1, 101))) == 95
+    assert vchecks.percentile95(list(range(100, 0, -1))) == 95
 
 
 # -- the endpoint's own counter -------------------------------------------------------------------------------
@@ -214,14 +216,14 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-def target_of(root: Path) -> v._Target:
+def target_of(root: Path) -> vcause._Target:
     env = Workspace(root).environment("staging")
-    return v._target(env, v.executor_config_for(env))
+    return vcause._target(env, v.executor_config_for(env))
 
 
 def test_target_of_a_configured_base_url(workspace: Path) -> None:
     set_openai(workspace, baseUrl="http://user:pw@127.0.0.1:8089/v1?x=1", timeoutSeconds=7)
-    assert target_of(workspace) == v._Target(
+    assert target_of(workspace) == vcause._Target(
         env="staging", url="http://127.0.0.1:8089/v1",
         source="from environments.staging.openai.baseUrl in slotgen.yaml", configured=True, loopback=True,
         port=8089, key_hint="OPENAI_API_KEY", timeout_s=7.0, model="gpt-4o-mini")
@@ -303,10 +305,10 @@ def stubbed() -> Execution:
     return Execution(decision=ON_STUB, status=status, event={}, latency_ms=1)
 
 
-def a_run(pairs: list[tuple[Decision, Execution | None]], **fields) -> v._Run:
+def a_run(pairs: list[tuple[Decision, Execution | None]], **fields) -> vchecks._Run:
     jobs = [{"jobId": f"job-{i}"} for i in range(len(pairs))]
-    return v._Run(jobs=jobs, decisions=[d for d, _ in pairs], executions=[e for _, e in pairs],
-                  events_per_job=[], events=[], **fields)
+    return vchecks._Run(jobs=jobs, decisions=[d for d, _ in pairs], executions=[e for _, e in pairs],
+                        events_per_job=[], events=[], **fields)
 
 
 def check_list(*failing: str) -> list[dict]:
@@ -324,7 +326,8 @@ def test_the_commonest_failure_is_the_cause_and_the_others_are_counted() -> None
         (ON_OPENAI, completed()),
         (ON_OPENAI, None),
     ]
-    cause, kind, own = v._cause(target(), a_run(pairs, crashes={7: "ValueError: boom"}), check_list("error-codes"), 100)
+    cause, kind, own = vcause._cause(target(), a_run(pairs, crashes={7: "ValueError: boom"}),
+                                     check_list("error-codes"), 100)
     assert (kind, own) == ("model", None)
     assert cause == ("model behaviour: 2 of 7 job(s) on the OpenAI path got an answer from gpt-test that is not JSON "
                      "(first not json) (also: SDK error×1, timeout×1, weird×1)")
@@ -332,7 +335,7 @@ def test_the_commonest_failure_is_the_cause_and_the_others_are_counted() -> None
 
 def test_one_failure_kind_says_no_others() -> None:
     pairs = [(ON_OPENAI, failed(ex.FAILURE_HTTP, http_status=503)), (ON_STUB, stubbed())]
-    assert v._cause(target(), a_run(pairs), check_list("error-codes"), 100) == (
+    assert vcause._cause(target(), a_run(pairs), check_list("error-codes"), 100) == (
         "the endpoint answered HTTP 503 (a server error at https://api.example.test:8443/v1) for 1 of 1 job(s) on the "
         "OpenAI path", "endpoint", None)
 
@@ -341,14 +344,14 @@ def test_without_failed_calls_a_runtime_crash_is_the_cause() -> None:
     pairs = [(ON_STUB, stubbed()), (ON_STUB, None), (ON_OPENAI, completed()), (ON_OPENAI, None)]
     run = a_run(pairs, crashes={3: "KeyError: 'late'", 1: "ValueError: " + "x" * 200})
     run.jobs[1] = ["not a job"]
-    cause, kind, own = v._cause(target(), run, check_list("path-behavior"), 100)
+    cause, kind, own = vcause._cause(target(), run, check_list("path-behavior"), 100)
     assert (kind, own) == ("runtime", None)
     assert cause == f"the runtime raised on 2 job(s) (first, sample #2: ValueError: {'x' * 107}…)"
 
 
 def test_then_telemetry_that_could_not_be_written() -> None:
     run = a_run([(ON_STUB, stubbed())], telemetry_error="cannot append to t.jsonl: OSError: full")
-    assert v._cause(target(), run, check_list("telemetry-schema"), 100) == (
+    assert vcause._cause(target(), run, check_list("telemetry-schema"), 100) == (
         "telemetry could not be written: cannot append to t.jsonl: OSError: full", "runtime", None)
 
 
@@ -356,15 +359,15 @@ def test_latency_alone_over_the_bound_on_the_openai_path_is_the_endpoint() -> No
     slow = completed()
     slow.status["latencyMs"] = 250
     pairs = [(ON_OPENAI, slow), (ON_OPENAI, completed()), (ON_STUB, stubbed()), (ON_STUB, None), (ON_OPENAI, None)]
-    assert v._cause(target(), a_run(pairs), check_list("latency"), 100) == (
+    assert vcause._cause(target(), a_run(pairs), check_list("latency"), 100) == (
         "the endpoint is too slow: p95 250 ms on the OpenAI path, over the 100 ms bound "
         "(https://api.example.test:8443/v1, from OPENAI_BASE_URL)", "endpoint", None)
     # within the bound on the OpenAI path, or another check failing too: the first failing check's words
-    assert v._cause(target(), a_run(pairs), check_list("latency"), 250) == (
+    assert vcause._cause(target(), a_run(pairs), check_list("latency"), 250) == (
         "latency: latency said so", "runtime", "latency")
-    assert v._cause(target(), a_run(pairs), check_list("latency", "error-codes"), 100) == (
+    assert vcause._cause(target(), a_run(pairs), check_list("latency", "error-codes"), 100) == (
         "error-codes: error-codes said so", "runtime", "error-codes")
-    assert v._cause(target(), a_run([(ON_STUB, stubbed())]), check_list("latency"), 0) == (
+    assert vcause._cause(target(), a_run([(ON_STUB, stubbed())]), check_list("latency"), 0) == (
         "latency: latency said so", "runtime", "latency")
 
 

@@ -20,7 +20,7 @@ from helpers_runbook import set_openai
 from slotgen_ops.contract import GATES, Controls, Decision, decide
 from slotgen_ops.policy.authority import Actor
 from slotgen_ops.workspace.init import init_workspace
-from slotgen_ops.verification import samples as v
+from slotgen_ops.verification import checks as v
 from slotgen_ops.verification.samples import run_verification
 from slotgen_ops.runtime.executor import Execution
 from slotgen_ops.runtime.schemas import schema_errors

@@ -19,6 +19,7 @@ import pytest
 
 from slotgen_ops.contract import PATH_OPENAI, Controls, decide
 from slotgen_ops.verification import samples as v
+from slotgen_ops.verification import checks as vchecks
 from slotgen_ops.policy.authority import Actor
 from slotgen_ops.workspace.init import init_workspace
 from slotgen_ops.policy.samples import load_sample_jobs
@@ -38,7 +39,7 @@ def env(tmp_path: Path):
     return Workspace(root).environment("staging")
 
 
-def honest_run(env, values: dict[str, Any], jobs: list[Any] | None = None) -> v._Run:
+def honest_run(env, values: dict[str, Any], jobs: list[Any] | None = None) -> vchecks._Run:
     """The run a correct runtime makes: each status says what decide() says."""
     if jobs is None:
         jobs = load_sample_jobs(env.workspace.runbook.sample_jobs_path)
@@ -47,19 +48,19 @@ def honest_run(env, values: dict[str, Any], jobs: list[Any] | None = None) -> v.
     decisions = [decide(job, parsed, allowlist) for job in jobs]
     executions = [SimpleNamespace(status={"path": d.path, "code": d.code, "bucket": d.bucket, "latencyMs": 5})
                   for d in decisions]
-    return v._Run(jobs=list(jobs), decisions=decisions, executions=executions, events_per_job=[1] * len(jobs),
-                  events=[])
+    return vchecks._Run(jobs=list(jobs), decisions=decisions, executions=executions, events_per_job=[1] * len(jobs),
+                        events=[])
 
 
-def judged(env, run: v._Run, values: dict[str, Any]) -> dict[str, Any]:
-    return v._check_expected_decisions(env, env.workspace.runbook, run, values)
+def judged(env, run: vchecks._Run, values: dict[str, Any]) -> dict[str, Any]:
+    return vchecks._check_expected_decisions(env, env.workspace.runbook, run, values)
 
 
-def index_of(run: v._Run, job_id: str) -> int:
+def index_of(run: vchecks._Run, job_id: str) -> int:
     return next(i for i, job in enumerate(run.jobs) if job.get("jobId") == job_id)
 
 
-def openai_index(run: v._Run) -> int:
+def openai_index(run: vchecks._Run) -> int:
     return next(i for i, d in enumerate(run.decisions) if d.path == PATH_OPENAI)
 
 
@@ -87,7 +88,7 @@ def test_an_openai_job_that_took_the_stub_path_disagrees(env):
     assert f"{run.jobs[at]['jobId']}: expected openai, the runtime took stub/None" in judged(env, run, LIVE_5)["detail"]
 
 
-def _last_bad(run: v._Run) -> str:
+def _last_bad(run: vchecks._Run) -> str:
     """Make the last job disagree (a stub job reported on the OpenAI path); return what the check must say."""
     last = len(run.jobs) - 1
     assert run.decisions[last].path != PATH_OPENAI
@@ -155,11 +156,11 @@ def test_an_unreadable_expectations_file_fails_closed(env):
 # -- latency -----------------------------------------------------------------------------------------------
 
 
-def latency(env, run: v._Run, overall: int, on_openai: int, bound: int = 100, measured: int | None = None):
+def latency(env, run: vchecks._Run, overall: int, on_openai: int, bound: int = 100, measured: int | None = None):
     for i, (d, e) in enumerate(zip(run.decisions, run.executions)):
         e.status["latencyMs"] = on_openai if d.path == PATH_OPENAI else overall
     values = [e.status["latencyMs"] for e in run.executions][:measured]
-    return v._check_latency(env.workspace.runbook, run, values, overall, bound, 5)
+    return vchecks._check_latency(env.workspace.runbook, run, values, overall, bound, 5)
 
 
 @pytest.mark.parametrize(("overall", "on_openai", "within"), [
