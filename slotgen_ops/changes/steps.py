@@ -39,7 +39,8 @@ from ..files import hooks
 from .entries import new_entry
 from .environment import ControlsWriter, Environment, Snapshot, Superseded
 from ..policy.pins import accepted_actor, require_pinned
-from ..runbook.runbook import REDUCE, Runbook, judge, needs_approval, next_step, normalise_value
+from ..runbook.judge import REDUCE, judge, needs_approval, next_step, normalise_value
+from ..runbook.runbook import Runbook
 from ..runbook.state import APPROVE, REFUSED, ROLLBACK, SET, VERIFY, apply
 
 # A verifier runs the sample jobs under the given controls and returns

@@ -17,7 +17,8 @@ from ..audit.canonical import entry_hash
 from ..clock import utc_display
 from ..changes.environment import Environment
 from ..runbook.guidance import describe_next
-from ..runbook.runbook import STEP_ORDER, soak_ready_at
+from ..runbook.judge import soak_ready_at
+from ..runbook.runbook import STEP_ORDER
 from ..policy.samples import load_sample_jobs, shadow_exposure
 from ..changes.chain import chain_report, replay_checker, verify_log  # noqa: F401 - chain_report is part of this module's API
 

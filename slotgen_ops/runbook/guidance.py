@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 from ..policy.authority import now_utc
-from .runbook import Step, needs_approval, next_step, unmet_requirement
+from .judge import needs_approval, next_step, unmet_requirement
+from .runbook import Step
 
 
 def describe_next(env, state: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from slotgen_ops.changes.rollback import rollback
 from slotgen_ops.changes.environment import parse_controls
 from slotgen_ops.workspace.init import init_workspace
 from slotgen_ops.oversight.report import audit_verify
-from slotgen_ops.runbook.runbook import next_step
+from slotgen_ops.runbook.judge import next_step
 from slotgen_ops.runbook.state import SAFE_CONTROLS, apply, replay
 from slotgen_ops.workspace import Workspace
 

@@ -24,7 +24,7 @@ from slotgen_ops.clock import (
     utc_display,
     utc_millis,
 )
-from slotgen_ops.runbook.runbook import soak_ready_at
+from slotgen_ops.runbook.judge import soak_ready_at
 from slotgen_ops.runbook.state import APPROVE, SET, apply, initial_state
 from slotgen_ops.runtime.telemetry import utc_timestamp as telemetry_timestamp
 

@@ -7,7 +7,7 @@ import pytest
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import BadInput, IntegrityFailure
 from slotgen_ops.changes.controls_file import parse_controls, render_controls, runtime_lines, runtime_values
-from slotgen_ops.runbook.runbook import normalise_value
+from slotgen_ops.runbook.judge import normalise_value
 from slotgen_ops.runbook.state import SAFE_CONTROLS
 
 SEPARATORS = ["\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r", "\x0b", "\x0c"]

@@ -23,7 +23,8 @@ from helpers_runbook import (
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import BadInput
 from slotgen_ops.clock import parse_utc
-from slotgen_ops.runbook.runbook import STEP_ORDER, judge, next_step, normalise_value, unmet_requirement
+from slotgen_ops.runbook.judge import judge, next_step, normalise_value, unmet_requirement
+from slotgen_ops.runbook.runbook import STEP_ORDER
 
 RUNBOOK = shipped_runbook()
 ENV = "staging"

@@ -38,7 +38,7 @@ from slotgen_ops.policy.authority import (
     resolve_actor,
 )
 from slotgen_ops.clock import parse_utc
-from slotgen_ops.runbook.runbook import REDUCE, judge, needs_approval, next_step, normalise_value
+from slotgen_ops.runbook.judge import REDUCE, judge, needs_approval, next_step, normalise_value
 from slotgen_ops.audit.review import GENESIS_HASH
 from slotgen_ops.audit.canonical import entry_hash
 from slotgen_ops.runbook.state import APPROVE, INIT, REFUSED, ROLLBACK, SAFE_CONTROLS, SET, VERIFY, apply, replay
