@@ -35,7 +35,8 @@ from collections import Counter
 
 import _common as c
 from slotgen_ops.contract import Controls, bucket, decide, job_problem, parse_allowlist
-from slotgen_ops.contract.decision import _ALL_PASSED, Decision, decided_by, decider
+from slotgen_ops.contract.decision import Decision
+from slotgen_ops.contract.order import _ALL_PASSED, decided_by, decider
 
 TARGET_RATIO = 2.0  # issue: decide <= 2x the bare bucket hash
 

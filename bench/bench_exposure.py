@@ -79,7 +79,7 @@ def live_evaluation():
 def hot_loop_breakdown(path: Path, lines: int) -> dict[str, float]:
     """ns per job of: json.loads; job_problem; decided_by (exposure's decision, on a checked job)."""
     from slotgen_ops.contract import job_problem
-    from slotgen_ops.contract.decision import decided_by
+    from slotgen_ops.contract.order import decided_by
 
     evaluation = live_evaluation()
     controls, allowlist = evaluation.controls, evaluation.allowlist
@@ -118,7 +118,7 @@ def floor_loop(path: Path, loads) -> None:
 def count_in_process(path: Path, evaluation) -> list[int]:
     """exposure's own hot loop (`_count`) over the file, without the CLI around it."""
     from slotgen_ops.cli.exposure import Invalid, _count
-    from slotgen_ops.contract.decision import _ALL_PASSED
+    from slotgen_ops.contract.order import _ALL_PASSED
 
     counts = [0] * (_ALL_PASSED + 1)
     with open(path, "rb") as fh:
@@ -129,7 +129,7 @@ def count_in_process(path: Path, evaluation) -> list[int]:
 def orjson_count(path: Path, evaluation, loads) -> list[int]:
     """What-if: exposure's loop with `loads` (orjson's) as the parse; same check, same decision."""
     from slotgen_ops.contract import job_problem
-    from slotgen_ops.contract.decision import _ALL_PASSED, decided_by
+    from slotgen_ops.contract.order import _ALL_PASSED, decided_by
 
     counts = [0] * (_ALL_PASSED + 1)
     controls, allowlist = evaluation.controls, evaluation.allowlist

@@ -21,7 +21,7 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from ..contract.decision import decider
+from ..contract.order import decider
 from ..runbook.population import FIRST_SHOWN, Invalid, new_counts, summary
 from ..runbook.population import count as count_population
 from .common import (BoundedLines, EnvOpt, JsonOpt, WithOpt, WorkspaceOpt, console, emit_json, escape, evaluation_inputs,

@@ -14,20 +14,17 @@ from .controls import (
     kill_switch_engaged,
     rollout_percent,
 )
-from .decision import (
+from .decision import PATH_OPENAI, PATH_STUB, Decision, GateVerdict
+from .job import job_problem
+from .order import (
     FEATURE_DISABLED,
     GATES,
     GATING_CODES,
     KILL_SWITCH,
     NOT_ALLOWLISTED,
-    PATH_OPENAI,
-    PATH_STUB,
     ROLLOUT_EXCLUDED,
-    Decision,
-    GateVerdict,
     decide,
 )
-from .job import job_problem
 
 __all__ = [
     "ALLOWLIST_VAR", "CONTROL_VARS", "FEATURE_VAR", "KILL_VAR", "ROLLOUT_VAR",

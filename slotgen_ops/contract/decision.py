@@ -1,29 +1,17 @@
-"""decide(): the Phase 4D decision order (seed 004, section 2; SPEC section 1).
+"""Decision, and the Engine that compiles a gate order into the functions that decide (SPEC section 1).
 
-Earlier rules always dominate later ones:
-  1 kill-switch engaged        -> STUB, KILL_SWITCH
-  2 feature flag not on        -> STUB, FEATURE_DISABLED
-  3 metadata.allowAI not true  -> STUB, NOT_ALLOWLISTED
-  4 allowlist disabled/no rule -> STUB, NOT_ALLOWLISTED
-  5 rollout != 0, bucket >= %  -> STUB, ROLLOUT_EXCLUDED (invalid % fails closed)
-  6 otherwise                  -> the OpenAI path
-
-The order is written once, in GATE_TABLE: each gate's name, its code, the
-test a job must pass (a Python expression) and how the trace words the
-verdict. Everything that decides is built from that table by `Engine`:
-
-  decide(job, controls, allowlist)      -> Decision; any job, never raises
-  decided_by(job, controls, allowlist)  -> the deciding gate's index, for a checked job
-  decider(controls, allowlist)          -> a per-job decided_by, specialised to the controls
-  Decision.gates() / to_json()          -> every gate's verdict and detail, in order
+A gate order is a table of `Gate`s (the Phase 4D one is `order.GATE_TABLE`).
+`Engine` builds everything that decides from such a table: decide,
+decided_by, decider, and the trace behind Decision.gates(); the functions it
+compiles are documented as this module's. `Decision` is what decide returns:
+path and code at once, the bucket and every gate's verdict when asked.
+Apart from the order itself (`order`) so that the order reads as the SPEC
+writes it, and from the grammar of a test (`expression`).
 
 The tests are compiled into straight-line code, so a decision costs what
 hand-written `if`s would: the hot path decides and stops, and the bucket and
 every gate's verdict are computed when asked for (CLI output, telemetry).
 
-A test reads `controls` (Controls), `allowlist` (Allowlist or
-AllowlistUnavailable) and at most two things of the job: `job`, the job
-itself (checked against the job schema first), and `job_bucket`, its bucket.
 A job that breaks the schema fails every gate whose test reads `job`, so it
 never reaches the OpenAI path; a gate that reads only `job_bucket` fails when
 the job has no usable jobId, unless its test decides without the bucket.
@@ -31,8 +19,6 @@ the job has no usable jobId, unless its test decides without the bucket.
 
 from __future__ import annotations
 
-import ast
-import copy
 import itertools
 import linecache
 from collections.abc import Callable, Sequence
@@ -42,22 +28,14 @@ from typing import Any
 from .allowlist import Allowlist, AllowlistUnavailable
 from .bucket import bucket
 from .controls import Controls
+from .expression import BUCKET, JOB, GateTest
 from .job import job_problem
 
 PATH_STUB = "stub"
 PATH_OPENAI = "openai"
 
-KILL_SWITCH = "KILL_SWITCH"
-FEATURE_DISABLED = "FEATURE_DISABLED"
-NOT_ALLOWLISTED = "NOT_ALLOWLISTED"
-ROLLOUT_EXCLUDED = "ROLLOUT_EXCLUDED"
-
 AllowlistState = Allowlist | AllowlistUnavailable
 
-# What a gate's test may name: the two inputs every gate has, and the job's two.
-_CONTEXT = ("controls", "allowlist")
-_JOB = "job"
-_BUCKET = "job_bucket"
 # How the compiled paths read `job_bucket` of a checked job: hashed where the test needs it, and
 # in decide() kept for the Decision, so that asking for its bucket afterwards costs nothing.
 _HASH_BUCKET = "_bucket(job['jobId'])"
@@ -69,8 +47,8 @@ class Gate:
     """One gate of the decision order.
 
     `test` is a Python expression, true when the job passes the gate; it may
-    read `controls`, `allowlist`, `job` and `job_bucket` (see the module's
-    docstring). `detail(decision, passed, problem)` words the verdict for the
+    read `controls`, `allowlist`, `job` and `job_bucket` (see
+    `expression`). `detail(decision, passed, problem)` words the verdict for the
     trace; `problem` is job_problem(decision.job).
     """
 
@@ -158,74 +136,6 @@ class Decision:
         }
 
 
-# ----------------------------------------------------------------- the trace's words
-def _shown(raw: str | None) -> str:
-    return "unset" if raw is None else repr(raw)
-
-
-def _kill_detail(d: Decision, passed: bool, problem: str | None) -> str:
-    shown = _shown(d.controls.kill_raw)
-    if passed:
-        return f"SLOTGEN_AI_KILL={shown}: off"
-    return f"SLOTGEN_AI_KILL={shown}: engaged, every job takes the STUB path"
-
-
-def _feature_detail(d: Decision, passed: bool, problem: str | None) -> str:
-    shown = _shown(d.controls.feature_raw)
-    if passed:
-        return f"FEATURE_SLOTGEN_AI={shown}: on"
-    return f"FEATURE_SLOTGEN_AI={shown}: not 'true', the AI path is disabled"
-
-
-def _opt_in_detail(d: Decision, passed: bool, problem: str | None) -> str:
-    if problem is not None:
-        return f"job is invalid ({problem}): the STUB path"
-    if passed:
-        return "metadata.allowAI is true"
-    allow_ai = d.job.get("metadata", {}).get("allowAI")
-    return f"metadata.allowAI is {'missing' if allow_ai is None else repr(allow_ai).lower()}, not true"
-
-
-def _allowlist_detail(d: Decision, passed: bool, problem: str | None) -> str:
-    allowlist = d.allowlist
-    if problem is not None:
-        return "job is invalid: not matched"
-    if passed:
-        return f"matches rule {allowlist.match(d.job)!r} of allowlist {allowlist.version}"
-    if not allowlist.available:
-        return f"allowlist unavailable ({allowlist.reason}): fails closed"
-    if not allowlist.enabled:
-        return f"allowlist {allowlist.version} is disabled"
-    return f"no rule of allowlist {allowlist.version} matches (kind, subject, level, board, specVersion)"
-
-
-def _rollout_detail(d: Decision, passed: bool, problem: str | None) -> str:
-    percent = d.controls.rollout
-    if percent is None:
-        return f"SLOTGEN_AI_ROLLOUT_PERCENT={_shown(d.controls.rollout_raw)} is not an integer 0..100: fails closed"
-    if percent == 0:
-        return "rollout 0: gate disabled, every admitted job passes"
-    job_bucket = d.bucket
-    if job_bucket is None:
-        return "no usable jobId, no bucket: fails closed"
-    if passed:
-        return f"bucket {job_bucket} < {percent}"
-    return f"bucket {job_bucket} >= {percent}"
-
-
-# ----------------------------------------------------------------- the order, once
-GATE_TABLE: tuple[Gate, ...] = (
-    Gate("kill-switch", KILL_SWITCH, "not controls.kill_engaged", _kill_detail),
-    Gate("feature-flag", FEATURE_DISABLED, "controls.feature_on", _feature_detail),
-    Gate("job-opt-in", NOT_ALLOWLISTED, "(job.get('metadata') or {}).get('allowAI') is True", _opt_in_detail),
-    Gate("allowlist", NOT_ALLOWLISTED, "allowlist.enabled and allowlist.match(job) is not None",
-         _allowlist_detail),
-    Gate("rollout", ROLLOUT_EXCLUDED,
-         "controls.rollout == 0 or controls.rollout is not None and job_bucket < controls.rollout",
-         _rollout_detail),
-)
-
-
 # ----------------------------------------------------------------- the compiler
 class _Missing(Exception):
     """A test needed an input the job does not have (see Engine)."""
@@ -240,51 +150,6 @@ def _need_bucket(decision: Decision) -> int:
 
 def _missing() -> Any:
     raise _Missing
-
-
-class _Inputs(ast.NodeTransformer):
-    """Replaces names in a test (`job`, `job_bucket`) with the expressions that read them."""
-
-    def __init__(self, read: dict[str, str]) -> None:
-        self._read = read
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id not in self._read:
-            return node
-        return ast.copy_location(ast.parse(self._read[node.id], mode="eval").body, node)
-
-
-@dataclass(frozen=True)
-class _Test:
-    """A gate's test, parsed once and checked: which inputs it reads, and its source in any setting."""
-
-    tree: ast.Expression
-    reads_job: bool
-    reads_bucket: bool
-
-    @classmethod
-    def parse(cls, gate: Gate) -> "_Test":
-        try:
-            tree = ast.parse(gate.test, mode="eval")
-        except SyntaxError as exc:
-            raise ValueError(f"gate {gate.name!r}: its test is not an expression ({exc.msg})") from None
-        names = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                names.add(node.id)
-            elif isinstance(node, (ast.NamedExpr, ast.Lambda, ast.comprehension)):
-                raise ValueError(f"gate {gate.name!r}: a test reads its inputs, it binds no names")
-        allowed = (*_CONTEXT, _JOB, _BUCKET)
-        unknown = names.difference(allowed)
-        if unknown:
-            raise ValueError(f"gate {gate.name!r}: its test names {', '.join(sorted(unknown))}; "
-                             f"a test may read only {', '.join(allowed)}")
-        return cls(tree, _JOB in names, _BUCKET in names)
-
-    def source(self, read: dict[str, str]) -> str:
-        """The test as source, each name in `read` replaced by the expression that reads it."""
-        tree = _Inputs(read).visit(copy.deepcopy(self.tree))
-        return ast.unparse(ast.fix_missing_locations(tree))
 
 
 _compiled = itertools.count()
@@ -325,7 +190,7 @@ class Engine:
             raise ValueError(f"gate names must be unique: {', '.join(self.names)}")
         self.codes: tuple[str, ...] = tuple(gate.code for gate in self.gates)
         self.all_passed = len(self.gates)
-        self._tests = tuple(_Test.parse(gate) for gate in self.gates)
+        self._tests = tuple(GateTest.parse(gate.name, gate.test) for gate in self.gates)
         if not any(test.reads_job for test in self._tests):
             raise ValueError("a gate order must check the job: no gate's test reads `job`")
         if decision_type is None:
@@ -349,7 +214,7 @@ class Engine:
         needs the bucket of a job without one fails; then each gate words its verdict."""
         lines = ["def trace(decision, controls, allowlist, job, problem):\n", "    valid = problem is None\n"]
         for index, test in enumerate(self._tests):
-            check = f"bool({test.source({_BUCKET: '_need_bucket(decision)'})})"
+            check = f"bool({test.source({BUCKET: '_need_bucket(decision)'})})"
             if test.reads_job:
                 check = f"valid and {check}"
             if test.reads_bucket:
@@ -367,7 +232,7 @@ class Engine:
     def _compile_decided_by(self) -> Callable[..., int]:
         lines = ["def decided_by(job, controls, allowlist):\n"]
         for index, test in enumerate(self._tests):
-            lines.append(f"    if not ({test.source({_BUCKET: _HASH_BUCKET})}):\n        return {index}\n")
+            lines.append(f"    if not ({test.source({BUCKET: _HASH_BUCKET})}):\n        return {index}\n")
         lines.append(f"    return {self.all_passed}\n")
         fn = _define("".join(lines), {"_bucket": bucket}, "decided_by")
         fn.__doc__ = ("The deciding gate's index (len(GATES) for the OpenAI path) of a job ALREADY checked "
@@ -383,7 +248,7 @@ class Engine:
                              "        return _invalid(job, controls, allowlist)\n"
                              "    job_bucket = -1\n")
                 kept = ", job_bucket"
-            lines.append(f"    if not ({test.source({_BUCKET: _KEEP_BUCKET})}):\n"
+            lines.append(f"    if not ({test.source({BUCKET: _KEEP_BUCKET})}):\n"
                          f"        return _Decision(job, controls, allowlist, {index}{kept})\n")
         lines.append(f"    return _Decision(job, controls, allowlist, {self.all_passed}{kept})\n")
         namespace = {"_Decision": self.decision_type, "_problem": job_problem, "_bucket": bucket,
@@ -399,10 +264,10 @@ class Engine:
         return decision
 
     # -- specialised to the controls
-    def _compile_alone(self, test: _Test) -> Callable[[Controls, AllowlistState], bool]:
+    def _compile_alone(self, test: GateTest) -> Callable[[Controls, AllowlistState], bool]:
         """The test with the controls and allowlist only: _Missing as soon as it reads the job."""
         source = (f"def alone(controls, allowlist):\n"
-                  f"    return bool({test.source({_JOB: '_missing()', _BUCKET: '_missing()'})})\n")
+                  f"    return bool({test.source({JOB: '_missing()', BUCKET: '_missing()'})})\n")
         return _define(source, {"_missing": _missing}, "alone")
 
     def settled(self, controls: Controls, allowlist: AllowlistState) -> tuple[bool | None, ...]:
@@ -439,18 +304,6 @@ class Engine:
                 result = index
                 break
             if verdict is None:
-                lines.append(f"        if not ({test.source({_BUCKET: _HASH_BUCKET})}):\n            return {index}\n")
+                lines.append(f"        if not ({test.source({BUCKET: _HASH_BUCKET})}):\n            return {index}\n")
         lines.append(f"        return {result}\n    return decided_by\n")
         return _define("".join(lines), {"_bucket": bucket}, "make")
-
-
-ENGINE = Engine(GATE_TABLE, Decision)
-
-GATES: tuple[str, ...] = ENGINE.names
-_GATE_CODES: tuple[str, ...] = ENGINE.codes
-_ALL_PASSED = ENGINE.all_passed
-GATING_CODES: tuple[str, ...] = tuple(dict.fromkeys(_GATE_CODES))
-
-decide = ENGINE.decide
-decided_by = ENGINE.decided_by
-decider = ENGINE.decider

@@ -16,15 +16,15 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from ..contract import KILL_VAR, PATH_OPENAI, Controls, decide
-from ..contract.decision import AllowlistState, decider
+from ..contract.decision import AllowlistState
+from ..contract.order import decider
 from ..policy.allowlists import default_allowlist
 from ..runbook.population import new_counts, summary as _summary
 from ..policy.authority import APPROVER_ROLE
 from ..clock import now_utc, until, utc
 from ..runbook.guidance import explain_position, step_commands
 from ..policy.pins import describe, drift
-from ..runbook.judge import judge, needs_approval, next_step, soak_ready_at, unmet_requirement
-from ..runbook.runbook import STEP_ORDER, Runbook
+from ..runbook.runbook import STEP_ORDER, Runbook, judge, needs_approval, next_step, soak_ready_at, unmet_requirement
 from ..policy.samples import load_sample_jobs
 from ..runbook.state import ROLLBACK, SET, VERIFY, apply
 

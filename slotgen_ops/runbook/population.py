@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, BinaryIO
 
-from ..contract.decision import _ALL_PASSED, _GATE_CODES, GATING_CODES
+from ..contract.order import _ALL_PASSED, _GATE_CODES, GATING_CODES
 from ..contract.job import job_problem
 from ..errors import BadInput
 

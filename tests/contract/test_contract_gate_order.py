@@ -32,8 +32,9 @@ from slotgen_ops.contract import (
     decide,
     job_problem,
 )
-from slotgen_ops.contract import decision as decision_module
-from slotgen_ops.contract.decision import ENGINE, GATE_TABLE, Engine, Gate, decided_by, decider
+from slotgen_ops.contract import order as decision_module
+from slotgen_ops.contract.decision import Engine, Gate
+from slotgen_ops.contract.order import ENGINE, GATE_TABLE, decided_by, decider
 from test_contract_properties import _env, allowlists, control_value, job_like, kill_off, rollout_value
 
 SPEC_ORDER = [

@@ -351,7 +351,7 @@ def test_parse_allowlist_agrees_with_the_allowlist_schema(doc):
 @given(job=job_like(), kill=control_value, feature=control_value, rollout=rollout_value, allowlist=allowlists)
 def test_fast_paths_agree_with_the_careful_ones(job, kill, feature, rollout, allowlist):
     """job_problem's fast path, decided_by and decider (exposure's hot loop) say what the careful code says."""
-    from slotgen_ops.contract.decision import decided_by, decider
+    from slotgen_ops.contract.order import decided_by, decider
     from slotgen_ops.contract.job import _problem
 
     assert (job_problem(job) is None) == (_problem(job) is None)
