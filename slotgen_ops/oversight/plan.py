@@ -24,7 +24,8 @@ from ..policy.authority import APPROVER_ROLE
 from ..clock import now_utc, until, utc
 from ..runbook.guidance import explain_position, step_commands
 from ..policy.pins import describe, drift
-from ..runbook.runbook import STEP_ORDER, Runbook, judge, needs_approval, next_step, soak_ready_at, unmet_requirement
+from ..runbook.judge import judge, needs_approval, next_step, soak_ready_at, unmet_requirement
+from ..runbook.runbook import STEP_ORDER, Runbook
 from ..policy.samples import load_sample_jobs
 from ..runbook.state import ROLLBACK, SET, VERIFY, apply
 
