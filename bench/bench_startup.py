@@ -180,9 +180,9 @@ def grow_log_signed(root: Path, target: int) -> None:
     An entry's hash does not cover its signature, so the chain of hashes is computed first and then
     every hash is signed by one `ssh-keygen -Y sign` per 2,000 entries; `audit verify` checks them all.
     """
-    from slotgen_ops.audit import sshsig
+    from slotgen_ops.audit import sshkeygen
     from slotgen_ops.files.atomic import atomic_write
-    from slotgen_ops.audit.log import complete
+    from slotgen_ops.audit.append import complete
     from slotgen_ops.policy.authority import resolve_actor
     from slotgen_ops.audit.canonical import _dumps
     from slotgen_ops.changes.environment import render_controls
@@ -207,7 +207,7 @@ def grow_log_signed(root: Path, target: int) -> None:
             prev = entry
         for at in range(0, len(made), 2000):
             batch = made[at:at + 2000]
-            armored = sshsig.sign_many([e["hash"].encode() for e in batch], key, NAMESPACE)
+            armored = sshkeygen.sign_many([e["hash"].encode() for e in batch], key, NAMESPACE)
             for entry, text in zip(batch, armored):
                 entry["signature"] = signature(actor.fingerprint, text)
         with open(env.log.path, "ab") as fh:

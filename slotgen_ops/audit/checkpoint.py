@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import merkle, sshsig
+from . import merkle, sshagent, sshkey, sshkeygen, sshsig
 
 NAMESPACE = "slotgen-checkpoint"
 _ORIGIN_RE = re.compile(r"^slotgen/[a-z][a-z0-9-]{0,31}$")
@@ -103,8 +103,8 @@ def key_id(name: str, public: bytes) -> bytes:
 
 def vkey(name: str, public_key_line: str) -> str:
     """The C2SP verifier key (`<name>+<hex key id>+<base64(0x01 || public key)>`) of an `ssh-ed25519` line,
-    what a witness or Go's note.NewVerifier is given. sshsig.NotEd25519 for another key type."""
-    public = sshsig.ed25519_public(public_key_line)
+    what a witness or Go's note.NewVerifier is given. sshkey.NotEd25519 for another key type."""
+    public = sshkey.ed25519_public(public_key_line)
     return f"{name}+{key_id(name, public).hex()}+{base64.b64encode(ED25519_TYPE + public).decode()}"
 
 
@@ -115,9 +115,9 @@ def note_line(name: str, public: bytes, signature: bytes) -> str:
 
 def sign_note(text: bytes, key_file: Path) -> str:
     """The signed-note line over `text` with the Ed25519 key `key_file` (file or ssh-agent, as ssh-keygen
-    takes it). sshsig.NotEd25519 when the key is of another type; sshsig.SigningError otherwise."""
+    takes it). sshkey.NotEd25519 when the key is of another type; sshkey.SigningError otherwise."""
     origin = text.split(b"\n", 1)[0].decode()
-    public, signature = sshsig.sign_ed25519(text, key_file)
+    public, signature = sshagent.sign_ed25519(text, key_file)
     return note_line(note_name(origin), public, signature)
 
 
@@ -166,10 +166,10 @@ def make(env: str, log_path: Path, key_file: Path) -> str:
 
 def sign(text: bytes, key_file: Path) -> tuple[str, bool]:
     """(the checkpoint, whether it has a signed-note line): `text` signed by `key_file`."""
-    armored = sshsig.sign(text, key_file, NAMESPACE)
+    armored = sshkeygen.sign(text, key_file, NAMESPACE)
     try:
         line = sign_note(text, key_file) + "\n"
-    except sshsig.NotEd25519:
+    except sshkey.NotEd25519:
         return text.decode() + "\n" + armored, False
     return text.decode() + "\n" + armored + line, True
 
@@ -251,8 +251,8 @@ def _verify_notes(checkpoint: Checkpoint, allowed: list[str]) -> sshsig.Verified
     known: dict[bytes, tuple[bytes, str]] = {}
     for line in allowed:
         try:
-            public = sshsig.ed25519_public(line)
-        except sshsig.NotEd25519:
+            public = sshkey.ed25519_public(line)
+        except sshkey.NotEd25519:
             continue
         known[key_id(name, public)] = (public, line)
     signer = None
@@ -264,8 +264,8 @@ def _verify_notes(checkpoint: Checkpoint, allowed: list[str]) -> sshsig.Verified
             Ed25519PublicKey.from_public_bytes(public).verify(note.signature, checkpoint.body)
         except InvalidSignature:
             raise BadCheckpoint(f"signed-note line {name}+{note.key_id.hex()}: does not verify with "
-                                f"{sshsig.fingerprint(line)}") from None
-        signer = signer or sshsig.Verified(fingerprint=sshsig.fingerprint(line), key_type="ssh-ed25519")
+                                f"{sshkey.fingerprint(line)}") from None
+        signer = signer or sshsig.Verified(fingerprint=sshkey.fingerprint(line), key_type="ssh-ed25519")
     return signer
 
 

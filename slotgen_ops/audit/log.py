@@ -19,7 +19,9 @@ judged against (``after=``), so a writer that read an old head cannot record
 a state computed from it.
 
 Integrity problems raise ``IntegrityFailure`` (exit 4); this module never
-prints.
+prints. It owns the file, its lock, appending and repairing; ``append`` fills
+an entry's chain fields (for the PostgreSQL store too), ``logtail`` reads the
+file's end, ``review`` verifies and exports what is read.
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import BadInput, IntegrityFailure
+from ..errors import IntegrityFailure
 from ..files import hooks
 from ..files.atomic import atomic_write, check_regular, fsync_directory
-from ..clock import now_utc, utc
+from .append import StaleHead, Unsealed, complete, extends, utc_timestamp  # the chain names re-exported
+from .logtail import _pread_all, _Tail, checked_head, read_tail
 from .review import (
     AUDIT_FIELDS,
     GENESIS_HASH,
@@ -47,7 +49,7 @@ from .review import (
     filter_entries,
     verify_lines,
 )
-from .canonical import _dumps, canonical_bytes, entry_hash
+from .canonical import _dumps
 
 __all__ = [
     "AUDIT_FIELDS",
@@ -64,66 +66,6 @@ __all__ = [
 ]
 
 _FILLED = ("seq", "prevHash", "hash", "signature")
-
-_TAIL_CHUNK = 64 * 1024
-#: A last line longer than this is not read into memory: it is damage, not an entry.
-MAX_LINE = 16 * 1024 * 1024
-
-
-class StaleHead(IntegrityFailure):
-    """The log's head is not the one the caller judged against (another writer got there first)."""
-
-
-def utc_timestamp(now: datetime | None = None) -> str:
-    """``now`` (default: the current time) as ``2026-11-22T13:40:00.123456Z``."""
-    return utc(now or now_utc())
-
-
-class Unsealed(Exception):
-    """An entry needs a signature its writer does not hold yet; raised by a ``seal``, nothing written."""
-
-    def __init__(self, entry: dict[str, Any]) -> None:
-        super().__init__(f"entry seq {entry.get('seq')} is not signed yet")
-        self.entry = entry
-
-
-def extends(prev: dict[str, Any] | None, after: tuple[int, str] | None, where: str) -> None:
-    """Compare-and-append: StaleHead unless the log's head `prev` is the head `after` the caller judged against
-    (None: no check)."""
-    if after is None:
-        return
-    now = (prev["seq"], prev["hash"]) if prev else (0, GENESIS_HASH)
-    if now != tuple(after):
-        raise StaleHead(f"{where}: the head is seq {now[0]}, not seq {after[0]} that this change was judged "
-                        "against (another writer got there first)")
-
-
-def complete(fields: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]:
-    """The entry ``fields`` make after ``prev`` (``None``: first): ``seq``, ``ts`` unless given,
-    ``prevHash`` and ``hash`` filled; its ``signature`` is for the caller to add."""
-    entry = dict(fields)
-    entry.setdefault("ts", utc_timestamp())
-    entry["seq"] = prev["seq"] + 1 if prev else 1
-    entry["prevHash"] = prev["hash"] if prev else GENESIS_HASH
-    try:
-        body = canonical_bytes(entry)
-    except ValueError as exc:
-        raise BadInput(f"audit entry cannot be recorded: {exc}") from None
-    entry["hash"] = hashlib.sha256(body).hexdigest()
-    return entry
-
-
-class _Tail:
-    """What the end of the file says: the last complete entry and any torn line."""
-
-    __slots__ = ("size", "entry", "torn", "torn_at", "damaged_before")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.entry: dict[str, Any] | None = None
-        self.torn = b""  # the torn last line (fragment or non-entry line)
-        self.torn_at = size  # offset where it starts
-        self.damaged_before = False  # the line before the torn one is bad too
 
 
 class AuditLog:
@@ -174,7 +116,7 @@ class AuditLog:
         except OSError as exc:
             raise IntegrityFailure(f"audit log {self.path}: cannot open: {exc.strerror}") from None
         try:
-            prev = self._checked_head(self._tail(fd))
+            prev = checked_head(self.path, self._tail(fd))
             extends(prev, after, f"audit log {self.path}")
             entry = complete(fields, prev)
             entry["signature"] = seal(entry) if seal is not None else None  # Unsealed: nothing written
@@ -232,7 +174,7 @@ class AuditLog:
                     )
                 intact = _Tail(tail.torn_at)
                 intact.entry = tail.entry
-                self._checked_head(intact)  # refuse before cutting, not after
+                checked_head(self.path, intact)  # refuse before cutting, not after
                 cut = _pread_all(fd, tail.size - tail.torn_at, tail.torn_at)
                 digest = hashlib.sha256(cut).hexdigest()
                 evidence = self.path.with_name(f"{self.path.name}.cut-{digest[:12]}")
@@ -401,55 +343,10 @@ class AuditLog:
     def _unreadable(self, exc: OSError) -> IntegrityFailure:
         return IntegrityFailure(f"audit log {self.path}: cannot read: {exc.strerror}")
 
-    def _checked_head(self, tail: _Tail) -> dict[str, Any] | None:
-        """The tail's last entry, refusing to build on a torn or forged end."""
-        if tail.torn:
-            raise IntegrityFailure(
-                f"audit log {self.path}: the last line is torn (an interrupted write?); "
-                + REPAIR_HINT
-            )
-        prev = tail.entry
-        if prev is None:
-            return None
-        seq = prev.get("seq")
-        if type(seq) is not int or seq < 1:
-            raise IntegrityFailure(
-                f"audit log {self.path}: the last entry has no valid seq; run `slotgen audit verify`"
-            )
-        try:
-            ok = prev.get("hash") == entry_hash(prev)
-        except ValueError:
-            ok = False
-        if not ok:
-            raise IntegrityFailure(
-                f"audit log {self.path}: the last entry (seq {seq}) fails its hash check; "
-                "run `slotgen audit verify`",
-                first_bad=seq,
-            )
-        return prev
-
     def _tail(self, fd: int) -> _Tail:
-        """Read the last (up to two) lines of the open file, from the end only."""
-        tail = _Tail(os.fstat(fd).st_size)
-        if tail.size == 0:
-            return tail
-        last_start = _line_start(fd, tail.size)
-        if tail.size - last_start > MAX_LINE:  # never read into memory: damage, not an entry
-            last = b"<a line of %d bytes>" % (tail.size - last_start)
-            entry = None
-        else:
-            last = _pread_all(fd, tail.size - last_start, last_start)
-            entry = _as_entry(last)
-        if entry is not None:
-            tail.entry = entry
-            return tail
-        tail.torn, tail.torn_at = last, last_start
-        if last_start > 0:
-            prev_start = _line_start(fd, last_start)
-            if last_start - prev_start <= MAX_LINE:
-                tail.entry = _as_entry(_pread_all(fd, last_start - prev_start, prev_start))
-            tail.damaged_before = tail.entry is None
-        return tail
+        """Read the last (up to two) lines of the open file, from the end only (`logtail.read_tail`; a method
+        still, as `changes.repair` asks the log for its tail)."""
+        return read_tail(fd)
 
 
 def _undo_partial(fd: int, size: int) -> bool:
@@ -460,41 +357,3 @@ def _undo_partial(fd: int, size: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _as_entry(line: bytes) -> dict[str, Any] | None:
-    """The entry on a complete line, or ``None`` if the line is torn or not an entry."""
-    if not line.endswith(b"\n"):
-        return None
-    # Torn means unreadable, not merely non-canonical: a hand-edited last
-    # entry must reach verify (and refuse append), never be cut by repair.
-    try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):  # a pathologically nested line is damage, not a crash
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _line_start(fd: int, end: int) -> int:
-    """Offset where the line ending at ``end`` (exclusive) starts."""
-    # The line's own terminator is at end-1; search strictly before it.
-    hi = end - 1
-    while hi > 0:
-        lo = max(0, hi - _TAIL_CHUNK)
-        cut = _pread_all(fd, hi - lo, lo).rfind(b"\n")
-        if cut >= 0:
-            return lo + cut + 1
-        hi = lo
-    return 0
-
-
-def _pread_all(fd: int, length: int, offset: int) -> bytes:
-    parts = []
-    while length > 0:
-        chunk = os.pread(fd, length, offset)
-        if not chunk:
-            break
-        parts.append(chunk)
-        length -= len(chunk)
-        offset += len(chunk)
-    return b"".join(parts)

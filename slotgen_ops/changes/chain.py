@@ -92,7 +92,8 @@ def signature_problem(entry: dict[str, Any], state: dict[str, Any], keys: _Roste
     `declared` under `identity: declared`) *and*, replaying (`after` given: the state it leads to from
     `before`), the state it leads to exposes no more jobs than the one before it (`state.widening`). So no
     unsigned entry can ever turn anything on, whatever its action claims and whatever `apply` makes of it."""
-    from ..audit.sshsig import BadSignature, KeyFormatError, verify
+    from ..audit.sshkey import KeyFormatError
+    from ..audit.sshsig import BadSignature, verify
     from ..policy.signing import NAMESPACE
 
     policy = state.get("policy") if isinstance(state.get("policy"), dict) else {}

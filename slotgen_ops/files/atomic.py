@@ -97,12 +97,14 @@ class UnsafeFile(OSError):
     """A path that is not what it seems (SPEC section 14): not a regular file (a FIFO, a device, a directory,
     a socket), a symlink where none may be, or larger than its bound. Never read or written blindly: opening
     it would block, or reading it would never end. An OSError, so every caller that treats an unreadable file
-    as a problem treats this one the same; its text says what was found, in one line."""
+    as a problem treats this one the same; its text says what was found, in one line. `size`: for one over its
+    bound (errno EFBIG), the bytes found, so a caller can say it in its own words."""
 
-    def __init__(self, path: Path | str, what: str, code: int = errno.EINVAL) -> None:
+    def __init__(self, path: Path | str, what: str, code: int = errno.EINVAL, *, size: int | None = None) -> None:
         super().__init__(code, f"{path} is {what}")
         self.path = str(path)
         self.what = what
+        self.size = size
 
     def __str__(self) -> str:
         return str(self.strerror)
@@ -125,7 +127,8 @@ def check_regular(path: Path | str, st: os.stat_result, limit: int | None) -> No
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFile(path, f"{kind_of(st.st_mode)}, not a regular file")
     if limit is not None and st.st_size > limit:
-        raise UnsafeFile(path, f"{_size(st.st_size)}, over its bound of {_size(limit)}", errno.EFBIG)
+        raise UnsafeFile(path, f"{_size(st.st_size)}, over its bound of {_size(limit)}", errno.EFBIG,
+                         size=st.st_size)
 
 
 def read_bounded(path: Path | str, limit: int, *, follow: bool = True) -> bytes:
@@ -153,7 +156,7 @@ def read_bounded(path: Path | str, limit: int, *, follow: bool = True) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:  # it grew while read
-                raise UnsafeFile(path, f"over its bound of {_size(limit)}", errno.EFBIG)
+                raise UnsafeFile(path, f"over its bound of {_size(limit)}", errno.EFBIG, size=total)
         return b"".join(chunks)
     finally:
         os.close(fd)

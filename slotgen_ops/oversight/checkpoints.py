@@ -69,7 +69,7 @@ def make_checkpoint(env: Any, actor: Actor) -> dict[str, Any]:
     """A signed checkpoint of the log as it now stands: {text, size, signer, fingerprint, note, vkey,
     warnings}. `note`: whether it carries a C2SP signed-note line; `vkey`: the verifier key a witness
     checks that line with (None without one)."""
-    from ..audit import merkle, sshsig
+    from ..audit import merkle, sshkey, sshkeygen
     from ..changes.chain import require_sound
 
     from dataclasses import replace
@@ -98,20 +98,20 @@ def make_checkpoint(env: Any, actor: Actor) -> dict[str, Any]:
 
     assert actor.key is not None and actor.key_line is not None
     try:  # outside any lock: ssh-agent or a hardware key may take its time
-        signature = sshsig.sign(text, actor.key, cp.NAMESPACE)
-    except sshsig.SigningError as exc:
+        signature = sshkeygen.sign(text, actor.key, cp.NAMESPACE)
+    except sshkey.SigningError as exc:
         raise Refused(f"cannot sign the checkpoint as {actor.claimed}: {exc}") from None
     warnings: list[str] = []
     note_vkey = None
     try:
         line = cp.sign_note(text, actor.key) + "\n"
         note_vkey = cp.vkey(cp.note_name(f"slotgen/{env.name}"), actor.key_line)
-    except sshsig.NotEd25519:
+    except sshkey.NotEd25519:
         line = ""
         kind = actor.key_line.split()[0]
         warnings.append(f"no C2SP signed-note line: {actor.claimed}'s key is {kind} ({actor.fingerprint}), and a "
                         "signed note needs an Ed25519 key; the checkpoint carries the SSH signature only")
-    except sshsig.SigningError as exc:
+    except sshkey.SigningError as exc:
         raise Refused(f"cannot sign the checkpoint's signed-note line as {actor.claimed}: {exc}") from None
     full = text.decode() + "\n" + signature + line
     cp.verify(full, actor.operator.keys)  # what was signed is what a verifier will accept
@@ -196,6 +196,6 @@ def check_checkpoint(env: Any, name: str, text: str) -> dict[str, Any]:
 
 
 def _fingerprint(line: str) -> str:
-    from ..audit.sshsig import fingerprint
+    from ..audit.sshkey import fingerprint
 
     return fingerprint(line)

@@ -59,7 +59,7 @@ class Actor:
     def fingerprint(self) -> str | None:
         if self.key_line is None:
             return None
-        from ..audit.sshsig import fingerprint
+        from ..audit.sshkey import fingerprint
 
         return fingerprint(self.key_line)
 
@@ -123,7 +123,7 @@ def resolve_actor(roster: Roster | None, operator_opt: str | None, key_opt: Path
     key = key_opt if key_opt else os.environ.get("SLOTGEN_SIGNING_KEY") or None
     if key is None:
         return Actor(claimed=claimed, operator=operator, identity=mode)
-    from ..audit.sshsig import KeyFormatError, public_key_of
+    from ..audit.sshkey import KeyFormatError, public_key_of
 
     key = Path(key).expanduser()
     if base is not None and not key.is_absolute() and not key.exists() and (Path(base) / key).exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..audit.sshsig import KeyFormatError, fingerprint
+from ..audit.sshkey import KeyFormatError, fingerprint
 from .fields import Checked, Field, Items, Model, OneOf, Text, build
 
 ROLES = ("engineering-owner", "on-call", "approver")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..audit import sshsig
+from ..audit import sshkey, sshkeygen, sshsig
 from ..errors import Refused
 
 NAMESPACE = "slotgen-audit"
@@ -38,8 +38,8 @@ class Signer:
     def sign(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
         """{hash: signature} for each entry hash, each checked in-process against the roster's keys."""
         try:
-            armored = sshsig.sign_many([h.encode("ascii") for h in hashes], self.key_file, NAMESPACE)
-        except sshsig.SigningError as exc:
+            armored = sshkeygen.sign_many([h.encode("ascii") for h in hashes], self.key_file, NAMESPACE)
+        except sshkey.SigningError as exc:
             raise Refused(f"cannot sign as {self.operator_id}: {exc}") from None
         out = {}
         for digest, text in zip(hashes, armored):

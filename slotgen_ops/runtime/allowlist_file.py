@@ -45,28 +45,17 @@ class _NotAFile(OSError):
 
 
 def _read_bounded(file: Path) -> str:
-    """The file's text, read without blocking and within its bound: the runtime never waits on a FIFO nor
-    reads /dev/zero without end (SPEC section 14); such a path fails closed like any unreadable one."""
-    import os
-    import stat
+    """The file's text, read without blocking and within its bound (`files.atomic.read_bounded`): the runtime
+    never waits on a FIFO nor reads /dev/zero without end (SPEC section 14); such a path fails closed like any
+    unreadable one, as _NotAFile."""
+    import errno
 
-    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    from ..files.atomic import UnsafeFile, read_bounded
+
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _NotAFile("not a regular file")
-        if st.st_size > ALLOWLIST_BOUND:
-            raise _NotAFile(f"over {ALLOWLIST_BOUND} bytes")
-        data = os.read(fd, ALLOWLIST_BOUND + 1)
-        while len(data) <= ALLOWLIST_BOUND:
-            more = os.read(fd, ALLOWLIST_BOUND + 1 - len(data))
-            if not more:
-                break
-            data += more
-        if len(data) > ALLOWLIST_BOUND:
-            raise _NotAFile(f"over {ALLOWLIST_BOUND} bytes")
-    finally:
-        os.close(fd)
+        data = read_bounded(file, ALLOWLIST_BOUND)
+    except UnsafeFile as exc:
+        raise _NotAFile(f"over {ALLOWLIST_BOUND} bytes" if exc.errno == errno.EFBIG else "not a regular file") from None
     return data.decode("utf-8")
 
 

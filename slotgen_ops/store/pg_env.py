@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..audit.canonical import _dumps
-from ..audit.log import complete, extends
+from ..audit.append import complete, extends
 from ..audit.review import VerifyReport, verify_lines
 from ..errors import IntegrityFailure
 from ..changes.controls_file import ControlsChanged, ControlsFile, render_controls

@@ -83,7 +83,8 @@ SHIPPED_FILES = (
 
 def _demo_keys(folder: Path) -> dict[str, str]:
     """Rehearsal keys for the demo operators: demo-keys/<id> (0600, no passphrase) and demo-keys/<id>.pub."""
-    from ..audit.sshsig import SshsigError, generate_key
+    from ..audit.sshkey import SshsigError
+    from ..audit.sshkeygen import generate_key
 
     folder.mkdir(mode=0o700, exist_ok=True)
     out = {}

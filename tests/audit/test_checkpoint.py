@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.audit import checkpoint, sshsig
+from slotgen_ops.audit import checkpoint, sshkey, sshkeygen, sshsig
 from slotgen_ops.policy.authority import resolve_actor
 from slotgen_ops.audit.canonical import _dumps, entry_hash
 from slotgen_ops.workspace.init import init_workspace
@@ -25,7 +25,7 @@ def log(tmp_path) -> Path:
 def key(tmp_path) -> tuple[Path, str]:
     path = tmp_path / "keys" / "owner"
     path.parent.mkdir()
-    return path, sshsig.generate_key(path, comment="owner")
+    return path, sshkeygen.generate_key(path, comment="owner")
 
 
 def append_entries(log: Path, count: int) -> None:
@@ -49,7 +49,7 @@ def test_a_checkpoint_is_three_lines_and_an_ssh_signature_ssh_keygen_accepts(log
     origin, size, root = head.split("\n")
     assert origin == "slotgen/staging" and size == "5" and len(root) == 44
     cp, signer = checkpoint.verify(text, [public])
-    assert cp.size == 5 and signer.fingerprint == sshsig.fingerprint(public)
+    assert cp.size == 5 and signer.fingerprint == sshkey.fingerprint(public)
     # The real tool agrees: the signed message is the three lines with their newlines.
     (tmp_path / "allowed").write_text(sshsig.allowed_signers([("owner", [public])], checkpoint.NAMESPACE))
     (tmp_path / "sig").write_text(signature)
@@ -110,10 +110,10 @@ def test_a_tampered_or_foreign_checkpoint_is_refused(log, key, tmp_path, tamper)
         text = text.replace("slotgen/staging", "slotgen/production", 1)
     elif tamper == "key":
         other = tmp_path / "keys" / "other"
-        allowed = [sshsig.generate_key(other)]
+        allowed = [sshkeygen.generate_key(other)]
     else:  # the same key's signature in another namespace is not a checkpoint signature
         head = text.partition("\n\n")[0] + "\n"
-        text = head + "\n" + sshsig.sign(head.encode(), key_file, "slotgen-audit")
+        text = head + "\n" + sshkeygen.sign(head.encode(), key_file, "slotgen-audit")
     with pytest.raises(checkpoint.BadCheckpoint):
         checkpoint.verify(text, allowed)
 
@@ -183,8 +183,8 @@ def test_a_checkpoint_is_judged_under_the_roster_in_force_at_its_size(cli_ws, tm
                "--output", str(before))
     assert made.returncode == 0, made.stderr
     (tmp_path / "keys").mkdir()
-    ec_line = sshsig.generate_key(tmp_path / "keys" / "newbie", "ecdsa", bits=256)
-    late_line = sshsig.generate_key(tmp_path / "keys" / "late")
+    ec_line = sshkeygen.generate_key(tmp_path / "keys" / "newbie", "ecdsa", bits=256)
+    late_line = sshkeygen.generate_key(tmp_path / "keys" / "late")
     roster = (ws / "operators.yaml").read_text()
     newcomers = (f'  - id: newbie\n    name: New approver\n    roles: [approver]\n    keys: ["{ec_line}"]\n'
                  f'  - id: late\n    name: Late on-call\n    roles: [on-call]\n    keys: ["{late_line}"]\n')
@@ -277,7 +277,7 @@ def test_a_checkpoint_from_before_signed_note_lines_still_verifies(log, key):
     assert old_form.endswith(sshsig.END + "\n")
     for form in (old_form, text):
         cp, signer = checkpoint.verify(form, [public])
-        assert cp.size == 1 and signer.fingerprint == sshsig.fingerprint(public)
+        assert cp.size == 1 and signer.fingerprint == sshkey.fingerprint(public)
     assert checkpoint.parse(old_form).notes == () and len(checkpoint.parse(text).notes) == 1
     with pytest.raises(checkpoint.BadCheckpoint, match="no signed-note line"):
         checkpoint.note_of(old_form)

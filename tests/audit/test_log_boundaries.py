@@ -25,17 +25,13 @@ from typing import Any
 import pytest
 
 from slotgen_ops.audit.canonical import canonical_bytes, entry_hash
+from slotgen_ops.audit.append import StaleHead, Unsealed, complete, extends, utc_timestamp
 from slotgen_ops.audit.log import (
     GENESIS_HASH,
-    MAX_LINE,
     AuditLog,
-    StaleHead,
-    Unsealed,
     VerifyReport,
-    complete,
-    extends,
-    utc_timestamp,
 )
+from slotgen_ops.audit.logtail import MAX_LINE
 from slotgen_ops.audit.review import REPAIR_HINT
 from slotgen_ops.errors import BadInput, IntegrityFailure
 from slotgen_ops.files import hooks

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from slotgen_ops.audit import checkpoint, merkle, sshsig
+from slotgen_ops.audit import checkpoint, merkle, sshagent, sshkey, sshkeygen, sshsig
 
 GO_SOURCE = Path(__file__).resolve().parent / "go_witness" / "main.go"
 X_MOD = Path("/usr/share/gocode/src/golang.org/x/mod")  # golang-golang-x-mod-dev
@@ -170,8 +170,8 @@ def test_a_witness_computes_the_verifier_key_with_the_shell_alone(workspace, tmp
 
 
 def test_a_non_ed25519_key_has_no_verifier_key(tmp_path):
-    line = sshsig.generate_key(tmp_path / "ec", "ecdsa", bits=256)
-    with pytest.raises(sshsig.NotEd25519):
+    line = sshkeygen.generate_key(tmp_path / "ec", "ecdsa", bits=256)
+    with pytest.raises(sshkey.NotEd25519):
         checkpoint.vkey("slotgen/staging", line)
 
 
@@ -248,7 +248,7 @@ def test_a_plain_signed_note_is_a_checkpoint_audit_verify_accepts(workspace, tmp
     assert item["signed"] and item["consistent"] and item["signer"] == "approver"
     # A note whose only line is by a key outside the roster is signed by nobody the log knows.
     stranger = tmp_path / "stranger"
-    sshsig.generate_key(stranger)
+    sshkeygen.generate_key(stranger)
     body = checkpoint.parse(note.read_text()).body
     (tmp_path / "foreign").write_text(body.decode() + "\n" + checkpoint.sign_note(body, stranger) + "\n")
     doc = slotgen("audit", "verify", "--env", "staging", "--checkpoint", str(tmp_path / "foreign"), "--json",
@@ -277,27 +277,27 @@ def test_a_key_held_only_by_ssh_agent_signs_the_note_line(workspace, tmp_path, a
 
 def test_sign_ed25519_from_a_file_and_from_the_agent_give_c2sp_signatures(tmp_path, agent, monkeypatch):
     key = tmp_path / "k"
-    line = sshsig.generate_key(key)
+    line = sshkeygen.generate_key(key)
     message = b"slotgen/staging\n3\n" + b64(bytes(32)).encode() + b"\n"
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    public, from_file = sshsig.sign_ed25519(message, key)
-    assert public == sshsig.ed25519_public(line) and len(from_file) == 64
+    public, from_file = sshagent.sign_ed25519(message, key)
+    assert public == sshkey.ed25519_public(line) and len(from_file) == 64
     monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "stale.sock"))  # no agent there: the file signs
-    assert sshsig.sign_ed25519(message, key)[1] == from_file
+    assert sshagent.sign_ed25519(message, key)[1] == from_file
     monkeypatch.setenv("SSH_AUTH_SOCK", agent)  # an agent without the key, and no private key file
-    with pytest.raises(sshsig.SigningError, match="ssh-agent does not hold"):
-        sshsig.sign_ed25519(message, tmp_path / "k.pub")
+    with pytest.raises(sshkey.SigningError, match="ssh-agent does not hold"):
+        sshagent.sign_ed25519(message, tmp_path / "k.pub")
     subprocess.run(["ssh-add", "-q", str(key)], env={**os.environ, "SSH_AUTH_SOCK": agent}, check=True,
                    capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     key.unlink()
     monkeypatch.setenv("SSH_AUTH_SOCK", agent)
-    _, from_agent = sshsig.sign_ed25519(message, tmp_path / "k.pub")
+    _, from_agent = sshagent.sign_ed25519(message, tmp_path / "k.pub")
     assert from_agent == from_file  # Ed25519 is deterministic: the agent signed the very same bytes
     locked = tmp_path / "locked"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pw", "-f", str(locked)], check=True, timeout=30,
                    stdin=subprocess.DEVNULL)
-    with pytest.raises(sshsig.SigningError, match="passphrase"):
-        sshsig.sign_ed25519(message, locked)  # not in the agent, and never prompted for
+    with pytest.raises(sshkey.SigningError, match="passphrase"):
+        sshagent.sign_ed25519(message, locked)  # not in the agent, and never prompted for
 
 
 # --- RFC 6962 proofs against tlog -------------------------------------------------------------------------

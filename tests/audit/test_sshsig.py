@@ -27,18 +27,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from slotgen_ops.audit.sshkey import KeyFormatError, KeyGenerationError, SigningError, fingerprint
+from slotgen_ops.audit.sshkeygen import generate_key, sign
 from slotgen_ops.audit.sshsig import (
     BadSignature,
-    KeyFormatError,
-    KeyGenerationError,
     Reason,
-    SigningError,
     Verified,
     allowed_signers,
-    fingerprint,
-    generate_key,
     parse_signature,
-    sign,
     verify,
 )
 

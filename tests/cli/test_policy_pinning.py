@@ -139,7 +139,7 @@ def test_an_approver_cannot_accept_the_change_they_approved(tmp_path, endpoint):
     roster = ws / "operators.yaml"
     loosen_runbook(ws)
     # 'boss' with both roles (and a key) must be in the accepted roster first: accept that roster change properly.
-    from slotgen_ops.audit.sshsig import generate_key
+    from slotgen_ops.audit.sshkeygen import generate_key
 
     line = generate_key(ws / "demo-keys" / "boss")
     roster.write_text(roster.read_text() + "  - id: boss\n    name: Both\n    roles: [engineering-owner, approver]\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.audit import sshsig
+from slotgen_ops.audit import sshkey, sshkeygen, sshsig
 from slotgen_ops.audit.canonical import _dumps, entry_hash
 from slotgen_ops.changes.controls_file import render_controls, runtime_values
 from slotgen_ops.runbook.state import apply
@@ -65,7 +65,7 @@ def rewrite(ws: Path, edit, resign: dict[str, Path] | None = None) -> None:
         entry["state"] = state
         entry["hash"] = entry_hash(entry)
         if resign and entry.get("signature"):
-            armored = sshsig.sign(entry["hash"].encode(), resign[entry["operator"]], "slotgen-audit")
+            armored = sshkeygen.sign(entry["hash"].encode(), resign[entry["operator"]], "slotgen-audit")
             entry["signature"] = {"namespace": "slotgen-audit", "fingerprint": sshsig.parse_signature(armored).fingerprint,
                                   "sshsig": armored}
         prev_hash = entry["hash"]
@@ -145,7 +145,7 @@ def test_a_checkpoint_verifies_with_ssh_keygen(tmp_path, endpoint):
 
 def _stranger_key(tmp_path: Path) -> str:
     key = tmp_path / "stranger"
-    sshsig.generate_key(key)
+    sshkeygen.generate_key(key)
     return str(key)
 
 
@@ -207,7 +207,7 @@ def test_a_public_key_whose_private_half_is_in_ssh_agent_signs(tmp_path, endpoin
                 "oncall", "--yes", "--key", "demo-keys/oncall.pub", env={"SSH_AUTH_SOCK": sock})
         assert r.code == 0, r.stderr
         last = entries(ws)[-1]
-        assert last["action"] == "set" and last["signature"]["fingerprint"] == sshsig.fingerprint(
+        assert last["action"] == "set" and last["signature"]["fingerprint"] == sshkey.fingerprint(
             (ws / "demo-keys" / "oncall.pub").read_text())
         assert run(ws, "audit", "verify", "--env", "staging").code == 0
     finally:
@@ -382,7 +382,7 @@ def test_an_approval_cannot_be_used_by_the_key_that_signed_it():
 def test_a_new_key_is_a_policy_change_approved_by_another_key(tmp_path, endpoint):
     ws = tmp_path / "ws"
     walk(ws, 2, endpoint.base_url)
-    new_line = sshsig.generate_key(ws / "demo-keys" / "owner-new")
+    new_line = sshkeygen.generate_key(ws / "demo-keys" / "owner-new")
     roster = ws / "operators.yaml"
     text = roster.read_text()
     old_line = (ws / "demo-keys" / "owner.pub").read_text().strip()

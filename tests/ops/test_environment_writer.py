@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.audit.log import Unsealed
+from slotgen_ops.audit.append import Unsealed
 from slotgen_ops.clock import now_utc, parse_utc, utc
 from slotgen_ops.contract import KILL_VAR
 from slotgen_ops.errors import Refused

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from slotgen_ops.audit import sshsig
+from slotgen_ops.audit import sshkey, sshkeygen, sshsig
 from slotgen_ops.audit.canonical import _dumps, entry_hash
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.changes.controls_file import render_controls
@@ -188,11 +188,11 @@ def test_an_entry_signed_by_its_operator_but_naming_another_key_is_refused(tmp_p
     last = items[-1]
     operator = last["operator"]
     assert last["signature"] and last["actor"]["key"] == last["signature"]["fingerprint"]
-    other = sshsig.fingerprint((ws / "demo-keys" / "approver.pub").read_text().strip())
+    other = sshkey.fingerprint((ws / "demo-keys" / "approver.pub").read_text().strip())
     assert other != last["actor"]["key"]
     last["actor"]["key"] = other
     last["hash"] = entry_hash(last)
-    armored = sshsig.sign(last["hash"].encode(), ws / "demo-keys" / operator, "slotgen-audit")
+    armored = sshkeygen.sign(last["hash"].encode(), ws / "demo-keys" / operator, "slotgen-audit")
     last["signature"] = {"namespace": "slotgen-audit", "fingerprint": sshsig.parse_signature(armored).fingerprint,
                          "sshsig": armored}
     (ws / LOG).write_bytes(b"".join(_dumps(e) + b"\n" for e in items))

@@ -211,7 +211,7 @@ def _signed_entry_setting_the_allowlist_to(ws: Path, pg_url: str, value: str, mo
     chain verifies and the database accepts it with its row. Only the byte grammar can stop its value."""
     from walked import demo_actor
 
-    from slotgen_ops.audit.log import complete
+    from slotgen_ops.audit.append import complete
     from slotgen_ops.changes.entries import new_entry
     from slotgen_ops.workspace import Workspace
 
@@ -275,7 +275,7 @@ def test_a_watcher_following_the_log_refuses_an_unsigned_entry_that_turns_the_ki
     from walked import demo_actor
 
     from slotgen_ops.audit.canonical import _dumps
-    from slotgen_ops.audit.log import complete
+    from slotgen_ops.audit.append import complete
     from slotgen_ops.changes.entries import new_entry
     from slotgen_ops.workspace import Workspace
 

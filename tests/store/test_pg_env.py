@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from slotgen_ops.audit import checkpoint, merkle
-from slotgen_ops.audit.log import AuditLog, StaleHead
+from slotgen_ops.audit.append import StaleHead
+from slotgen_ops.audit.log import AuditLog
 from slotgen_ops.errors import IntegrityFailure
 from slotgen_ops.changes.chain import replay_checker
 from slotgen_ops.changes.controls_file import ControlsChanged
