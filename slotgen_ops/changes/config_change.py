@@ -26,19 +26,9 @@ from ..policy.authority import (
     now_utc,
     require_role,
 )
-from .steps import (
-    Confirm,
-    Preview,
-    Result,
-    Verifier,
-    _entry,
-    _fail_closed,
-    _moved,
-    _refusal,
-    _settled,
-    _superseded,
-    _verify_unlocked,
-)
+from .outcomes import Confirm, Preview, Result, _entry, _fail_closed, _moved, _refusal, _superseded
+from .settling import _settled
+from .verifying import Verifier, _verify_unlocked
 from .environment import Environment
 from ..policy.pins import accepted_actor, describe, drift, snapshot
 from ..runbook.state import APPROVE, CONFIG_ACCEPT, VERIFY

@@ -24,7 +24,7 @@ from ..contract import KILL_VAR
 from ..errors import IntegrityFailure
 from ..policy.authority import CHANGE_ROLES, require_role, resolve_actor
 from .entries import new_entry, stateless_repair_fields
-from .environment import _rollback_fields
+from .writer import _rollback_fields
 from ..runbook.state import REPAIR
 
 
@@ -109,7 +109,7 @@ def _restore_controls(env, actor) -> dict[str, Any] | None:
                                   reason=f"controls restored from the audit log with the kill-switch engaged: {problem}",
                                   details={"trigger": "restore-controls",
                                            "found": {"values": found.values, "headSeq": found.head_seq}})
-        from .environment import Snapshot
+        from .snapshot import Snapshot
 
         writer.snapshot = Snapshot(state, head, found, None, False)
         return writer.record(fields)

@@ -19,9 +19,11 @@ from ..errors import EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, KillS
 from ..files import hooks
 from ..policy.authority import CHANGE_ROLES, Actor, check_decision_record, require_role
 from ..clock import now_utc, utc
-from .steps import Result, Verifier, _entry, run_verifier, verification_summary
+from .outcomes import Result, _entry
+from .verifying import Verifier, run_verifier, verification_summary
 from .entries import journal_entry
-from .environment import Environment, Superseded
+from .environment import Environment
+from .writer import Superseded
 from ..runbook.state import ROLLBACK, VERIFY
 
 ROLLBACK_LOCK_WAIT_S = 1.0

@@ -84,7 +84,7 @@ def _settled_state(env, now: datetime) -> tuple[dict[str, Any], list[str]]:
     open (an interrupted change, a kill-switch engaged outside the log, a break-glass rollback not folded in)
     is what the next change closes first with a recorded rollback: the plan applies that rollback in memory.
     """
-    from ..changes.steps import needs_settling
+    from ..changes.settling import needs_settling
 
     snap, needed = needs_settling(env)
     state = snap.state

@@ -179,7 +179,7 @@ def status_report(env: Environment) -> tuple[dict[str, Any], bool]:
 def _settle(env: Environment, warnings: list[str]):
     """The snapshot; an interrupted change found here is closed fail closed at once (and said)."""
     from ..policy.authority import Actor, resolve_actor
-    from ..changes.steps import _settled, needs_settling
+    from ..changes.settling import _settled, needs_settling
     from ..files.locking import LockBusy
 
     snap, needed = needs_settling(env)  # also checks the whole log (SPEC section 9)

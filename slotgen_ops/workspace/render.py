@@ -69,7 +69,7 @@ def _from_log_head(env: Any) -> bytes:
     if the database holds anything else), the kill-switch engaged if the row engaged it ahead of the log or
     this host holds a rollback the log does not."""
     from ..contract import KILL_VAR
-    from ..store.pg_env import NotAuthoritative
+    from ..store.pg_log import NotAuthoritative
     from ..files import envgrammar
     from ..changes.breakglass import BreakGlassJournal
     from ..changes.controls_file import render_controls
@@ -121,10 +121,10 @@ def fold_here(env: Any, say: Say) -> None:
     is at hand), so that every host renders them."""
     from ..policy.authority import Actor
     from ..changes.breakglass import BreakGlassJournal
-    from ..changes.steps import _settled
+    from ..changes.settling import _settled
     from ..files.locking import LockBusy
 
-    from ..store.pg_env import NotAuthoritative
+    from ..store.pg_log import NotAuthoritative
 
     try:
         head = env.log.head()
@@ -160,7 +160,7 @@ def render_once(env: Any, output: Path) -> tuple[bool, bytes]:
     this host's rollbacks (`hostfiles`)."""
     from ..changes.hostfiles import remember
 
-    from ..store.pg_env import NotAuthoritative
+    from ..store.pg_log import NotAuthoritative
 
     remember(env.workspace.root, env.name, output)
     try:

@@ -23,7 +23,9 @@ from helpers_runbook import APPROVED_ALLOWLIST, report, summary
 from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import EXIT_OK, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
 from slotgen_ops.files import hooks, locking
-from slotgen_ops.changes.steps import Preview, Result, approve, set_control, verification_summary, verify_environment
+from slotgen_ops.changes.outcomes import Preview, Result
+from slotgen_ops.changes.steps import approve, set_control, verify_environment
+from slotgen_ops.changes.verifying import verification_summary
 from slotgen_ops.policy.samples import decision_digest_for, load_sample_jobs
 from slotgen_ops.policy.authority import resolve_actor
 from slotgen_ops.workspace.init import init_workspace

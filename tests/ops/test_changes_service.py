@@ -21,7 +21,8 @@ from slotgen_ops.contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_V
 from slotgen_ops.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_REFUSED, EXIT_VERIFICATION_FAILED, BadInput, IntegrityFailure, Refused
 from slotgen_ops.audit.log import AuditLog
 from slotgen_ops.policy.authority import resolve_actor
-from slotgen_ops.changes.steps import Result, approve, set_control, verify_environment
+from slotgen_ops.changes.outcomes import Result
+from slotgen_ops.changes.steps import approve, set_control, verify_environment
 from slotgen_ops.changes.rollback import rollback
 from slotgen_ops.changes.environment import parse_controls
 from slotgen_ops.workspace.init import init_workspace

@@ -24,7 +24,8 @@ from slotgen_ops.errors import IntegrityFailure, Refused
 from slotgen_ops.files import hooks
 from slotgen_ops.policy.authority import Actor, resolve_actor
 from slotgen_ops.changes.steps import set_control, verify_environment
-from slotgen_ops.changes.environment import ControlsDisagree, Superseded
+from slotgen_ops.changes.snapshot import ControlsDisagree
+from slotgen_ops.changes.writer import Superseded
 from slotgen_ops.workspace.init import init_workspace
 from slotgen_ops.workspace import Workspace
 from test_changes_service import (

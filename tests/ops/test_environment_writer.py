@@ -16,7 +16,8 @@ from slotgen_ops.clock import now_utc, parse_utc, utc
 from slotgen_ops.contract import KILL_VAR
 from slotgen_ops.errors import Refused
 from slotgen_ops.policy.authority import resolve_actor
-from slotgen_ops.changes.environment import ControlsWriter, differences
+from slotgen_ops.changes.environment import differences
+from slotgen_ops.changes.writer import ControlsWriter
 from slotgen_ops.workspace.init import init_workspace
 from slotgen_ops.changes.repair import repair_log
 from slotgen_ops.changes.rollback import rollback
@@ -163,7 +164,7 @@ def test_an_unwritten_entry_is_the_writers_head_unsigned_with_the_controls_as_fo
 
 
 def test_a_hand_edit_is_named_with_the_command_that_repairs_it(ws):
-    from slotgen_ops.changes.environment import ControlsDisagree
+    from slotgen_ops.changes.snapshot import ControlsDisagree
 
     path = ws.environments_dir / "staging.env"
     path.write_text(path.read_text().replace("FEATURE_SLOTGEN_AI=false", "FEATURE_SLOTGEN_AI=true"))

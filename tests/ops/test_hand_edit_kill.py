@@ -17,7 +17,8 @@ import pytest
 from slotgen_ops.contract import KILL_VAR
 from slotgen_ops.files import hooks
 from slotgen_ops.policy.authority import resolve_actor
-from slotgen_ops.changes.environment import ControlsDisagree, _agrees
+from slotgen_ops.changes.environment import _agrees
+from slotgen_ops.changes.snapshot import ControlsDisagree
 from slotgen_ops.workspace.init import init_workspace
 from slotgen_ops.workspace import Workspace
 from test_changes_service import crash_after_commit, do_set, env_of, head, walk_to

@@ -23,7 +23,7 @@ import yaml
 from slotgen_ops.contract import Controls, Decision, decide, parse_allowlist
 from slotgen_ops.errors import BadInput
 from slotgen_ops.policy.authority import Actor
-from slotgen_ops.changes.steps import verification_summary
+from slotgen_ops.changes.verifying import verification_summary
 from slotgen_ops.workspace.init import init_workspace
 from slotgen_ops.runbook.runbook import CHECK_NAMES
 from slotgen_ops.policy.samples import decision_digest_for
