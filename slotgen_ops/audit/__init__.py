@@ -1,11 +1,19 @@
-"""The audit log and everything that proves it (SPEC sections 3, 7 and 9).
+"""The audit log as data and as a file: canonical form, hash chain, review and exports, the Merkle tree,
+signed checkpoints, SSH signatures, the timeline and the HTML report. What an entry means is above it."""
 
-- `canonical`: the one serialisation entries are hashed over;
-- `log`: the append-only, hash-chained log file (`AuditLog`);
-- `review`: reading it back: chain verification, filters, exports;
-- `sshsig`: SSH signatures (made by ssh-keygen, verified in-process);
-- `merkle`: the log as an RFC 6962 Merkle tree;
-- `checkpoint`: signed C2SP checkpoints and the proof a log extends one.
+from ..lazy import exports
 
-What an entry *means* (state, runbook, who may act) is `slotgen_ops.ops`'s.
-"""
+_WHERE = {
+    "AuditLog": "log",
+    "BadSignature": "sshsig",
+    "KeyFormatError": "sshkey",
+    "VerifyReport": "review",
+    "complete": "append",
+    "entry_hash": "canonical",
+    "fingerprint": "sshkey",
+    "sign": "sshkeygen",
+    "verify": "sshsig",
+    "verify_lines": "review",
+}
+__all__ = sorted(_WHERE)
+__getattr__ = exports(__name__, _WHERE)

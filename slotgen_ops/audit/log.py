@@ -37,7 +37,7 @@ from typing import Any, TextIO
 from ..errors import IntegrityFailure
 from ..files import hooks
 from ..files.atomic import atomic_write, check_regular, fsync_directory
-from .append import StaleHead, Unsealed, complete, extends, utc_timestamp  # the chain names re-exported
+from .append import complete, extends, utc_timestamp
 from .logtail import _pread_all, _Tail, checked_head, read_tail
 from .review import (
     AUDIT_FIELDS,
@@ -54,15 +54,11 @@ from .canonical import _dumps
 __all__ = [
     "AUDIT_FIELDS",
     "GENESIS_HASH",
-    "StaleHead",
     "AuditLog",
-    "Unsealed",
-    "complete",
     "VerifyReport",
     "export_csv",
     "export_jsonl",
     "filter_entries",
-    "utc_timestamp",
 ]
 
 _FILLED = ("seq", "prevHash", "hash", "signature")

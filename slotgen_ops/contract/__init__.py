@@ -1,4 +1,5 @@
-"""Phase 4D, pure: controls parsing, allowlist, bucket, decide(). No I/O."""
+"""Phase 4D, pure: the controls, the allowlist, the bucket function and decide(), STUB or OpenAI and why.
+No I/O and no import from any other layer: every runtime and every command judges a job with this."""
 
 from .allowlist import Allowlist, AllowlistInvalid, AllowlistUnavailable, parse_allowlist
 from .bucket import bucket

@@ -1,13 +1,19 @@
-"""Executing a job: executors (stub, OpenAI), telemetry, schema validation.
+"""Executing a job as the runtime does: executors (stub, OpenAI), telemetry sinks, schema validation,
+the runtime's allowlist file, and the rehearsal endpoint (an OpenAI-compatible server on 127.0.0.1)."""
 
-Modules, imported where needed so the light ones stay light:
+from ..lazy import exports
 
-- `executor`: `Runtime`, `StubExecutor`, `OpenAIExecutor`, `Execution`
-  (imports neither `openai` nor `jsonschema` until the OpenAI path runs);
-- `config`: `ExecutorConfig` (pydantic);
-- `telemetry`: `TelemetrySink`, `JsonlTelemetrySink`, `MemoryTelemetrySink`;
-- `schemas`: `validator`, `schema_errors` (jsonschema, lazily);
-- `fakeserver`: `FakeOpenAIServer`, an OpenAI-compatible endpoint on 127.0.0.1
-  for tests and the demo;
-- `allowlist_file`: `load_allowlist`.
-"""
+_WHERE = {
+    "Execution": "executor",
+    "ExecutorConfig": "config",
+    "FakeOpenAIServer": "fakeserver",
+    "JsonlTelemetrySink": "telemetry",
+    "MemoryTelemetrySink": "telemetry",
+    "OpenAIExecutor": "openai_executor",
+    "Runtime": "executor",
+    "StubExecutor": "executor",
+    "TelemetrySink": "telemetry",
+    "load_allowlist": "allowlist_file",
+}
+__all__ = sorted(_WHERE)
+__getattr__ = exports(__name__, _WHERE)

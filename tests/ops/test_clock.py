@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from slotgen_ops.audit.log import utc_timestamp as audit_timestamp
+from slotgen_ops.audit.append import utc_timestamp as audit_timestamp
 from slotgen_ops.audit.review import filter_entries
 from slotgen_ops.contract import KILL_VAR, ROLLOUT_VAR
 from slotgen_ops.errors import IntegrityFailure, Refused
