@@ -87,7 +87,13 @@ TESTS_BY_PREFIX = {
     "slotgen_ops/contract/": ["tests/contract", "tests/runtime", "tests/cli/test_decide_cli.py"],
     "slotgen_ops/audit/": ["tests/audit", "tests/ops", "tests/cli/test_integrity_cli.py",
                            "tests/cli/test_whole_log.py", "tests/cli/test_rollback_broken.py"],
-    "slotgen_ops/ops/": ["tests/ops", "tests/cli"],
+    "slotgen_ops/files/": ["tests/ops", "tests/cli"],
+    "slotgen_ops/policy/": ["tests/ops", "tests/cli"],
+    "slotgen_ops/runbook/": ["tests/ops", "tests/cli"],
+    "slotgen_ops/verification/": ["tests/ops", "tests/cli"],
+    "slotgen_ops/changes/": ["tests/ops", "tests/cli"],
+    "slotgen_ops/oversight/": ["tests/ops", "tests/cli"],
+    "slotgen_ops/workspace/": ["tests/ops", "tests/cli"],
     "slotgen_ops/store/": ["tests/store", "tests/ops/test_environment_writer.py", "tests/ops/test_controls_file.py"],
 }
 FALLBACK_TESTS = ["tests/audit", "tests/contract", "tests/ops", "tests/cli"]

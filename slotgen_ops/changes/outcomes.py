@@ -164,6 +164,6 @@ def _fail_closed(env: Environment, writer: ControlsWriter, actor: Actor, ventry:
 
 
 def _cause_of(result: Result) -> str:
-    """'; cause: ...' for a rollback's reason: what the failed verification found (verification.samples)."""
+    """'; cause: ...' for a rollback's reason: what the failed verification found (verification.cause)."""
     cause = (result.verification or {}).get("cause")
     return f"; cause: {cause}" if cause else ""

@@ -21,7 +21,7 @@ BLOCK_BYTES = 1024 * 1024  # lines are read about this many bytes at a time
 FIRST_SHOWN = 10  # bad lines listed in `Invalid.first`
 _BOM = b"\xef\xbb\xbf"
 
-#: One way of deciding a job (``contract.decision.decider(controls, allowlist)``) and the counts it fills,
+#: One way of deciding a job (``contract.order.decider(controls, allowlist)``) and the counts it fills,
 #: indexed by the deciding gate (``_ALL_PASSED``: the OpenAI path).
 Target = tuple[Callable[[Any], int], list[int]]
 
