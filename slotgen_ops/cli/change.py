@@ -132,6 +132,7 @@ def approve(
 
 def verify(
     env: RequiredEnvOpt = ...,
+    observed: Annotated[bool, typer.Option("--observed", help="Judge what the runtime hosts' telemetry shows since the last change, instead of sample jobs (exit 3: inconclusive).")] = False,
     decision_record: DecisionRecordOpt = None,
     operator: OperatorOpt = None,
     key: KeyOpt = None,
@@ -144,11 +145,17 @@ def verify(
     step 5 when the runbook stands there, and a failed check engages the
     kill-switch (exit 1). Without them it only reports.
 
+    With --observed it judges the hosts' telemetry instead (SPEC section 12).
+
     Example: slotgen verify --env staging --decision-record DR-123 --operator owner
     """
     from ..changes.steps import verify_environment
 
     environment = _env(workspace, env)
+    if observed:
+        from .observed_cmd import verify_observed
+
+        return verify_observed(environment, decision_record, json_out)
     actor = _actor(environment, operator, key) if (operator or decision_record) else _actor_unrecorded()
     try:
         result = verify_environment(environment, actor=actor, decision_record=decision_record,

@@ -46,11 +46,30 @@ class OpenAISettings:
     }
 
 
+def _one_source(value: "TelemetrySettings") -> "TelemetrySettings":
+    if (value.files is None) == (value.prometheus is None):
+        raise ValueError("needs exactly one of 'files: DIR' and 'prometheus: URL'")
+    return value
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Where the environment's runtime hosts send their telemetry (SPEC section 12): one of the two."""
+
+    files: str | None = None       # a directory of <host>.jsonl files, relative to the workspace
+    prometheus: str | None = None  # a Prometheus server's URL (SPEC section 13)
+
+    FIELDS = {"files": Field(Optional(Text(min_length=1)), None),
+              "prometheus": Field(Optional(Text(min_length=1)), None)}
+
+
 @dataclass(frozen=True)
 class EnvironmentConfig:
     openai: OpenAISettings = OpenAISettings()
+    telemetry: TelemetrySettings | None = None  # None: observed verification is off for the environment
 
-    FIELDS = {"openai": Field(Model(OpenAISettings), OpenAISettings())}
+    FIELDS = {"openai": Field(Model(OpenAISettings), OpenAISettings()),
+              "telemetry": Field(Optional(Checked(Model(TelemetrySettings), _one_source)), None)}
 
 
 def _environment_names(value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:

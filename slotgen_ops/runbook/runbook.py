@@ -8,7 +8,7 @@ against the runbook is `judge.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..contract import ALLOWLIST_VAR, FEATURE_VAR, KILL_VAR, ROLLOUT_VAR, rollout_percent
@@ -72,6 +72,46 @@ class ApprovalSettings:
     FIELDS = {"ttlHours": Field(Number(gt=0, le=168))}
 
 
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _required(value: dict[str, bool]) -> dict[str, bool]:
+    if "default" not in value:
+        raise ValueError("needs a 'default'")
+    return value
+
+
+@dataclass(frozen=True)
+class ObservedSettings:
+    """Observed verification's parameters (SPEC section 12): the window, the minimum counts, the limits."""
+
+    propagationSeconds: float = 5.0
+    minEvents: int = 100
+    minGateEvents: int = 100
+    minOpenaiEvents: int = 30
+    maxErrorRate: float = 0.05
+    srmAlpha: float = 0.001
+    required: dict[str, bool] = field(default_factory=lambda: {"staging": False, "production": True,
+                                                                "default": True})
+
+    FIELDS = {
+        "propagationSeconds": Field(Checked(Number(le=3600), _not_negative), 5.0),
+        "minEvents": Field(Integer(ge=1), 100),
+        "minGateEvents": Field(Integer(ge=1), 100),
+        "minOpenaiEvents": Field(Integer(ge=1), 30),
+        "maxErrorRate": Field(Number(gt=0, le=1), 0.05),
+        "srmAlpha": Field(Number(gt=0, le=0.5), 0.001),
+        "required": Field(Checked(Mapping(OneOf(True, False)), _required),
+                          {"staging": False, "production": True, "default": True}),
+    }
+
+    def required_for(self, env: str) -> bool:
+        return self.required.get(env, self.required["default"])
+
+
 def _order(steps: tuple[Step, ...]) -> tuple[Step, ...]:
     if tuple(s.id for s in steps) != STEP_ORDER:
         raise ValueError(f"the steps must be exactly, in order: {', '.join(STEP_ORDER)}")
@@ -110,6 +150,7 @@ class Runbook:
     latencyP95Ms: dict[str, int]
     verification: VerificationSettings
     approvals: ApprovalSettings
+    observed: ObservedSettings = ObservedSettings()
     title: str = ""
     path: Path | None = None  # where it was read from (not a key of the file)
 
@@ -124,6 +165,7 @@ class Runbook:
         "latencyP95Ms": Field(Checked(Mapping(Integer()), _latency)),
         "verification": Field(Model(VerificationSettings)),
         "approvals": Field(Model(ApprovalSettings)),
+        "observed": Field(Model(ObservedSettings), ObservedSettings()),
     }
 
     @classmethod

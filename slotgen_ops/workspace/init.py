@@ -38,6 +38,9 @@ environments:
       apiKeyEnv: OPENAI_API_KEY
       timeoutSeconds: 10
       maxRetries: 1
+    # Where the runtime hosts' telemetry lands: one <host>.jsonl per host (or prometheus: URL).
+    telemetry:
+      files: telemetry/staging
   production:
     openai:
       model: gpt-4o-mini
@@ -45,6 +48,8 @@ environments:
       apiKeyEnv: OPENAI_API_KEY
       timeoutSeconds: 10
       maxRetries: 1
+    telemetry:
+      files: telemetry/production
 """
 
 OPERATORS_YAML = """\

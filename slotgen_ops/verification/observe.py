@@ -1,0 +1,56 @@
+"""One observed judgement of an environment: its telemetry source, the window since its last change, the checks.
+
+What is expected comes from the log (the state after its head entry): the
+controls it records, the version of the allowlist they name, the runbook's
+latency bound for the rollout level and its `observed:` parameters. What is
+seen comes from the source slotgen.yaml names for the environment
+(`environments.<E>.telemetry`, pinned policy): `files: DIR` today.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..clock import now_utc, parse_utc_or_none
+from ..contract import Controls
+from ..errors import BadInput
+from ..runtime.allowlist_file import load_allowlist
+from .events import read_directory
+from .observed import HOUR, Expected, Params, judge_window
+
+__all__ = ["observe", "telemetry_directory"]
+
+
+def telemetry_directory(env: Any):
+    """The environment's telemetry directory; BadInput when observed verification is off or not from files."""
+    settings = env.config.telemetry if env.config is not None else None
+    if settings is None:
+        raise BadInput(f"observed verification is off for {env.name}: slotgen.yaml has no "
+                       f"environments.{env.name}.telemetry (files: DIR)")
+    if settings.files is None:
+        raise BadInput(f"{env.name}: telemetry from Prometheus ({settings.prometheus}) is not read by this "
+                       "version; use 'telemetry: {files: DIR}'")
+    return env.workspace.root / settings.files
+
+
+def observe(env: Any, state: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Judge the window of `env` whose log stands at `state` (SPEC section 12), once."""
+    now = now or now_utc()
+    directory = telemetry_directory(env)
+    runbook = env.workspace.runbook
+    settings = runbook.observed
+    controls = Controls.from_mapping(state["controls"])
+    allowlist = load_allowlist(controls.allowlist_path, base=env.workspace.root)
+    changed_at = parse_utc_or_none(state.get("lastChangeAt")) or now - HOUR
+    expected = Expected(env=env.name, kill_engaged=controls.kill_engaged, feature_on=controls.feature_on,
+                        rollout=controls.rollout, allowlist_version=allowlist.version,
+                        latency_bound_ms=runbook.latency_bound_ms(controls.rollout or 0), changed_at=changed_at)
+    params = Params(propagation_seconds=settings.propagationSeconds, min_events=settings.minEvents,
+                    min_gate_events=settings.minGateEvents, min_openai_events=settings.minOpenaiEvents,
+                    max_error_rate=settings.maxErrorRate, srm_alpha=settings.srmAlpha)
+    reading = read_directory(directory, changed_at - HOUR - timedelta(seconds=params.propagation_seconds), now)
+    judgement = judge_window(reading, expected, params, now)
+    judgement["telemetry"] = str(directory)
+    judgement["required"] = settings.required_for(env.name)
+    return judgement
