@@ -17,7 +17,7 @@ from ..contract import Controls
 from ..errors import BadInput
 from ..runtime.allowlist_file import load_allowlist
 from .events import read_directory
-from .observed import HOUR, Expected, Params, judge_window
+from .observed import HOUR, Expected, judge_window
 
 __all__ = ["observe", "telemetry_directory"]
 
@@ -46,10 +46,8 @@ def observe(env: Any, state: dict[str, Any], now: datetime | None = None) -> dic
     expected = Expected(env=env.name, kill_engaged=controls.kill_engaged, feature_on=controls.feature_on,
                         rollout=controls.rollout, allowlist_version=allowlist.version,
                         latency_bound_ms=runbook.latency_bound_ms(controls.rollout or 0), changed_at=changed_at)
-    params = Params(propagation_seconds=settings.propagationSeconds, min_events=settings.minEvents,
-                    min_gate_events=settings.minGateEvents, min_openai_events=settings.minOpenaiEvents,
-                    max_error_rate=settings.maxErrorRate, srm_alpha=settings.srmAlpha)
-    reading = read_directory(directory, changed_at - HOUR - timedelta(seconds=params.propagation_seconds), now)
+    params = settings
+    reading = read_directory(directory, changed_at - HOUR - timedelta(seconds=params.propagationSeconds), now)
     judgement = judge_window(reading, expected, params, now)
     judgement["telemetry"] = str(directory)
     judgement["required"] = settings.required_for(env.name)

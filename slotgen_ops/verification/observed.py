@@ -23,28 +23,17 @@ from typing import Any
 
 from ..clock import utc_display
 from ..contract import bucket
+from ..runbook.runbook import ObservedSettings as Params
 from .bounds import binomial_p_value, quantile_verdict, rate_bounds
 from .events import Event, Reading
 
-__all__ = ["ALPHA", "CHECKS", "Expected", "Params", "judge_window"]
+__all__ = ["ALPHA", "CHECKS", "Expected", "judge_window"]
 
 ALPHA = 0.01  # the bounds are at 99%
 PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE = "pass", "fail", "inconclusive", "not-applicable"
 CHECKS = ("observed-schema", "observed-controls", "observed-exposure", "observed-share", "observed-errors",
           "observed-latency", "observed-volume")
 HOUR = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class Params:
-    """The runbook's `observed:` parameters (the values `slotgen init` writes are the defaults)."""
-
-    propagation_seconds: float = 5.0
-    min_events: int = 100
-    min_gate_events: int = 100
-    min_openai_events: int = 30
-    max_error_rate: float = 0.05
-    srm_alpha: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -143,13 +132,13 @@ def _share(events: list[Event], expected: Expected, params: Params) -> dict[str,
         return _check("observed-share", NOT_APPLICABLE, off, gateEvents=len(gate), openai=openai)
     rollout = expected.rollout
     share = 0.0 if rollout is None else 1.0 if rollout in (0, 100) else rollout / 100
-    if len(gate) < params.min_gate_events:
-        return _check("observed-share", INCONCLUSIVE, f"{len(gate)} of {params.min_gate_events} events at the "
+    if len(gate) < params.minGateEvents:
+        return _check("observed-share", INCONCLUSIVE, f"{len(gate)} of {params.minGateEvents} events at the "
                       "rollout gate", gateEvents=len(gate), openai=openai, expected=share)
     p_value = binomial_p_value(openai, len(gate), share)
     seen = f"{openai} of {len(gate)} on OpenAI ({openai / len(gate):.1%}) against {share:.0%}"
-    if p_value < params.srm_alpha:
-        return _check("observed-share", FAIL, f"{seen}: p = {p_value:.2g} < {params.srm_alpha}",
+    if p_value < params.srmAlpha:
+        return _check("observed-share", FAIL, f"{seen}: p = {p_value:.2g} < {params.srmAlpha}",
                       gateEvents=len(gate), openai=openai, expected=share, pValue=p_value)
     return _check("observed-share", PASS, f"{seen}: p = {p_value:.2g}", gateEvents=len(gate), openai=openai,
                   expected=share, pValue=p_value)
@@ -159,8 +148,8 @@ def _not_yet(name: str, openai: list[Event], expected: Expected, params: Params,
     """An OpenAI-path check that does not apply (the AI path is off) or waits for more events; None: judge it."""
     if (off := _off(expected)) is not None:
         return _check(name, NOT_APPLICABLE, off, openai=len(openai), **counts)
-    if len(openai) < params.min_openai_events:
-        return _check(name, INCONCLUSIVE, f"{len(openai)} of {params.min_openai_events} OpenAI-path events",
+    if len(openai) < params.minOpenaiEvents:
+        return _check(name, INCONCLUSIVE, f"{len(openai)} of {params.minOpenaiEvents} OpenAI-path events",
                       openai=len(openai), **counts)
     return None
 
@@ -171,11 +160,11 @@ def _errors(openai: list[Event], expected: Expected, params: Params) -> dict[str
         return early
     lower, upper = rate_bounds(failed, len(openai), ALPHA)
     seen = (f"{failed} of {len(openai)} failed; the rate is within [{lower:.2%}, {upper:.2%}] (99%), the limit "
-            f"{params.max_error_rate:.2%}")
+            f"{params.maxErrorRate:.2%}")
     counts = {"openai": len(openai), "failed": failed, "lower": lower, "upper": upper}
-    if lower > params.max_error_rate:
+    if lower > params.maxErrorRate:
         return _check("observed-errors", FAIL, seen, **counts)
-    if upper <= params.max_error_rate:
+    if upper <= params.maxErrorRate:
         return _check("observed-errors", PASS, seen, **counts)
     return _check("observed-errors", INCONCLUSIVE, seen + ": the interval straddles it", **counts)
 
@@ -196,15 +185,15 @@ def _latency(openai: list[Event], expected: Expected, params: Params) -> dict[st
 def _volume(events: list[Event], reading: Reading, params: Params) -> dict[str, Any]:
     if reading.unavailable is not None:
         return _check("observed-volume", INCONCLUSIVE, reading.unavailable, events=0)
-    if len(events) < params.min_events:
-        return _check("observed-volume", INCONCLUSIVE, f"{len(events)} of {params.min_events} events in the window",
+    if len(events) < params.minEvents:
+        return _check("observed-volume", INCONCLUSIVE, f"{len(events)} of {params.minEvents} events in the window",
                       events=len(events))
     return _check("observed-volume", PASS, f"{len(events)} events in the window", events=len(events))
 
 
 def judge_window(reading: Reading, expected: Expected, params: Params, now: datetime) -> dict[str, Any]:
     """The judgement of the window that starts `propagationSeconds` after the last change, up to `now`."""
-    start = expected.changed_at + timedelta(seconds=params.propagation_seconds)
+    start = expected.changed_at + timedelta(seconds=params.propagationSeconds)
     events = [e for e in reading.events if start <= e.ts]
     per_host = Counter(e.host for e in events)
     silent = sorted(host for host, seen in reading.last_seen.items()

@@ -15,11 +15,12 @@ from slotgen_ops.clock import utc
 from slotgen_ops.contract import bucket
 from slotgen_ops.runtime.telemetry import JsonlTelemetrySink
 from slotgen_ops.verification.events import MAX_LINE, read_directory
-from slotgen_ops.verification.observed import Expected, Params, judge_window
+from slotgen_ops.runbook.runbook import ObservedSettings
+from slotgen_ops.verification.observed import Expected, judge_window
 
 CHANGED = datetime(2026, 12, 7, 12, 0, 0, tzinfo=timezone.utc)
 NOW = CHANGED + timedelta(minutes=10)
-PARAMS = Params()
+PARAMS = ObservedSettings()
 LIVE = dict(env="staging", kill_engaged=False, feature_on=True, rollout=5, allowlist_version="beta-1",
             latency_bound_ms=2000, changed_at=CHANGED)
 
@@ -144,7 +145,7 @@ def test_a_host_silent_since_the_change_holds_controls_inconclusive(tmp_path):
 
 
 def test_events_before_the_window_are_not_judged(tmp_path):
-    early = CHANGED + timedelta(seconds=PARAMS.propagation_seconds - 1)
+    early = CHANGED + timedelta(seconds=PARAMS.propagationSeconds - 1)
     write(tmp_path, "host-a", healthy(300) + [event("old", rollout=1, ts=early)])
     result = judged(tmp_path)
     assert outcome_of(result, "observed-controls")["outcome"] == "pass" and result["events"] == 300
