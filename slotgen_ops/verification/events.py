@@ -36,11 +36,12 @@ from typing import Any
 
 from ..clock import parse_utc_or_none
 
-__all__ = ["Event", "MAX_LINE", "Reading", "SKEW_S", "read_directory"]
+__all__ = ["Event", "HOST", "MAX_LINE", "Reading", "SKEW_S", "read_directory"]
 
 MAX_LINE = 64 * 1024  # bytes: an event is a few hundred
 SKEW_S = 5.0          # seconds a host's clock may run ahead of this one's
-_FILE = re.compile(r"^(?P<host>[A-Za-z0-9][A-Za-z0-9._-]{0,127})\.jsonl(?:\.(?P<n>[0-9]{1,6}))?$")
+HOST = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # a host's name, as its file names it
+_FILE = re.compile(rf"^(?P<host>{HOST})\.jsonl(?:\.(?P<n>[0-9]{{1,6}}))?$")
 _CHUNK = 1 << 16
 
 
