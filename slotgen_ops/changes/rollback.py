@@ -30,7 +30,8 @@ ROLLBACK_LOCK_WAIT_S = 1.0
 
 
 def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_record: str | None, dry_run: bool,
-             verifier: Verifier | None, start: float | None = None, early: dict[str, Any] | None = None) -> Result:
+             verifier: Verifier | None, start: float | None = None, early: dict[str, Any] | None = None,
+             evidence: dict[str, Any] | None = None) -> Result:
     """Engage the kill-switch in one action, from any state (SPEC sections 2 and 6).
 
     Never refused and never waits: the kill-switch is written first, without
@@ -38,7 +39,8 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
     in the audit log if the lock comes within a second and the log can take
     it, else in the break-glass journal. Exit 5 only if the controls cannot be
     written. `early`: what the entry point's kill-switch-first write did
-    (`cli.entry.early_rollback`); the kill-switch is written again here anyway.
+    (`cli.entry.early_rollback`); the kill-switch is written again here anyway. `evidence`: what a guard
+    saw that made it roll back (kept in the entry's details, the trigger being "guard").
     """
     from .controls_file import KillSwitchNotEngaged
 
@@ -98,7 +100,9 @@ def rollback(env: Environment, *, actor: Actor, reason: str | None, decision_rec
     hooks.point("rollback-engaged")
     info: dict[str, Any] = {"auditSeq": None, "engaged": True, "old": old, "new": values[KILL_VAR],
                             "engagedMs": engaged_ms, "written": how, "reason": reason}
-    details = {"trigger": "operator", "engagedMs": int(engaged_ms), "written": how}
+    details: dict[str, Any] = {"trigger": "operator", "engagedMs": int(engaged_ms), "written": how}
+    if evidence is not None:
+        details.update(trigger="guard", evidence=evidence)
     problem = _record_rollback(env, actor, old, reason, dr, details, info, warnings)
     info["controlsFile"] = where["controlsFile"]
     result = Result(ok=True, change=change, audit_seq=info["auditSeq"], rollback=info, warnings=warnings,

@@ -113,10 +113,10 @@ def _root(
 
 def _register() -> None:
     from . import (audit, change, decide, demo, endpoint, exposure, init_cmd, plan, render_cmd, state, status,
-                   traffic_cmd)
+                   traffic_cmd, guard_cmd)
 
     for module in (init_cmd, status, change, decide, exposure, plan, audit, render_cmd, state, demo, endpoint,
-                   traffic_cmd):
+                   traffic_cmd, guard_cmd):
         module.register(app)
 
 

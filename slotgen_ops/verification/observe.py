@@ -19,7 +19,7 @@ from ..runtime.allowlist_file import load_allowlist
 from .events import read_directory
 from .observed import HOUR, Expected, judge_window
 
-__all__ = ["observe", "telemetry_directory"]
+__all__ = ["evidence", "observe", "telemetry_directory"]
 
 
 def telemetry_directory(env: Any):
@@ -50,4 +50,15 @@ def observe(env: Any, state: dict[str, Any], now: datetime | None = None) -> dic
     judgement = judge_window(reading, expected, settings, now)
     judgement["telemetry"] = str(directory)
     judgement["required"] = settings.required_for(env.name)
+    return judgement
+
+
+def evidence(judgement: Any) -> Any:
+    """`judgement` as an audit entry can keep it: canonical JSON has no floats, so each is a decimal string."""
+    if isinstance(judgement, float):
+        return f"{judgement:.6g}"
+    if isinstance(judgement, dict):
+        return {key: evidence(value) for key, value in judgement.items()}
+    if isinstance(judgement, list):
+        return [evidence(value) for value in judgement]
     return judgement

@@ -217,3 +217,14 @@ def test_a_directory_that_is_a_file_is_named(tmp_path):
     result = judged(tmp_path / "telemetry")
     assert outcome_of(result, "observed-volume")["detail"].endswith("not a directory")
     assert result["outcome"] == "inconclusive"
+
+
+def test_the_evidence_an_entry_keeps_is_canonical_json(tmp_path):
+    from slotgen_ops.audit.canonical import canonical_bytes
+    from slotgen_ops.verification.observe import evidence
+
+    write(tmp_path, "host-a", healthy(2000))
+    kept = evidence(judged(tmp_path))
+    canonical_bytes(kept)  # no float survives: canonical JSON refuses them
+    share = outcome_of(kept, "observed-share")
+    assert share["expected"] == "0.05" and isinstance(share["pValue"], str)
