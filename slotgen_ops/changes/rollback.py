@@ -354,5 +354,5 @@ def _journal_quietly(env: Environment, actor: Actor, old: Any, reason: str, dr: 
                            reason=reason, details={**(details or {}), "breakGlass": True, "problem": problem})
     try:
         return BreakGlassJournal(env).append(fields)
-    except (IntegrityFailure, OSError, ValueError):
+    except (IntegrityFailure, BadInput, OSError, ValueError):  # BadInput: fields canonical JSON cannot hold
         return None

@@ -172,3 +172,14 @@ def test_a_hand_edit_is_named_with_the_command_that_repairs_it(ws):
         Workspace(ws.root).environment("staging").snapshot()
     assert caught.value.remedy == "slotgen audit repair --env staging"
     assert 'FEATURE_SLOTGEN_AI recorded "false", found "true"' in str(caught.value)
+
+
+def test_a_rollback_whose_evidence_no_record_can_hold_still_engages_and_says_so(ws):
+    """Canonical JSON has no floats: neither the log nor the journal can take this entry. The kill-switch is
+    engaged all the same, the rollback succeeds (exit 0), and the operator is told it is recorded nowhere."""
+    root = ws.root
+    done = rollback(Workspace(root).environment("staging"), actor=demo_actor(ws, "oncall"), reason="guard: test",
+                    decision_record=None, dry_run=False, verifier=None, evidence={"rate": 0.05})
+    assert done.ok and done.exit_code == 0 and done.audit_seq is None
+    assert b"SLOTGEN_AI_KILL=true" in (root / "environments" / "staging.env").read_bytes()
+    assert any("NOT RECORDED anywhere" in w for w in done.warnings)
