@@ -1,5 +1,5 @@
 """Executing a job as the runtime does: executors (stub, OpenAI), telemetry sinks, schema validation,
-the runtime's allowlist file, and the rehearsal endpoint (an OpenAI-compatible server on 127.0.0.1)."""
+the runtime's allowlist file, the rehearsal endpoint (OpenAI-compatible, 127.0.0.1) and rehearsal hosts."""
 
 from ..lazy import exports
 
@@ -13,6 +13,7 @@ _WHERE = {
     "Runtime": "executor",
     "StubExecutor": "executor",
     "TelemetrySink": "telemetry",
+    "TrafficHost": "traffic",
     "load_allowlist": "allowlist_file",
 }
 __all__ = sorted(_WHERE)
