@@ -160,3 +160,72 @@ def test_lines_at_and_over_the_bound_and_what_follows_a_long_one(tmp_path):
     assert _lines(tmp_path, over + b"\nb\n") == [(1, None), (2, b"b")]
     huge = b"a" * (ev.MAX_LINE * 3)
     assert _lines(tmp_path, huge + b"\nnext\n" + b"tail") == [(1, None), (2, b"next")]
+
+
+# -- reading a directory: every problem counted, nothing after it lost -----------------------------------------
+
+def _write_lines(path, lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def _doc(job: str, ts) -> bytes:
+    import json
+
+    return json.dumps(event(job, ts=ts)).encode()
+
+
+def test_every_bad_line_is_counted_and_the_good_lines_after_each_are_read(tmp_path):
+    good = [_doc(f"g-{i}", AT) for i in range(6)]
+    lines = [good[0], b"{nope", good[1], b'{"event": 1}', good[2], _doc("late", NOW + timedelta(seconds=9)), good[3],
+             b"a" * (ev.MAX_LINE + 1), good[4], good[5]]
+    _write_lines(tmp_path / "h.jsonl", lines)
+    reading = ev.read_directory(tmp_path, CHANGED, NOW)
+    assert len(reading.events) == 6 and reading.problem_count == 4
+    assert [p.split(": ", 1)[0].rsplit(":", 1)[1] for p in reading.problems] == ["2", "4", "6", "8"]
+    assert reading.problems[1].startswith(f"{tmp_path / 'h.jsonl'}:4: not a valid event (")
+
+
+def test_the_first_twenty_problems_are_kept_and_all_are_counted(tmp_path):
+    _write_lines(tmp_path / "h.jsonl", [b"{nope"] * 25)
+    reading = ev.read_directory(tmp_path, CHANGED, NOW)
+    assert reading.problem_count == 25 and len(reading.problems) == 20
+
+
+def test_the_clock_skew_allowance_and_the_window_start_are_exact(tmp_path):
+    edge = NOW + timedelta(seconds=ev.SKEW_S)
+    over = NOW + timedelta(seconds=ev.SKEW_S, microseconds=1000)
+    _write_lines(tmp_path / "h.jsonl", [_doc("at-since", CHANGED), _doc("before", CHANGED - timedelta(milliseconds=1)),
+                                       _doc("edge", edge), _doc("over", over)])
+    reading = ev.read_directory(tmp_path, CHANGED, NOW)
+    assert [e.doc["jobId"] for e in reading.events] == ["at-since", "edge"]
+    assert reading.problem_count == 1 and "over" not in reading.problems[0] and ":4: ts" in reading.problems[0]
+    assert reading.last_seen == {"h": edge}  # the latest valid event, even one before the window
+
+
+def test_rotations_are_read_oldest_first_a_line_read_twice_counts_once_and_hosts_are_their_files(tmp_path):
+    first, second, third = _doc("a", AT), _doc("b", AT + timedelta(seconds=1)), _doc("c", AT + timedelta(seconds=2))
+    _write_lines(tmp_path / "h.jsonl.2", [first])
+    _write_lines(tmp_path / "h.jsonl.1", [first, second])  # a copy of a line already read (a rotation mid-read)
+    _write_lines(tmp_path / "h.jsonl", [third])
+    _write_lines(tmp_path / "g.jsonl", [first])
+    reading = ev.read_directory(tmp_path, CHANGED, NOW)
+    assert [(e.host, e.doc["jobId"]) for e in reading.events] == [("g", "a"), ("h", "a"), ("h", "b"), ("h", "c")]
+    assert reading.events[1].where == f"{tmp_path / 'h.jsonl.2'}:1"
+    assert reading.last_seen == {"g": AT, "h": AT + timedelta(seconds=2)}
+    assert [host for host, _, _ in ev._files(tmp_path)] == ["g", "h", "h", "h"]
+    assert [rotation for _, rotation, _ in ev._files(tmp_path)] == [-1, 2, 1, -1]
+
+
+def test_what_is_not_a_file_of_events_is_named_by_kind(tmp_path):
+    (tmp_path / "d.jsonl").mkdir()
+    os.symlink("/dev/null", tmp_path / "n.jsonl")
+    reading = ev.read_directory(tmp_path, CHANGED, NOW)
+    assert sorted(reading.problems) == [f"{tmp_path / 'd.jsonl'}: a directory, not a file of events",
+                                        f"{tmp_path / 'n.jsonl'}: not a regular file, not a file of events"]
+
+
+def test_a_file_that_cannot_be_opened_is_named(tmp_path):
+    os.symlink(tmp_path / "nowhere" / "x", tmp_path / "loop.jsonl")
+    os.symlink(tmp_path / "self.jsonl", tmp_path / "self.jsonl")
+    reading = ev.read_directory(tmp_path, CHANGED, NOW)
+    assert reading.problems == [f"{tmp_path / 'self.jsonl'}: cannot read it (Too many levels of symbolic links)"]
