@@ -5,6 +5,7 @@ names the stale one from what the hosts wrote (SPEC section 12)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from datetime import timedelta
@@ -47,7 +48,10 @@ def test_a_host_follows_a_rollback_within_a_second_and_a_stale_one_is_named(live
     assert run.code == 0, run.stdout + run.stderr
     outputs = [proc.communicate(timeout=60) for proc in hosts]
     assert [proc.returncode for proc in hosts] == [0, 0], outputs
-    assert "controls re-read 1 time(s)" in outputs[0][0] and "controls re-read 0 time(s)" in outputs[1][0]
+    # A rollback writes the controls file twice (the kill-switch first, then the head of the entry recording it):
+    # a host may see both writes or only the last one, so it re-reads once or twice; a stale host never does.
+    assert re.search(r"controls re-read [12] time\(s\)", outputs[0][0]), outputs[0][0]
+    assert "controls re-read 0 time(s)" in outputs[1][0]
 
     entries = [json.loads(line) for line in (live / "environments" / "staging.audit.jsonl").read_text().splitlines()]
     rolled_back = parse_utc(next(e for e in reversed(entries) if e["action"] == "rollback")["ts"])
