@@ -36,7 +36,7 @@ from typing import Any, TextIO
 
 from ..errors import IntegrityFailure
 from ..files import hooks
-from ..files.atomic import atomic_write, check_regular, fsync_directory
+from ..files.atomic import atomic_write, check_regular, fsync_directory, identity as file_identity
 from .append import complete, extends, utc_timestamp
 from .logtail import _pread_all, _Tail, checked_head, read_tail
 from .review import (
@@ -249,11 +249,7 @@ class AuditLog:
 
     def identity(self) -> list[int] | None:
         """The file's identity (device, inode, size, mtime, ctime): any write changes it; None if missing."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        return file_identity(self.path)
 
     def count(self) -> int:
         """Number of entries, from the head's ``seq`` (0 for an empty log)."""

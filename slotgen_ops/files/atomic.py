@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import hooks
 
-__all__ = ["UnsafeFile", "atomic_write", "check_regular", "clean_stale_temps", "fault_point", "read_bounded",
+__all__ = ["UnsafeFile", "atomic_write", "check_regular", "clean_stale_temps", "fault_point", "identity", "read_bounded",
            "temp_path_for", "unlink_quietly", "write_temp"]
 
 _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
@@ -167,6 +167,16 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
     return f"{n} bytes"
+
+
+def identity(path: Path | str) -> list[int] | None:
+    """A file's identity (device, inode, size, mtime, ctime), following symlinks: any write or replacement
+    changes it. None when there is nothing there (or it cannot be looked at)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def fsync_directory(directory: Path) -> None:

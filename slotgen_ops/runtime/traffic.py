@@ -14,7 +14,6 @@ It never writes the environment: only `<telemetry dir>/<host>.jsonl`.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 
 from ..contract import Controls
 from ..files import envgrammar
-from ..files.atomic import UnsafeFile, read_bounded
+from ..files.atomic import UnsafeFile, identity, read_bounded
 from .allowlist_file import load_allowlist
 from .executor import Runtime
 from .telemetry import JsonlTelemetrySink
@@ -31,14 +30,6 @@ from .telemetry import JsonlTelemetrySink
 __all__ = ["REREAD_S", "TrafficHost"]
 
 REREAD_S = 0.5
-
-
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def read_env_file(path: Path) -> dict[str, str | None]:
@@ -62,7 +53,7 @@ class TrafficHost:
         self.jobs, self.fresh_ids = jobs, fresh_ids
         self.sink = JsonlTelemetrySink(Path(telemetry_dir) / f"{host}.jsonl")
         self.runtime = Runtime(Controls.from_mapping({}), load_allowlist(None), executor_config, self.sink, env)
-        self.seen: tuple[int, int, int] | None = None
+        self.seen: list[int] | None = None
         self.rereads = 0
         self.counts = {"jobs": 0, "openai": 0, "failed": 0}
         self._looked = float("-inf")
@@ -73,14 +64,15 @@ class TrafficHost:
         if not force and (self.stale or now - self._looked < REREAD_S):
             return
         self._looked = now
-        identity = _identity(self.controls_path)
-        if not force and identity == self.seen:
+        seen = identity(self.controls_path)
+        if not force and seen == self.seen:
             return
-        self.seen = identity
+        self.seen = seen
         controls = Controls.from_mapping(read_env_file(self.controls_path))
         self.runtime.controls = controls
         self.runtime.allowlist = load_allowlist(controls.allowlist_path, base=self.allowlist_base)
-        self.rereads += 0 if force else 1
+        if not force:
+            self.rereads += 1
 
     def _job(self, n: int) -> dict[str, Any]:
         job = dict(self.jobs[n % len(self.jobs)])

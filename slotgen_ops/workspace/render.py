@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, IntegrityFailure
-from ..files.atomic import atomic_write
+from ..files.atomic import atomic_write, identity
 from ..changes.controls_file import read_raw, target_of
 
 
@@ -215,17 +215,16 @@ def _said_write(env: Any, output: Path, say: Say, why: str, said: dict[str, Any]
 
 
 def _watch_files(env: Any, output: Path, say: Say, stop: Callable[[], bool]) -> None:
-    def identity() -> Any:
+    def current_identity() -> list[int] | None:
         try:
-            st = target_of(env.controls_path).stat()
-            return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        except OSError:
+            return identity(target_of(env.controls_path))
+        except OSError:  # nothing there, or an unsafe symlink (UnsafeFile is an OSError)
             return None
 
     seen: Any = None
     why = "start"
     while not stop():
-        now = identity()
+        now = current_identity()
         if why == "start" or now != seen:
             _said_write(env, output, say, why)
             seen, why = now, "changed"
