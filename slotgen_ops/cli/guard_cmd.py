@@ -59,12 +59,12 @@ def guard(
 
     Example: slotgen guard --env production --interval 10 --operator oncall
     """
-    from ..changes.chain import require_sound
     from ..changes.rollback import rollback
     from ..policy.authority import Actor, resolve_actor
-    from ..verification.observe import evidence, observe, telemetry_directory
+    from ..verification.observe import evidence, telemetry_directory
     from ..workspace import Workspace
     from .common import console, escape, warn
+    from .observed_cmd import judge
     from .output import json_text
 
     environment = Workspace.locate(workspace).environment(env)
@@ -77,23 +77,23 @@ def guard(
         signal.signal(signum, lambda signum, _frame: stopped.append(signum))
     out = console()
     while not stopped:
-        require_sound(environment)
-        judgement = observe(environment, environment.snapshot().state)
+        judgement = judge(environment)
         if json_out:
             print(json_text(judgement), flush=True)
         else:
             out.print(escape(_line(judgement)), soft_wrap=True)
             out.file.flush()
         if judgement["outcome"] == "fail":
-            result = rollback(environment, actor=actor, reason=_reason(judgement), decision_record=None,
+            reason = _reason(judgement)
+            result = rollback(environment, actor=actor, reason=reason, decision_record=None,
                               dry_run=False, verifier=None, evidence=evidence(judgement))
             for warning in result.warnings:
                 warn(warning)
             done = result.rollback or {}
-            message = (f"guard rolled back {env}: {_reason(judgement)}; kill-switch engaged "
+            message = (f"guard rolled back {env}: {reason}; kill-switch engaged "
                        f"({done.get('written')}), audit seq {done.get('auditSeq')}")
             if json_out:
-                print(json_text({"rolledBack": True, "reason": _reason(judgement), "auditSeq": done.get("auditSeq"),
+                print(json_text({"rolledBack": True, "reason": reason, "auditSeq": done.get("auditSeq"),
                                  "engagedMs": done.get("engagedMs")}), flush=True)
             else:
                 out.print(escape(message), soft_wrap=True)
@@ -101,8 +101,8 @@ def guard(
         if once:
             return EXIT_OK if judgement["outcome"] == "pass" else EXIT_REFUSED
         deadline = time.monotonic() + interval
-        while not stopped and time.monotonic() < deadline:
-            time.sleep(min(0.1, deadline - time.monotonic()) if deadline > time.monotonic() else 0)
+        while not stopped and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.1, left))
     return EXIT_OK
 
 

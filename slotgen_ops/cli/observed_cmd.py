@@ -11,21 +11,26 @@ from typing import Any
 from ..errors import EXIT_OK, EXIT_REFUSED, EXIT_VERIFICATION_FAILED, BadInput
 from .output import console, emit_json, escape
 
-__all__ = ["verify_observed"]
+__all__ = ["judge", "verify_observed"]
 
 EXIT = {"pass": EXIT_OK, "fail": EXIT_VERIFICATION_FAILED, "inconclusive": EXIT_REFUSED}
 MARK = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "inconclusive": "[yellow]inconclusive[/]",
         "not-applicable": "[dim]n/a[/]"}
 
 
-def verify_observed(environment: Any, decision_record: str | None, json_out: bool) -> int:
+def judge(environment: Any) -> dict[str, Any]:
+    """One judgement of the environment's window, against the state its whole (checked) log records."""
     from ..changes.chain import require_sound
     from ..verification.observe import observe
 
+    require_sound(environment)  # the whole log, as every command that judges the environment
+    return observe(environment, environment.snapshot().state)
+
+
+def verify_observed(environment: Any, decision_record: str | None, json_out: bool) -> int:
     if decision_record is not None:
         raise BadInput("verify --observed does not record yet: run it without --decision-record (it only judges)")
-    require_sound(environment)  # the whole log, as every command that judges the environment
-    judgement = observe(environment, environment.snapshot().state)
+    judgement = judge(environment)
     if json_out:
         emit_json(judgement)
         return EXIT[judgement["outcome"]]

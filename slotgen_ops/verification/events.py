@@ -24,6 +24,7 @@ Nothing here trusts the directory:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -63,7 +64,7 @@ class Reading:
     problem_count: int = 0                                  # all of them; `problems` keeps the first few
     last_seen: dict[str, datetime] = field(default_factory=dict)
     unavailable: str | None = None                          # the directory itself could not be read: why
-    seen: set[tuple[str, bytes]] = field(default_factory=set, repr=False)
+    seen: set[bytes] = field(default_factory=set, repr=False)  # a digest of each (host, line) read
 
     def problem(self, text: str) -> None:
         self.problem_count += 1
@@ -142,7 +143,7 @@ def _read_file(reading: Reading, host: str, path: Path, since: datetime, until: 
                 reading.problem(f"{where}: ts {doc['ts']} is {(ts - until).total_seconds():.0f} s in the future "
                                 f"(a host clock ahead by more than {SKEW_S:.0f} s)")
                 continue
-            key = (host, line)
+            key = hashlib.blake2b(host.encode() + b"\n" + line, digest_size=16).digest()
             if key in reading.seen:
                 continue  # the same line under its rotated name, read again after a rotation
             reading.seen.add(key)

@@ -46,7 +46,8 @@ def observe(env: Any, state: dict[str, Any], now: datetime | None = None) -> dic
     expected = Expected(env=env.name, kill_engaged=controls.kill_engaged, feature_on=controls.feature_on,
                         rollout=controls.rollout, allowlist_version=allowlist.version,
                         latency_bound_ms=runbook.latency_bound_ms(controls.rollout or 0), changed_at=changed_at)
-    reading = read_directory(directory, changed_at - HOUR - timedelta(seconds=settings.propagationSeconds), now)
+    # Only the window's events are kept; when each host was last seen is taken from every line read.
+    reading = read_directory(directory, changed_at + timedelta(seconds=settings.propagationSeconds), now)
     judgement = judge_window(reading, expected, settings, now)
     judgement["telemetry"] = str(directory)
     judgement["required"] = settings.required_for(env.name)

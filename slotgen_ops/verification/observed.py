@@ -23,7 +23,7 @@ from typing import Any
 
 from ..clock import utc_display
 from ..contract import bucket
-from ..runbook.runbook import ObservedSettings as Params
+from ..runbook.runbook import ObservedSettings
 from .bounds import binomial_p_value, quantile_verdict, rate_bounds
 from .events import Event, Reading
 
@@ -64,6 +64,11 @@ def _carried(doc: dict[str, Any]) -> tuple[Any, ...]:
     return (doc["killSwitch"], doc["featureFlag"], doc["rolloutPercent"], doc["allowlistVersion"], doc["env"])
 
 
+def _recorded(expected: Expected) -> tuple[Any, ...]:
+    """What a host carrying the recorded controls reports, in `_carried`'s order."""
+    return (expected.kill_engaged, expected.feature_on, expected.rollout, expected.allowlist_version, expected.env)
+
+
 def _where(event: Event) -> str:
     return f"{event.host} at {utc_display(event.ts)} ({event.where})"
 
@@ -76,7 +81,7 @@ def _schema(reading: Reading) -> dict[str, Any]:
 
 
 def _controls(events: list[Event], expected: Expected, silent: list[str]) -> dict[str, Any]:
-    want = (expected.kill_engaged, expected.feature_on, expected.rollout, expected.allowlist_version, expected.env)
+    want = _recorded(expected)
     stale: dict[str, Event] = {}
     for event in events:
         if _carried(event.doc) != want:
@@ -125,7 +130,7 @@ def _off(expected: Expected) -> str | None:
     return None
 
 
-def _share(events: list[Event], expected: Expected, params: Params) -> dict[str, Any]:
+def _share(events: list[Event], expected: Expected, params: ObservedSettings) -> dict[str, Any]:
     gate = [e for e in events if e.doc["decidedBy"] in ("rollout", None)]
     openai = sum(1 for e in gate if e.doc["path"] == "openai")
     if (off := _off(expected)) is not None:
@@ -144,7 +149,7 @@ def _share(events: list[Event], expected: Expected, params: Params) -> dict[str,
                   expected=share, pValue=p_value)
 
 
-def _not_yet(name: str, openai: list[Event], expected: Expected, params: Params, **counts: Any) -> dict | None:
+def _not_yet(name: str, openai: list[Event], expected: Expected, params: ObservedSettings, **counts: Any) -> dict | None:
     """An OpenAI-path check that does not apply (the AI path is off) or waits for more events; None: judge it."""
     if (off := _off(expected)) is not None:
         return _check(name, NOT_APPLICABLE, off, openai=len(openai), **counts)
@@ -154,7 +159,7 @@ def _not_yet(name: str, openai: list[Event], expected: Expected, params: Params,
     return None
 
 
-def _errors(openai: list[Event], expected: Expected, params: Params) -> dict[str, Any]:
+def _errors(openai: list[Event], expected: Expected, params: ObservedSettings) -> dict[str, Any]:
     failed = sum(1 for e in openai if e.doc["outcome"] == "FAILED")
     if (early := _not_yet("observed-errors", openai, expected, params, failed=failed)) is not None:
         return early
@@ -169,7 +174,7 @@ def _errors(openai: list[Event], expected: Expected, params: Params) -> dict[str
     return _check("observed-errors", INCONCLUSIVE, seen + ": the interval straddles it", **counts)
 
 
-def _latency(openai: list[Event], expected: Expected, params: Params) -> dict[str, Any]:
+def _latency(openai: list[Event], expected: Expected, params: ObservedSettings) -> dict[str, Any]:
     limit = expected.latency_bound_ms
     within = sum(1 for e in openai if e.doc["latencyMs"] <= limit)
     if (early := _not_yet("observed-latency", openai, expected, params, within=within)) is not None:
@@ -182,7 +187,7 @@ def _latency(openai: list[Event], expected: Expected, params: Params) -> dict[st
                   lower=lower, upper=upper, boundMs=limit)
 
 
-def _volume(events: list[Event], reading: Reading, params: Params) -> dict[str, Any]:
+def _volume(events: list[Event], reading: Reading, params: ObservedSettings) -> dict[str, Any]:
     if reading.unavailable is not None:
         return _check("observed-volume", INCONCLUSIVE, reading.unavailable, events=0)
     if len(events) < params.minEvents:
@@ -191,14 +196,14 @@ def _volume(events: list[Event], reading: Reading, params: Params) -> dict[str, 
     return _check("observed-volume", PASS, f"{len(events)} events in the window", events=len(events))
 
 
-def judge_window(reading: Reading, expected: Expected, params: Params, now: datetime) -> dict[str, Any]:
+def judge_window(reading: Reading, expected: Expected, params: ObservedSettings, now: datetime) -> dict[str, Any]:
     """The judgement of the window that starts `propagationSeconds` after the last change, up to `now`."""
     start = expected.changed_at + timedelta(seconds=params.propagationSeconds)
     events = [e for e in reading.events if start <= e.ts]
     per_host = Counter(e.host for e in events)
     silent = sorted(host for host, seen in reading.last_seen.items()
                     if host not in per_host and expected.changed_at - HOUR <= seen < start)
-    want = (expected.kill_engaged, expected.feature_on, expected.rollout, expected.allowlist_version, expected.env)
+    want = _recorded(expected)
     last: dict[str, Event] = {e.host: e for e in events}
     hosts = [{"host": host, "events": per_host.get(host, 0), "lastSeen": utc_display(seen),
               "current": host in last and _carried(last[host].doc) == want}
